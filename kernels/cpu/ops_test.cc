@@ -1,0 +1,73 @@
+#include "kernels/cpu/ops.h"
+
+#include <cmath>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace tierserve::cpu {
+namespace {
+
+TEST(OpsTest, RmsNormHandComputed) {
+  // mean(x^2) = (1 + 4 + 9 + 16) / 4 = 7.5
+  const float x[4] = {1, -2, 3, 4};
+  const float w[4] = {1, 2, 0.5f, -1};
+  float y[4];
+  RmsNorm(x, w, y, 4, 0.0f);
+  const float r = 1.0f / std::sqrt(7.5f);
+  EXPECT_NEAR(y[0], 1 * r, 1e-6);
+  EXPECT_NEAR(y[1], -4 * r, 1e-6);
+  EXPECT_NEAR(y[2], 1.5f * r, 1e-6);
+  EXPECT_NEAR(y[3], -4 * r, 1e-6);
+}
+
+TEST(OpsTest, LayerNormHandComputed) {
+  // mean 2.5, var = (2.25 + 0.25 + 0.25 + 2.25)/4 = 1.25
+  const float x[4] = {1, 2, 3, 4};
+  const float w[4] = {1, 1, 2, 1};
+  const float b[4] = {0, 1, 0, 0};
+  float y[4];
+  LayerNorm(x, w, b, y, 4, 0.0f);
+  const float s = 1.0f / std::sqrt(1.25f);
+  EXPECT_NEAR(y[0], -1.5f * s, 1e-6);
+  EXPECT_NEAR(y[1], -0.5f * s + 1, 1e-6);
+  EXPECT_NEAR(y[2], 2 * 0.5f * s, 1e-6);
+  EXPECT_NEAR(y[3], 1.5f * s, 1e-6);
+}
+
+TEST(OpsTest, SoftmaxIsStableAndNormalised) {
+  float x[3] = {1000.0f, 1001.0f, 999.0f};
+  Softmax(x, 3);
+  const double e = std::exp(1.0), z = 1 + e + std::exp(-1.0);
+  EXPECT_NEAR(x[0], 1 / z, 1e-6);
+  EXPECT_NEAR(x[1], e / z, 1e-6);
+  EXPECT_NEAR(x[2], std::exp(-1.0) / z, 1e-6);
+}
+
+TEST(OpsTest, SiluMulAndGelu) {
+  float g[2] = {0.0f, 2.0f};
+  const float u[2] = {3.0f, 0.5f};
+  SiluMul(g, u, 2);
+  EXPECT_NEAR(g[0], 0.0f, 1e-7);
+  EXPECT_NEAR(g[1], 2.0f / (1.0f + std::exp(-2.0f)) * 0.5f, 1e-6);
+  // gelu_tanh(1) = 0.5 (1 + tanh(0.7978845608 * 1.044715)) = 0.8411920
+  float x[2] = {1.0f, 0.0f};
+  GeluTanh(x, 2);
+  EXPECT_NEAR(x[0], 0.8411920f, 1e-6);
+  EXPECT_EQ(x[1], 0.0f);
+}
+
+TEST(OpsTest, RopeRotatesHalves) {
+  // One head of dim 4: pairs (0,2) and (1,3).
+  float x[4] = {1, 2, 3, 4};
+  const float c0 = std::cos(0.5f), s0 = std::sin(0.5f), c1 = std::cos(0.25f), s1 = std::sin(0.25f);
+  const float cs[4] = {c0, c1, s0, s1};
+  RopeRotateHalf(x, 1, 4, cs);
+  EXPECT_NEAR(x[0], 1 * c0 - 3 * s0, 1e-6);
+  EXPECT_NEAR(x[2], 3 * c0 + 1 * s0, 1e-6);
+  EXPECT_NEAR(x[1], 2 * c1 - 4 * s1, 1e-6);
+  EXPECT_NEAR(x[3], 4 * c1 + 2 * s1, 1e-6);
+}
+
+}  // namespace
+}  // namespace tierserve::cpu

@@ -1,0 +1,40 @@
+#include "runtime/base/thread_pool.h"
+
+#include <atomic>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace tierserve {
+namespace {
+
+TEST(ThreadPoolTest, CoversEveryIndexOnce) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {1, 5, 16, 17, 1000}) {
+      for (int64_t grain : {1, 4, 16}) {
+        std::vector<std::atomic<int>> hits(n);
+        pool.ParallelFor(
+            n,
+            [&](int64_t b, int64_t e) {
+              EXPECT_TRUE(b % grain == 0) << "chunk start " << b << " not on grain " << grain;
+              for (int64_t i = b; i < e; ++i) hits[i]++;
+            },
+            grain);
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i;
+      }
+    }
+  }
+}
+
+TEST(ThreadPoolTest, ManyBackToBackLoops) {
+  ThreadPool pool(2);
+  std::atomic<int64_t> total{0};
+  for (int r = 0; r < 2000; ++r) {
+    pool.ParallelFor(64, [&](int64_t b, int64_t e) { total += e - b; });
+  }
+  EXPECT_EQ(total.load(), 2000 * 64);
+}
+
+}  // namespace
+}  // namespace tierserve

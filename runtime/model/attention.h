@@ -1,0 +1,49 @@
+// Pieces of the forward pass shared by the architectures: how a batch of
+// sequences is flattened into rows, rotary tables, and causal attention over
+// each sequence's KV cache.
+#ifndef TIERSERVE_RUNTIME_MODEL_ATTENTION_H_
+#define TIERSERVE_RUNTIME_MODEL_ATTENTION_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "runtime/base/thread_pool.h"
+#include "runtime/model/causal_lm.h"
+
+namespace tierserve {
+
+// The batch flattened to T rows: row t is token tokens[t] of sequence seq[t]
+// at position pos[t]. logit_rows lists the rows whose logits are wanted, in
+// output order.
+struct BatchRows {
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> seq;
+  std::vector<int64_t> pos;
+  std::vector<int64_t> logit_rows;
+
+  // Flattens `batch`, checking every precondition of CausalLM::Forward.
+  absl::Status Build(absl::Span<const SequenceInput> batch, const ModelConfig& config);
+  int64_t size() const { return static_cast<int64_t>(tokens.size()); }
+};
+
+// Rotary frequencies for the rotate-half convention, as HF computes them in
+// fp32 (with llama3 or linear scaling when configured).
+std::vector<float> RopeInverseFrequencies(const ModelConfig& config);
+
+// Fills cos_sin[0..d/2) with cos(pos*f) and [d/2..d) with sin(pos*f).
+void RopeCosSin(const std::vector<float>& inv_freq, int64_t pos, float* cos_sin);
+
+// For every row t and head h: softmax(q_t,h . K[0..pos_t]^T * scale) V[0..pos_t],
+// reading keys/values of `layer` from the row's sequence cache. Query head h
+// reads kv head h / (num_heads / num_kv_heads).
+// q and out are [T, num_heads * head_dim]. The caches must already hold the
+// row's own key and value.
+void CausalAttention(const BatchRows& rows, absl::Span<const SequenceInput> batch, int64_t layer,
+                     const float* q, int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
+                     float* out, ThreadPool* pool);
+
+}  // namespace tierserve
+
+#endif  // TIERSERVE_RUNTIME_MODEL_ATTENTION_H_

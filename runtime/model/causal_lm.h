@@ -1,0 +1,49 @@
+// The interface every architecture implements: a forward pass over a batch of
+// sequences, each bringing new tokens and its own KV cache.
+#ifndef TIERSERVE_RUNTIME_MODEL_CAUSAL_LM_H_
+#define TIERSERVE_RUNTIME_MODEL_CAUSAL_LM_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "runtime/model/kv_cache.h"
+#include "runtime/model/model_config.h"
+
+namespace tierserve {
+
+// One sequence's share of a forward pass.
+struct SequenceInput {
+  absl::Span<const int32_t> tokens;  // new tokens, at positions start_pos, start_pos+1, ...
+  int64_t start_pos = 0;             // tokens already in `cache`
+  KvCache* cache = nullptr;          // receives the new keys/values
+  bool all_logits = false;           // logits for every new token, not just the last
+};
+
+class CausalLM {
+ public:
+  virtual ~CausalLM() = default;
+
+  virtual const ModelConfig& config() const = 0;
+
+  // Runs every sequence's new tokens through the model and appends their
+  // keys/values to its cache. `logits` receives, sequence after sequence,
+  // one row of vocab_size floats per requested position (the last token, or
+  // all new tokens with all_logits).
+  // REQUIRES: start_pos + tokens.size() <= cache->capacity() and
+  //           <= config().max_position_embeddings; token ids < vocab_size.
+  // Not thread-safe: one forward at a time per model.
+  virtual absl::Status Forward(absl::Span<const SequenceInput> batch, std::vector<float>* logits) = 0;
+
+  // A cache sized for this model.
+  virtual std::unique_ptr<KvCache> NewCache(int64_t capacity) const = 0;
+
+  // Bytes of weights read by one forward step (each weight once).
+  virtual int64_t WeightBytes() const = 0;
+};
+
+}  // namespace tierserve
+
+#endif  // TIERSERVE_RUNTIME_MODEL_CAUSAL_LM_H_

@@ -1,0 +1,156 @@
+// The GPT-2 forward pass, top to bottom (pre-LN):
+//   x = wte(tokens) + wpe(positions)
+//   per layer:  q, k, v = split(c_attn(ln_1(x)));  x += c_proj(attention(q, k, v))
+//               x += mlp.c_proj(gelu_tanh(mlp.c_fc(ln_2(x))))
+//   logits = wte^T-tied head(ln_f(x))
+// Conv1D weights are stored [in, out]; they are transposed once at load.
+// Shapes: H hidden (n_embd), I = n_inner (4H), nh heads, hd = H/nh, V vocab, T rows.
+#include "runtime/model/gpt2.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/ops.h"
+#include "runtime/base/status_macros.h"
+#include "runtime/model/attention.h"
+#include "runtime/model/linear.h"
+
+namespace tierserve {
+namespace {
+
+struct Gpt2Layer {
+  F32Weight ln_1_w, ln_1_b;  // [H]
+  Linear c_attn;             // [3H, H] (stored [H, 3H])
+  Linear attn_proj;          // [H, H]
+  F32Weight ln_2_w, ln_2_b;  // [H]
+  Linear c_fc;               // [I, H]
+  Linear mlp_proj;           // [H, I]
+};
+
+struct Gpt2RunState {
+  std::vector<float> x;    // [T, H] residual stream
+  std::vector<float> xn;   // [T, H]
+  std::vector<float> qkv;  // [T, 3H]
+  std::vector<float> q;    // [T, H]
+  std::vector<float> att;  // [T, H]
+  std::vector<float> h;    // [T, I]
+  std::vector<float> last; // [L, H]
+};
+
+class Gpt2 final : public CausalLM {
+ public:
+  Gpt2(ModelConfig config, ThreadPool* pool) : c_(std::move(config)), pool_(pool) {}
+
+  absl::Status Load(const WeightSource& src) {
+    const int64_t H = c_.hidden_size, I = c_.intermediate_size;
+    TS_ASSIGN_OR_RETURN(F32Weight wte, src.Load("transformer.wte.weight", {c_.vocab_size, H}));
+    lm_head_ = Linear::FromWeight(std::move(wte));
+    TS_ASSIGN_OR_RETURN(wpe_, src.Load("transformer.wpe.weight", {c_.max_position_embeddings, H}));
+    TS_ASSIGN_OR_RETURN(ln_f_w_, src.Load("transformer.ln_f.weight", {H}));
+    TS_ASSIGN_OR_RETURN(ln_f_b_, src.Load("transformer.ln_f.bias", {H}));
+    layers_.resize(c_.num_layers);
+    for (int64_t l = 0; l < c_.num_layers; ++l) {
+      const std::string p = absl::StrCat("transformer.h.", l, ".");
+      Gpt2Layer& L = layers_[l];
+      TS_ASSIGN_OR_RETURN(L.ln_1_w, src.Load(p + "ln_1.weight", {H}));
+      TS_ASSIGN_OR_RETURN(L.ln_1_b, src.Load(p + "ln_1.bias", {H}));
+      TS_ASSIGN_OR_RETURN(L.c_attn, Linear::Load(src, p + "attn.c_attn", H, 3 * H, true, true));
+      TS_ASSIGN_OR_RETURN(L.attn_proj, Linear::Load(src, p + "attn.c_proj", H, H, true, true));
+      TS_ASSIGN_OR_RETURN(L.ln_2_w, src.Load(p + "ln_2.weight", {H}));
+      TS_ASSIGN_OR_RETURN(L.ln_2_b, src.Load(p + "ln_2.bias", {H}));
+      TS_ASSIGN_OR_RETURN(L.c_fc, Linear::Load(src, p + "mlp.c_fc", H, I, true, true));
+      TS_ASSIGN_OR_RETURN(L.mlp_proj, Linear::Load(src, p + "mlp.c_proj", I, H, true, true));
+    }
+    return absl::OkStatus();
+  }
+
+  const ModelConfig& config() const override { return c_; }
+
+  std::unique_ptr<KvCache> NewCache(int64_t capacity) const override {
+    return std::make_unique<ContiguousKvCache>(c_.num_layers, capacity, c_.hidden_size);
+  }
+
+  int64_t WeightBytes() const override {
+    int64_t b = lm_head_.WeightBytes();
+    for (const Gpt2Layer& L : layers_) {
+      b += L.c_attn.WeightBytes() + L.attn_proj.WeightBytes() + L.c_fc.WeightBytes() +
+           L.mlp_proj.WeightBytes() + 4 * c_.hidden_size * static_cast<int64_t>(sizeof(float));
+    }
+    return b;
+  }
+
+  absl::Status Forward(absl::Span<const SequenceInput> batch, std::vector<float>* logits) override {
+    TS_RETURN_IF_ERROR(rows_.Build(batch, c_));
+    const int64_t T = rows_.size(), H = c_.hidden_size, I = c_.intermediate_size;
+    const int64_t nh = c_.num_heads, hd = c_.head_dim;
+    Gpt2RunState& s = state_;
+    s.x.resize(T * H);
+    s.xn.resize(T * H);
+    s.qkv.resize(T * 3 * H);
+    s.q.resize(T * H);
+    s.att.resize(T * H);
+    s.h.resize(T * I);
+
+    const float* wte = lm_head_.weight_data();
+    for (int64_t t = 0; t < T; ++t) {
+      const float* e = wte + static_cast<int64_t>(rows_.tokens[t]) * H;
+      const float* p = wpe_.data() + rows_.pos[t] * H;
+      for (int64_t i = 0; i < H; ++i) s.x[t * H + i] = e[i] + p[i];
+    }
+
+    for (int64_t l = 0; l < c_.num_layers; ++l) {
+      const Gpt2Layer& L = layers_[l];
+      // Attention block.
+      for (int64_t t = 0; t < T; ++t)
+        cpu::LayerNorm(&s.x[t * H], L.ln_1_w.data(), L.ln_1_b.data(), &s.xn[t * H], H, c_.norm_eps);
+      L.c_attn.Forward(s.xn.data(), T, s.qkv.data(), pool_);
+      for (int64_t t = 0; t < T; ++t) {
+        const float* row = &s.qkv[t * 3 * H];
+        KvCache* cache = batch[rows_.seq[t]].cache;
+        std::memcpy(&s.q[t * H], row, sizeof(float) * H);
+        std::memcpy(cache->KeyRow(l, rows_.pos[t]), row + H, sizeof(float) * H);
+        std::memcpy(cache->ValueRow(l, rows_.pos[t]), row + 2 * H, sizeof(float) * H);
+      }
+      CausalAttention(rows_, batch, l, s.q.data(), nh, nh, hd, s.att.data(), pool_);
+      L.attn_proj.Forward(s.att.data(), T, s.xn.data(), pool_);
+      cpu::AddInPlace(s.x.data(), s.xn.data(), T * H);
+      // MLP block.
+      for (int64_t t = 0; t < T; ++t)
+        cpu::LayerNorm(&s.x[t * H], L.ln_2_w.data(), L.ln_2_b.data(), &s.xn[t * H], H, c_.norm_eps);
+      L.c_fc.Forward(s.xn.data(), T, s.h.data(), pool_);
+      cpu::GeluTanh(s.h.data(), T * I);
+      L.mlp_proj.Forward(s.h.data(), T, s.xn.data(), pool_);
+      cpu::AddInPlace(s.x.data(), s.xn.data(), T * H);
+    }
+
+    const int64_t n_out = static_cast<int64_t>(rows_.logit_rows.size());
+    s.last.resize(n_out * H);
+    for (int64_t i = 0; i < n_out; ++i) {
+      cpu::LayerNorm(&s.x[rows_.logit_rows[i] * H], ln_f_w_.data(), ln_f_b_.data(), &s.last[i * H], H,
+                     c_.norm_eps);
+    }
+    logits->resize(n_out * c_.vocab_size);
+    lm_head_.Forward(s.last.data(), n_out, logits->data(), pool_);
+    return absl::OkStatus();
+  }
+
+ private:
+  ModelConfig c_;
+  ThreadPool* pool_;
+  Linear lm_head_;  // tied to wte [V, H]
+  F32Weight wpe_;   // [n_positions, H]
+  F32Weight ln_f_w_, ln_f_b_;
+  std::vector<Gpt2Layer> layers_;
+  BatchRows rows_;
+  Gpt2RunState state_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CausalLM>> LoadGpt2(const WeightSource& src, ThreadPool* pool) {
+  auto model = std::make_unique<Gpt2>(src.config(), pool);
+  TS_RETURN_IF_ERROR(model->Load(src));
+  return model;
+}
+
+}  // namespace tierserve

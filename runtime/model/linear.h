@@ -1,0 +1,50 @@
+// y = x W^T (+ b) over a batch of rows: the layer every weight matrix of a
+// model goes through. The weight's storage format and residence belong to the
+// Linear, so quantized formats and offloaded residence plug in here without
+// the architectures noticing.
+//
+// Thread-safety: Forward is const and may run concurrently on different data.
+#ifndef TIERSERVE_RUNTIME_MODEL_LINEAR_H_
+#define TIERSERVE_RUNTIME_MODEL_LINEAR_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "runtime/base/thread_pool.h"
+#include "runtime/model/weight_source.h"
+
+namespace tierserve {
+
+class Linear {
+ public:
+  Linear() = default;
+
+  // Loads `<name>.weight` as [out, in] (or as a Conv1D [in, out] when
+  // `conv1d`), and `<name>.bias` [out] when `bias`.
+  static absl::StatusOr<Linear> Load(const WeightSource& src, const std::string& name,
+                                     int64_t in_features, int64_t out_features, bool bias,
+                                     bool conv1d = false);
+  // A Linear over an already loaded [out, in] weight (a tied embedding).
+  static Linear FromWeight(F32Weight weight);
+
+  // y[M, out] = x[M, in] W^T + b. Rows are contiguous (strides in, out).
+  void Forward(const float* x, int64_t M, float* y, ThreadPool* pool) const;
+
+  // The [out, in] weight, for an embedding tied to this layer.
+  const float* weight_data() const { return weight_.data(); }
+  int64_t in_features() const { return in_; }
+  int64_t out_features() const { return out_; }
+  // Bytes of weights one Forward reads.
+  int64_t WeightBytes() const;
+
+ private:
+  int64_t in_ = 0;
+  int64_t out_ = 0;
+  F32Weight weight_;  // [out, in]
+  F32Weight bias_;    // [out] or empty
+};
+
+}  // namespace tierserve
+
+#endif  // TIERSERVE_RUNTIME_MODEL_LINEAR_H_

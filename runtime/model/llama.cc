@@ -1,0 +1,182 @@
+// The Llama forward pass, top to bottom:
+//   x = embed(tokens)
+//   per layer:  x += o_proj(attention(rope(q_proj(rms(x))), rope(k_proj(rms(x))), v_proj(rms(x))))
+//               x += down_proj(silu(gate_proj(rms(x))) * up_proj(rms(x)))
+//   logits = lm_head(rms(x))
+// Shapes: H hidden, I intermediate, nh heads, nkv kv heads, hd head dim,
+// V vocab, T rows in the batch.
+#include "runtime/model/llama.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/ops.h"
+#include "runtime/base/status_macros.h"
+#include "runtime/model/attention.h"
+#include "runtime/model/linear.h"
+
+namespace tierserve {
+namespace {
+
+struct LlamaLayer {
+  F32Weight input_norm;  // [H]
+  Linear q_proj;         // [nh*hd, H]
+  Linear k_proj;         // [nkv*hd, H]
+  Linear v_proj;         // [nkv*hd, H]
+  Linear o_proj;         // [H, nh*hd]
+  F32Weight post_norm;   // [H]
+  Linear gate_proj;      // [I, H]
+  Linear up_proj;        // [I, H]
+  Linear down_proj;      // [H, I]
+};
+
+// Activations for T rows; resized per forward, reused across steps.
+struct LlamaRunState {
+  std::vector<float> x;       // [T, H] residual stream
+  std::vector<float> xn;      // [T, H] normed
+  std::vector<float> q;       // [T, nh*hd]
+  std::vector<float> k;       // [T, nkv*hd]
+  std::vector<float> v;       // [T, nkv*hd]
+  std::vector<float> att;     // [T, nh*hd]
+  std::vector<float> gate;    // [T, I]
+  std::vector<float> up;      // [T, I]
+  std::vector<float> cos_sin; // [T, hd]
+  std::vector<float> last;    // [L, H] normed rows that need logits
+};
+
+class Llama final : public CausalLM {
+ public:
+  Llama(ModelConfig config, ThreadPool* pool) : c_(std::move(config)), pool_(pool) {}
+
+  absl::Status Load(const WeightSource& src) {
+    const int64_t H = c_.hidden_size, I = c_.intermediate_size, hd = c_.head_dim;
+    const int64_t qd = c_.num_heads * hd, kvd = c_.num_kv_heads * hd;
+    const bool ab = c_.attention_bias, mb = c_.mlp_bias;
+    if (c_.tie_word_embeddings) {
+      TS_ASSIGN_OR_RETURN(F32Weight emb, src.Load("model.embed_tokens.weight", {c_.vocab_size, H}));
+      lm_head_ = Linear::FromWeight(std::move(emb));
+    } else {
+      TS_ASSIGN_OR_RETURN(embed_, src.Load("model.embed_tokens.weight", {c_.vocab_size, H}));
+      TS_ASSIGN_OR_RETURN(lm_head_, Linear::Load(src, "lm_head", H, c_.vocab_size, false));
+    }
+    embed_rows_ = embed_.empty() ? lm_head_.weight_data() : embed_.data();
+    TS_ASSIGN_OR_RETURN(final_norm_, src.Load("model.norm.weight", {H}));
+    layers_.resize(c_.num_layers);
+    for (int64_t l = 0; l < c_.num_layers; ++l) {
+      const std::string p = absl::StrCat("model.layers.", l, ".");
+      LlamaLayer& L = layers_[l];
+      TS_ASSIGN_OR_RETURN(L.input_norm, src.Load(p + "input_layernorm.weight", {H}));
+      TS_ASSIGN_OR_RETURN(L.q_proj, Linear::Load(src, p + "self_attn.q_proj", H, qd, ab));
+      TS_ASSIGN_OR_RETURN(L.k_proj, Linear::Load(src, p + "self_attn.k_proj", H, kvd, ab));
+      TS_ASSIGN_OR_RETURN(L.v_proj, Linear::Load(src, p + "self_attn.v_proj", H, kvd, ab));
+      TS_ASSIGN_OR_RETURN(L.o_proj, Linear::Load(src, p + "self_attn.o_proj", qd, H, ab));
+      TS_ASSIGN_OR_RETURN(L.post_norm, src.Load(p + "post_attention_layernorm.weight", {H}));
+      TS_ASSIGN_OR_RETURN(L.gate_proj, Linear::Load(src, p + "mlp.gate_proj", H, I, mb));
+      TS_ASSIGN_OR_RETURN(L.up_proj, Linear::Load(src, p + "mlp.up_proj", H, I, mb));
+      TS_ASSIGN_OR_RETURN(L.down_proj, Linear::Load(src, p + "mlp.down_proj", I, H, mb));
+    }
+    inv_freq_ = RopeInverseFrequencies(c_);
+    return absl::OkStatus();
+  }
+
+  const ModelConfig& config() const override { return c_; }
+
+  std::unique_ptr<KvCache> NewCache(int64_t capacity) const override {
+    return std::make_unique<ContiguousKvCache>(c_.num_layers, capacity, c_.num_kv_heads * c_.head_dim);
+  }
+
+  int64_t WeightBytes() const override {
+    int64_t b = lm_head_.WeightBytes();
+    for (const LlamaLayer& L : layers_) {
+      b += L.q_proj.WeightBytes() + L.k_proj.WeightBytes() + L.v_proj.WeightBytes() +
+           L.o_proj.WeightBytes() + L.gate_proj.WeightBytes() + L.up_proj.WeightBytes() +
+           L.down_proj.WeightBytes() + 2 * c_.hidden_size * static_cast<int64_t>(sizeof(float));
+    }
+    return b;
+  }
+
+  absl::Status Forward(absl::Span<const SequenceInput> batch, std::vector<float>* logits) override {
+    TS_RETURN_IF_ERROR(rows_.Build(batch, c_));
+    const int64_t T = rows_.size(), H = c_.hidden_size, I = c_.intermediate_size;
+    const int64_t hd = c_.head_dim, nh = c_.num_heads, nkv = c_.num_kv_heads;
+    const int64_t qd = nh * hd, kvd = nkv * hd;
+    LlamaRunState& s = state_;
+    s.x.resize(T * H);
+    s.xn.resize(T * H);
+    s.q.resize(T * qd);
+    s.k.resize(T * kvd);
+    s.v.resize(T * kvd);
+    s.att.resize(T * qd);
+    s.gate.resize(T * I);
+    s.up.resize(T * I);
+    s.cos_sin.resize(T * hd);
+
+    for (int64_t t = 0; t < T; ++t) {
+      std::memcpy(&s.x[t * H], embed_rows_ + static_cast<int64_t>(rows_.tokens[t]) * H, sizeof(float) * H);
+      RopeCosSin(inv_freq_, rows_.pos[t], &s.cos_sin[t * hd]);
+    }
+
+    for (int64_t l = 0; l < c_.num_layers; ++l) {
+      const LlamaLayer& L = layers_[l];
+      // Attention block.
+      RmsNormRows(s.x.data(), L.input_norm.data(), s.xn.data(), T);
+      L.q_proj.Forward(s.xn.data(), T, s.q.data(), pool_);
+      L.k_proj.Forward(s.xn.data(), T, s.k.data(), pool_);
+      L.v_proj.Forward(s.xn.data(), T, s.v.data(), pool_);
+      for (int64_t t = 0; t < T; ++t) {
+        cpu::RopeRotateHalf(&s.q[t * qd], nh, hd, &s.cos_sin[t * hd]);
+        cpu::RopeRotateHalf(&s.k[t * kvd], nkv, hd, &s.cos_sin[t * hd]);
+        KvCache* cache = batch[rows_.seq[t]].cache;
+        std::memcpy(cache->KeyRow(l, rows_.pos[t]), &s.k[t * kvd], sizeof(float) * kvd);
+        std::memcpy(cache->ValueRow(l, rows_.pos[t]), &s.v[t * kvd], sizeof(float) * kvd);
+      }
+      CausalAttention(rows_, batch, l, s.q.data(), nh, nkv, hd, s.att.data(), pool_);
+      L.o_proj.Forward(s.att.data(), T, s.xn.data(), pool_);
+      cpu::AddInPlace(s.x.data(), s.xn.data(), T * H);
+      // MLP block.
+      RmsNormRows(s.x.data(), L.post_norm.data(), s.xn.data(), T);
+      L.gate_proj.Forward(s.xn.data(), T, s.gate.data(), pool_);
+      L.up_proj.Forward(s.xn.data(), T, s.up.data(), pool_);
+      cpu::SiluMul(s.gate.data(), s.up.data(), T * I);
+      L.down_proj.Forward(s.gate.data(), T, s.xn.data(), pool_);
+      cpu::AddInPlace(s.x.data(), s.xn.data(), T * H);
+    }
+
+    // Logits only for the rows that asked for them.
+    const int64_t n_out = static_cast<int64_t>(rows_.logit_rows.size());
+    s.last.resize(n_out * H);
+    for (int64_t i = 0; i < n_out; ++i) {
+      cpu::RmsNorm(&s.x[rows_.logit_rows[i] * H], final_norm_.data(), &s.last[i * H], H, c_.norm_eps);
+    }
+    logits->resize(n_out * c_.vocab_size);
+    lm_head_.Forward(s.last.data(), n_out, logits->data(), pool_);
+    return absl::OkStatus();
+  }
+
+ private:
+  void RmsNormRows(const float* x, const float* w, float* y, int64_t T) {
+    const int64_t H = c_.hidden_size;
+    for (int64_t t = 0; t < T; ++t) cpu::RmsNorm(x + t * H, w, y + t * H, H, c_.norm_eps);
+  }
+
+  ModelConfig c_;
+  ThreadPool* pool_;
+  F32Weight embed_;              // [V, H] when not tied
+  const float* embed_rows_ = nullptr;
+  Linear lm_head_;               // [V, H]
+  F32Weight final_norm_;         // [H]
+  std::vector<LlamaLayer> layers_;
+  std::vector<float> inv_freq_;  // [hd/2]
+  BatchRows rows_;
+  LlamaRunState state_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CausalLM>> LoadLlama(const WeightSource& src, ThreadPool* pool) {
+  auto model = std::make_unique<Llama>(src.config(), pool);
+  TS_RETURN_IF_ERROR(model->Load(src));
+  return model;
+}
+
+}  // namespace tierserve

@@ -1,0 +1,162 @@
+// SmolLM2-135M-Instruct (Q4_1 GGUF) against the two references whose outputs
+// tests/conformance/make_smollm2_goldens.py committed:
+//  - transformers on the dequantized GGUF: fp32 math on the exact weights, so
+//    the logits must agree closely;
+//  - llama.cpp, which quantizes activations to 8 bits inside its Q4_1 dot
+//    products: a close, not exact, reference; the argmax must agree except at
+//    near-ties.
+// The model file comes from scripts/fetch_model.sh (the test command runs it).
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "runtime/base/thread_pool.h"
+#include "runtime/generate/chat_prompt.h"
+#include "runtime/generate/generator.h"
+#include "runtime/model/model_loader.h"
+
+namespace tierserve {
+namespace {
+
+using json = nlohmann::json;
+constexpr char kModel[] = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+json ReadJson(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return json::parse(ss.str());
+}
+
+// Top entries as (id, logit), best first.
+using Top = std::vector<std::pair<int32_t, double>>;
+Top ParseTop(const json& j) {
+  Top t;
+  for (const json& e : j) t.emplace_back(e[0].get<int32_t>(), e[1].get<double>());
+  return t;
+}
+
+class SmolLm2Test : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!std::filesystem::exists(kModel)) return;
+    pool_ = new ThreadPool(2);
+    absl::StatusOr<LoadedModel> m = LoadModel(kModel, pool_);
+    ASSERT_TRUE(m.ok()) << m.status();
+    loaded_ = new LoadedModel(std::move(*m));
+  }
+  static void TearDownTestSuite() {
+    delete loaded_;
+    delete pool_;
+    loaded_ = nullptr;
+    pool_ = nullptr;
+  }
+  void SetUp() override {
+    if (loaded_ == nullptr) GTEST_FAIL() << kModel << " is missing: run scripts/fetch_model.sh";
+  }
+  static ThreadPool* pool_;
+  static LoadedModel* loaded_;
+};
+ThreadPool* SmolLm2Test::pool_ = nullptr;
+LoadedModel* SmolLm2Test::loaded_ = nullptr;
+
+TEST_F(SmolLm2Test, ConfigMatchesTheFile) {
+  const ModelConfig& c = loaded_->model->config();
+  EXPECT_EQ(c.num_layers, 30);
+  EXPECT_EQ(c.hidden_size, 576);
+  EXPECT_EQ(c.intermediate_size, 1536);
+  EXPECT_EQ(c.num_heads, 9);
+  EXPECT_EQ(c.num_kv_heads, 3);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.vocab_size, 49152);
+  EXPECT_EQ(c.max_position_embeddings, 8192);
+  EXPECT_FLOAT_EQ(c.rope_theta, 100000.0f);
+  EXPECT_TRUE(c.tie_word_embeddings);
+}
+
+TEST_F(SmolLm2Test, TeacherForcedLogitsMatchBothReferences) {
+  const json golden = ReadJson("tests/data/smollm2/golden.json");
+  CausalLM& model = *loaded_->model;
+  const int64_t V = model.config().vocab_size;
+  double max_top5_diff = 0;
+  int64_t positions = 0, hf_decisive = 0, hf_argmax_agree = 0;
+  int64_t llama_agree = 0, llama_disagree_wide_margin = 0;
+  double worst_llama_margin_at_disagreement = 0;
+  for (const json& c : golden["cases"]) {
+    const std::vector<int32_t> ids = c["ids"].get<std::vector<int32_t>>();
+    // Our tokenizer reproduces the prompt tokens llama.cpp used.
+    const int64_t n_prompt = c["n_prompt"].get<int64_t>();
+    const std::vector<int32_t> prompt_ids(ids.begin(), ids.begin() + n_prompt);
+    EXPECT_EQ(loaded_->tokenizer->Encode(c["prompt"].get<std::string>()), prompt_ids)
+        << c["name"].get<std::string>();
+
+    auto cache = model.NewCache(static_cast<int64_t>(ids.size()));
+    SequenceInput in{ids, 0, cache.get(), true};
+    std::vector<float> logits;
+    ASSERT_TRUE(model.Forward({&in, 1}, &logits).ok());
+    for (size_t p = 0; p < ids.size(); ++p) {
+      const float* row = &logits[p * V];
+      const int32_t ours = static_cast<int32_t>(std::max_element(row, row + V) - row);
+      const Top hf = ParseTop(c["transformers_top"][p]);
+      const Top lc = ParseTop(c["llamacpp_top"][p]);
+      for (int k = 0; k < 5; ++k) max_top5_diff = std::max(max_top5_diff, std::fabs(row[hf[k].first] - hf[k].second));
+      ++positions;
+      if (hf[0].second - hf[1].second > 0.01) {
+        ++hf_decisive;
+        if (ours == hf[0].first) ++hf_argmax_agree;
+        else ADD_FAILURE() << c["name"] << " position " << p << ": argmax " << ours << " vs transformers "
+                           << hf[0].first << " (margin " << hf[0].second - hf[1].second << ")";
+      }
+      if (ours == lc[0].first) {
+        ++llama_agree;
+      } else {
+        const double margin = lc[0].second - lc[1].second;
+        worst_llama_margin_at_disagreement = std::max(worst_llama_margin_at_disagreement, margin);
+        if (margin >= 0.5) ++llama_disagree_wide_margin;
+      }
+    }
+  }
+  std::printf("SmolLM2 vs transformers: max |top-5 logit diff| = %.6f over %ld positions; argmax agrees at %ld/%ld decisive positions\n",
+              max_top5_diff, static_cast<long>(positions), static_cast<long>(hf_argmax_agree), static_cast<long>(hf_decisive));
+  std::printf("SmolLM2 vs llama.cpp: argmax agrees at %ld/%ld positions (%.1f%%); largest llama.cpp margin at a disagreement %.3f\n",
+              static_cast<long>(llama_agree), static_cast<long>(positions), 100.0 * llama_agree / positions,
+              worst_llama_margin_at_disagreement);
+  EXPECT_LE(max_top5_diff, 5e-3);
+  EXPECT_GE(llama_agree, 0.95 * positions);
+  EXPECT_EQ(llama_disagree_wide_margin, 0);
+}
+
+TEST_F(SmolLm2Test, ChatAnswersLikeTransformers) {
+  const json golden = ReadJson("tests/data/smollm2/chat_golden.json");
+  const Tokenizer& tok = *loaded_->tokenizer;
+  Generator gen(loaded_->model.get(), &tok);
+  for (const json& c : golden["cases"]) {
+    GenerationRequest req;
+    req.prompt = c["prompt_ids"].get<std::vector<int32_t>>();
+    if (c.value("default_system", false)) {
+      // The rendered chat prompt, default system message included, tokenizes
+      // to what transformers fed the model.
+      std::vector<ChatMessage> messages = {{"user", c["user"].get<std::string>()}};
+      absl::StatusOr<std::string> text = RenderChatPrompt(tok, messages);
+      ASSERT_TRUE(text.ok()) << text.status();
+      EXPECT_EQ(tok.Encode(*text), req.prompt);
+    }
+    const std::vector<int32_t> want = c["greedy_ids"].get<std::vector<int32_t>>();
+    req.max_new_tokens = static_cast<int32_t>(want.size());
+    req.sampling.temperature = 0;
+    req.ignore_eos = true;
+    absl::StatusOr<GenerationResult> r = gen.Generate(req);
+    ASSERT_TRUE(r.ok()) << r.status();
+    std::vector<int32_t> got;
+    for (const SampledToken& t : r->tokens) got.push_back(t.id);
+    EXPECT_EQ(got, want);
+    EXPECT_NE(r->text.find("Paris"), std::string::npos) << r->text;
+  }
+}
+
+}  // namespace
+}  // namespace tierserve

@@ -1,0 +1,171 @@
+#include "runtime/model/weight_source.h"
+
+#include <sys/stat.h>
+
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "runtime/base/status_macros.h"
+#include "runtime/format/gguf.h"
+#include "runtime/format/safetensors.h"
+
+namespace tierserve {
+
+int64_t F32Weight::size() const {
+  int64_t n = 1;
+  for (int64_t d : shape_) n *= d;
+  return n;
+}
+
+namespace {
+
+bool IsDirectory(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string ShapeString(const std::vector<int64_t>& s) {
+  return absl::StrCat("[", absl::StrJoin(s, ", "), "]");
+}
+
+}  // namespace
+
+std::string GgufLlamaName(const std::string& hf) {
+  static const std::pair<const char*, const char*> kTop[] = {
+      {"model.embed_tokens.weight", "token_embd.weight"},
+      {"model.norm.weight", "output_norm.weight"},
+      {"lm_head.weight", "output.weight"},
+  };
+  for (const auto& [h, g] : kTop)
+    if (hf == h) return g;
+  static const std::pair<const char*, const char*> kBlock[] = {
+      {"self_attn.q_proj", "attn_q"},       {"self_attn.k_proj", "attn_k"},
+      {"self_attn.v_proj", "attn_v"},       {"self_attn.o_proj", "attn_output"},
+      {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
+      {"mlp.down_proj", "ffn_down"},        {"input_layernorm", "attn_norm"},
+      {"post_attention_layernorm", "ffn_norm"},
+  };
+  constexpr absl::string_view kPrefix = "model.layers.";
+  if (!absl::StartsWith(hf, kPrefix)) return "";
+  const size_t dot = hf.find('.', kPrefix.size());
+  if (dot == std::string::npos) return "";
+  const std::string layer = hf.substr(kPrefix.size(), dot - kPrefix.size());
+  const std::string rest = hf.substr(dot + 1);  // e.g. "self_attn.q_proj.weight"
+  for (const auto& [h, g] : kBlock) {
+    for (const char* suffix : {".weight", ".bias"}) {
+      if (rest == absl::StrCat(h, suffix)) return absl::StrCat("blk.", layer, ".", g, suffix);
+    }
+  }
+  return "";
+}
+
+absl::StatusOr<std::unique_ptr<WeightSource>> WeightSource::Open(const std::string& path) {
+  std::unique_ptr<WeightSource> src(new WeightSource());
+  src->path_ = path;
+  if (IsDirectory(path)) {
+    TS_ASSIGN_OR_RETURN(src->config_, ReadHfConfig(path + "/config.json"));
+    TS_ASSIGN_OR_RETURN(src->store_, OpenSafetensors(path));
+  } else if (absl::EndsWith(path, ".gguf")) {
+    TS_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> g, GgufFile::Open(path));
+    TS_ASSIGN_OR_RETURN(src->config_, ReadGgufConfig(*g));
+    if (src->config_.arch != Architecture::kLlama) {
+      return absl::UnimplementedError(absl::StrCat(
+          path, ": GGUF models of architecture ", ArchitectureName(src->config_.arch),
+          " are not supported yet; supported in GGUF: llama"));
+    }
+    src->gguf_ = g.get();
+    src->store_ = std::move(g);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": not a model; expected a .gguf file or a folder with config.json and safetensors"));
+  }
+  return src;
+}
+
+const TensorView* WeightSource::Resolve(const std::string& hf_name, int64_t* permute_heads) const {
+  *permute_heads = 0;
+  if (gguf_ == nullptr) {
+    if (const TensorView* t = store_->Find(hf_name)) return t;
+    // GPT-2 checkpoints saved from GPT2Model have no "transformer." prefix.
+    constexpr absl::string_view kGpt2Prefix = "transformer.";
+    if (absl::StartsWith(hf_name, kGpt2Prefix)) return store_->Find(hf_name.substr(kGpt2Prefix.size()));
+    return nullptr;
+  }
+  const std::string g = GgufLlamaName(hf_name);
+  if (g.empty()) return nullptr;
+  if (absl::StrContains(g, ".attn_q.")) *permute_heads = config_.num_heads;
+  if (absl::StrContains(g, ".attn_k.")) *permute_heads = config_.num_kv_heads;
+  return gguf_->Find(g);
+}
+
+bool WeightSource::Has(const std::string& hf_name) const {
+  int64_t unused;
+  return Resolve(hf_name, &unused) != nullptr;
+}
+
+absl::StatusOr<F32Weight> WeightSource::Load(const std::string& hf_name,
+                                             const std::vector<int64_t>& shape,
+                                             bool transpose) const {
+  int64_t permute_heads = 0;
+  const TensorView* t = Resolve(hf_name, &permute_heads);
+  if (t == nullptr) {
+    return absl::NotFoundError(absl::StrCat(path_, ": missing tensor ", hf_name,
+                                            gguf_ ? absl::StrCat(" (GGUF name ", GgufLlamaName(hf_name), ")") : ""));
+  }
+  std::vector<int64_t> stored = shape;
+  if (transpose) {
+    if (shape.size() != 2) return absl::InternalError("transpose needs a 2-D tensor");
+    stored = {shape[1], shape[0]};
+  }
+  if (t->shape != stored) {
+    return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor ", t->name, " has shape ",
+                                                   ShapeString(t->shape), ", expected ",
+                                                   ShapeString(stored)));
+  }
+  F32Weight w;
+  w.shape_ = shape;
+  w.stored_bytes_ = static_cast<int64_t>(t->nbytes);
+  const int64_t n = t->NumElements();
+  const bool in_place = t->dtype == DType::kF32 && !transpose && permute_heads == 0 &&
+                        reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0;
+  if (in_place) {
+    w.data_ = reinterpret_cast<const float*>(t->data);
+    return w;
+  }
+  std::vector<float> buf(static_cast<size_t>(n));
+  TS_RETURN_IF_ERROR(ReadAsF32(*t, buf.data(), n));
+  if (transpose) {
+    const int64_t rows = stored[0], cols = stored[1];
+    w.owned_.resize(buf.size());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) w.owned_[c * rows + r] = buf[r * cols + c];
+  } else if (permute_heads > 0) {
+    // llama.cpp stores, within each head of d rows, HF row i (< d/2) at row 2i
+    // and HF row i + d/2 at row 2i+1. Put them back.
+    const int64_t rows = shape[0];
+    const int64_t cols = shape.size() > 1 ? shape[1] : 1;
+    if (rows % permute_heads != 0 || (rows / permute_heads) % 2 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          t->file, ": tensor ", t->name, " has ", rows, " rows, not a whole number of ",
+          permute_heads, " heads of even size"));
+    }
+    const int64_t d = rows / permute_heads, half = d / 2;
+    w.owned_.resize(buf.size());
+    for (int64_t h = 0; h < permute_heads; ++h) {
+      for (int64_t i = 0; i < half; ++i) {
+        const float* even = &buf[(h * d + 2 * i) * cols];
+        const float* odd = &buf[(h * d + 2 * i + 1) * cols];
+        std::memcpy(&w.owned_[(h * d + i) * cols], even, sizeof(float) * cols);
+        std::memcpy(&w.owned_[(h * d + half + i) * cols], odd, sizeof(float) * cols);
+      }
+    }
+  } else {
+    w.owned_ = std::move(buf);
+  }
+  w.data_ = w.owned_.data();
+  return w;
+}
+
+}  // namespace tierserve

@@ -1,0 +1,78 @@
+// Opens a model (a GGUF file or a HF folder) and hands out its tensors by HF
+// module path as fp32, whatever the file's names, layout and element type:
+// GGUF names are translated (`blk.3.attn_q.weight` is served as
+// `model.layers.3.self_attn.q_proj.weight`) and llama.cpp's Q/K row
+// permutation is undone, so one device map addresses both formats.
+//
+// Thread-safety: immutable after Open(); safe to share.
+#ifndef TIERSERVE_RUNTIME_MODEL_WEIGHT_SOURCE_H_
+#define TIERSERVE_RUNTIME_MODEL_WEIGHT_SOURCE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/format/weight_store.h"
+#include "runtime/model/model_config.h"
+
+namespace tierserve {
+
+class GgufFile;
+
+// fp32 weights: a view into a mapped file when the stored bytes are already
+// fp32 in the right layout and aligned, else an owned, converted copy.
+class F32Weight {
+ public:
+  F32Weight() = default;
+  const float* data() const { return data_; }
+  const std::vector<int64_t>& shape() const { return shape_; }
+  int64_t size() const;
+  bool empty() const { return data_ == nullptr; }
+  // Bytes the stored form occupies in its file (what a step reads if used in place).
+  int64_t stored_bytes() const { return stored_bytes_; }
+
+ private:
+  friend class WeightSource;
+  const float* data_ = nullptr;
+  std::vector<int64_t> shape_;
+  std::vector<float> owned_;
+  int64_t stored_bytes_ = 0;
+};
+
+class WeightSource {
+ public:
+  // `path` is a `.gguf` file or a folder with config.json + safetensors.
+  static absl::StatusOr<std::unique_ptr<WeightSource>> Open(const std::string& path);
+
+  const ModelConfig& config() const { return config_; }
+  const std::string& path() const { return path_; }
+  // The GGUF file, or nullptr for a HF folder.
+  const GgufFile* gguf() const { return gguf_; }
+
+  bool Has(const std::string& hf_name) const;
+
+  // The tensor `hf_name` as fp32 with exactly `shape` (PyTorch order).
+  // `transpose` turns a stored [a, b] into [b, a] (GPT-2's Conv1D weights).
+  // Errors name the file, the tensor and both shapes.
+  absl::StatusOr<F32Weight> Load(const std::string& hf_name, const std::vector<int64_t>& shape,
+                                 bool transpose = false) const;
+
+ private:
+  WeightSource() = default;
+  // The stored tensor behind `hf_name` and how to fix its rows, or nullptr.
+  const TensorView* Resolve(const std::string& hf_name, int64_t* permute_heads) const;
+
+  std::string path_;
+  ModelConfig config_;
+  std::unique_ptr<WeightStore> store_;
+  const GgufFile* gguf_ = nullptr;  // store_ when it is a GGUF file
+};
+
+// The GGUF tensor name of a HF llama tensor name ("" when there is none).
+std::string GgufLlamaName(const std::string& hf_name);
+
+}  // namespace tierserve
+
+#endif  // TIERSERVE_RUNTIME_MODEL_WEIGHT_SOURCE_H_

@@ -1,0 +1,106 @@
+#include "server/generate_command.h"
+
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "runtime/base/thread_pool.h"
+#include "runtime/generate/chat_prompt.h"
+#include "runtime/generate/generator.h"
+#include "runtime/model/model_loader.h"
+
+ABSL_FLAG(std::string, model, "", "Model to load: a .gguf file or a Hugging Face model folder.");
+ABSL_FLAG(std::string, prompt, "", "The prompt text (or the user message with --chat).");
+ABSL_FLAG(bool, chat, false, "Treat --prompt as a user message and apply the model's chat template.");
+ABSL_FLAG(std::string, system, "",
+          "System message for --chat (default: the template's own default, if any).");
+ABSL_FLAG(int32_t, max_new_tokens, 128, "Most tokens to generate.");
+ABSL_FLAG(float, temperature, 0.0f, "Sampling temperature; 0 decodes greedily.");
+ABSL_FLAG(int32_t, top_k, 0, "Keep the k most likely tokens (0: off).");
+ABSL_FLAG(float, top_p, 1.0f, "Nucleus sampling mass in (0, 1] (1: off).");
+ABSL_FLAG(float, min_p, 0.0f, "Drop tokens below min_p times the top probability (0: off).");
+ABSL_FLAG(float, repetition_penalty, 1.0f, "CTRL-style repetition penalty (1: off).");
+ABSL_FLAG(uint64_t, seed, 0, "Random seed; the same seed gives the same text.");
+ABSL_FLAG(std::vector<std::string>, stop, {}, "Comma-separated stop strings.");
+ABSL_FLAG(bool, ignore_eos, false, "Keep generating past the end-of-sequence token.");
+ABSL_FLAG(int32_t, threads, 0, "Worker threads (0: one per core).");
+ABSL_FLAG(bool, stats, true, "Print token counts and speeds to stderr at the end.");
+
+namespace tierserve {
+
+int RunGenerateCommand(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  std::string prog = "tierserve generate";
+  argv.push_back(prog.data());
+  std::vector<std::string> copy = args;
+  for (std::string& a : copy) argv.push_back(a.data());
+  absl::SetProgramUsageMessage(
+      "tierserve generate --model PATH --prompt TEXT [--chat] [sampling flags]\n"
+      "Loads a model and prints the completion of a prompt as it is generated.");
+  absl::ParseCommandLine(static_cast<int>(argv.size()), argv.data());
+
+  auto fail = [](const absl::Status& s) {
+    std::cerr << "tierserve generate: " << s.message() << "\n";
+    return 1;
+  };
+  const std::string path = absl::GetFlag(FLAGS_model);
+  if (path.empty()) return fail(absl::InvalidArgumentError("--model is required"));
+  if (absl::GetFlag(FLAGS_prompt).empty()) return fail(absl::InvalidArgumentError("--prompt is required"));
+  int threads = absl::GetFlag(FLAGS_threads);
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+
+  ThreadPool pool(threads);
+  absl::StatusOr<LoadedModel> loaded = LoadModel(path, &pool);
+  if (!loaded.ok()) return fail(loaded.status());
+  if (loaded->tokenizer == nullptr) {
+    return fail(absl::FailedPreconditionError(absl::StrCat(path, ": the model ships no tokenizer")));
+  }
+  const Tokenizer& tok = *loaded->tokenizer;
+
+  std::string text = absl::GetFlag(FLAGS_prompt);
+  if (absl::GetFlag(FLAGS_chat)) {
+    std::vector<ChatMessage> messages;
+    if (!absl::GetFlag(FLAGS_system).empty()) messages.push_back({"system", absl::GetFlag(FLAGS_system)});
+    messages.push_back({"user", text});
+    absl::StatusOr<std::string> rendered = RenderChatPrompt(tok, messages);
+    if (!rendered.ok()) return fail(rendered.status());
+    text = *rendered;
+  }
+
+  GenerationRequest req;
+  req.prompt = tok.Encode(text);
+  req.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
+  req.sampling.temperature = absl::GetFlag(FLAGS_temperature);
+  req.sampling.top_k = absl::GetFlag(FLAGS_top_k);
+  req.sampling.top_p = absl::GetFlag(FLAGS_top_p);
+  req.sampling.min_p = absl::GetFlag(FLAGS_min_p);
+  req.sampling.repetition_penalty = absl::GetFlag(FLAGS_repetition_penalty);
+  req.sampling.seed = absl::GetFlag(FLAGS_seed);
+  req.stop = absl::GetFlag(FLAGS_stop);
+  req.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
+
+  Generator gen(loaded->model.get(), &tok);
+  absl::StatusOr<GenerationResult> result = gen.Generate(req, [](const GenerationDelta& d) {
+    std::fwrite(d.text.data(), 1, d.text.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  });
+  std::fputc('\n', stdout);
+  if (!result.ok()) return fail(result.status());
+  if (absl::GetFlag(FLAGS_stats)) {
+    const size_t n = result->tokens.size();
+    std::cerr << absl::StrCat("[", result->prompt_tokens, " prompt tokens, ", n,
+                              " generated, finish: ", FinishReasonName(result->finish_reason),
+                              "; prefill ", result->prompt_tokens / std::max(1e-9, result->prefill_seconds),
+                              " tok/s, decode ",
+                              n > 1 ? (n - 1) / std::max(1e-9, result->decode_seconds) : 0.0,
+                              " tok/s, ", threads, " threads]\n");
+  }
+  return 0;
+}
+
+}  // namespace tierserve
