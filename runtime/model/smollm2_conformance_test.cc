@@ -135,17 +135,22 @@ TEST_F(SmolLm2Test, ChatAnswersLikeTransformers) {
   const Tokenizer& tok = *loaded_->tokenizer;
   Generator gen(loaded_->model.get(), &tok);
   for (const json& c : golden["cases"]) {
-    GenerationRequest req;
-    req.prompt = c["prompt_ids"].get<std::vector<int32_t>>();
-    if (c.value("default_system", false)) {
-      // The rendered chat prompt, default system message included, tokenizes
-      // to what transformers fed the model.
-      std::vector<ChatMessage> messages = {{"user", c["user"].get<std::string>()}};
+    const std::string label = c["label"].get<std::string>();
+    const std::string prompt = c["prompt"].get<std::string>();
+    if (label == "default_system") {
+      // Our rendering of the chat template, default system message included,
+      // is the prompt transformers fed the model.
+      std::vector<ChatMessage> messages = {{"user", golden["question"].get<std::string>()}};
       absl::StatusOr<std::string> text = RenderChatPrompt(tok, messages);
       ASSERT_TRUE(text.ok()) << text.status();
-      EXPECT_EQ(tok.Encode(*text), req.prompt);
+      EXPECT_EQ(*text, prompt);
     }
-    const std::vector<int32_t> want = c["greedy_ids"].get<std::vector<int32_t>>();
+    GenerationRequest req;
+    req.prompt = tok.Encode(prompt);
+    EXPECT_EQ(req.prompt, c["prompt_ids"].get<std::vector<int32_t>>()) << label;
+
+    // Greedy past EOS: the same 32 tokens as transformers.
+    const std::vector<int32_t> want = c["greedy"].get<std::vector<int32_t>>();
     req.max_new_tokens = static_cast<int32_t>(want.size());
     req.sampling.temperature = 0;
     req.ignore_eos = true;
@@ -153,8 +158,14 @@ TEST_F(SmolLm2Test, ChatAnswersLikeTransformers) {
     ASSERT_TRUE(r.ok()) << r.status();
     std::vector<int32_t> got;
     for (const SampledToken& t : r->tokens) got.push_back(t.id);
-    EXPECT_EQ(got, want);
-    EXPECT_NE(r->text.find("Paris"), std::string::npos) << r->text;
+    EXPECT_EQ(got, want) << label;
+
+    // Stopping at EOS: the answer text.
+    req.ignore_eos = false;
+    r = gen.Generate(req);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->finish_reason, FinishReason::kEos) << label;
+    EXPECT_EQ(r->text, c["answer"].get<std::string>()) << label;
   }
 }
 
