@@ -76,24 +76,19 @@ absl::StatusOr<GenerationResult> Generator::Generate(
     seq.push_back(tok.id);
     result.tokens.push_back(tok);
     const bool is_eos = !req.ignore_eos && std::find(eos.begin(), eos.end(), tok.id) != eos.end();
-    if (is_eos) {
-      StopMatcher::Result r = stop.Flush(detok.Finish());
-      emit(std::move(r.text), tok);
-      result.finish_reason = FinishReason::kEos;
-      break;
-    }
-    StopMatcher::Result r = stop.Push(tokenizer_ ? detok.Push(tok.id) : std::string());
+    const bool is_last = step + 1 >= req.max_new_tokens;
+    std::string piece = tokenizer_ ? detok.Push(tok.id) : std::string();
+    if (tokenizer_ && (is_eos || is_last)) piece += detok.Finish();
+    StopMatcher::Result r = stop.Push(piece);
     if (r.stopped) {
       emit(std::move(r.text), tok);
       result.finish_reason = FinishReason::kStop;
       break;
     }
-    const bool last = step + 1 >= req.max_new_tokens;
-    if (last) {
-      StopMatcher::Result f = stop.Flush(detok.Finish());
-      r.text += f.text;
+    if (is_eos || is_last) {
+      r.text += stop.Flush();
       emit(std::move(r.text), tok);
-      result.finish_reason = FinishReason::kLength;
+      result.finish_reason = is_eos ? FinishReason::kEos : FinishReason::kLength;
       break;
     }
     if (!emit(std::move(r.text), tok)) {
