@@ -1,12 +1,14 @@
 #include "runtime/generate/chat_prompt.h"
 
+#include <string_view>
+
 #include "absl/strings/match.h"
 
 namespace tierserve {
 
 std::string ChatMLDefaultSystem(const std::string& tmpl) {
   // The template writes the default as a literal: '<|im_start|>system\n...<|im_end|>'.
-  constexpr absl::string_view kOpen = "<|im_start|>system\n";
+  constexpr std::string_view kOpen = "<|im_start|>system\n";
   const size_t a = tmpl.find(kOpen);
   if (a == std::string::npos) return "";
   const size_t b = tmpl.find("<|im_end|>", a + kOpen.size());
