@@ -1,6 +1,7 @@
 // The tiny random-weight models of tests/data against the goldens that
 // transformers wrote for them (tests/conformance/make_tiny_models.py).
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -59,14 +60,25 @@ TEST_P(TinyModelTest, LogitsMatchTransformers) {
     ASSERT_TRUE(model.Forward({&in, 1}, &logits).ok());
     ASSERT_EQ(logits.size(), ids.size() * V);
     double max_diff = 0;
+    // How far transformers itself, on the same checkpoint, is from `want`:
+    // zero for the exact reference; f16 rounding for the fp32 model.
+    double reference_diff = 0;
     for (size_t p = 0; p < ids.size(); ++p) {
       ASSERT_EQ(want[p].size(), static_cast<size_t>(V));
       for (int64_t v = 0; v < V; ++v) {
         max_diff = std::max(max_diff, std::fabs(logits[p * V + v] - want[p][v].get<double>()));
+        reference_diff = std::max(
+            reference_diff, std::fabs(c["logits"][p][v].get<double>() - want[p][v].get<double>()));
       }
     }
-    EXPECT_LE(max_diff, GetParam().tolerance) << "prompt of " << ids.size() << " tokens";
-    RecordProperty("max_abs_diff_" + std::to_string(ids.size()), std::to_string(max_diff));
+    std::printf("%s vs %s, prompt of %zu tokens: max |diff| %.3g (transformers on this checkpoint: %.3g)\n",
+                GetParam().model.c_str(), GetParam().logits_key.c_str(), ids.size(), max_diff,
+                reference_diff);
+    // The bound: the stated tolerance, or, where f16 storage alone moves
+    // transformers further than that from the fp32 model, no further than
+    // transformers is (plus the fp32 tolerance).
+    EXPECT_LE(max_diff, std::max(GetParam().tolerance, reference_diff + 1e-4))
+        << "prompt of " << ids.size() << " tokens";
   }
 }
 
