@@ -4,82 +4,104 @@
 
 namespace tierserve {
 namespace {
-// Spin this many iterations before sleeping: a forward pass issues a new
-// parallel loop every few microseconds, and waking a sleeping thread costs more.
+// Spin this many pauses (tens of microseconds) before sleeping.
 constexpr int kSpinIterations = 20000;
+// Chunks per thread: enough that a late thread's share is picked up by the
+// others, few enough that claiming costs nothing next to the work.
+constexpr int64_t kChunksPerThread = 4;
 
 inline void CpuRelax() {
 #if defined(__x86_64__)
   __builtin_ia32_pause();
 #endif
 }
+
+inline uint32_t GenerationOf(uint64_t s) { return static_cast<uint32_t>(s >> 32); }
 }  // namespace
 
 ThreadPool::ThreadPool(int num_threads) {
-  for (int i = 1; i < std::max(1, num_threads); ++i) {
-    workers_.emplace_back([this, i] { WorkerLoop(i); });
-  }
+  for (int i = 1; i < std::max(1, num_threads); ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
 
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_.store(true, std::memory_order_release);
-    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::RunChunk(int index) {
-  const int64_t parts = num_threads();
-  const int64_t blocks = (job_n_ + job_grain_ - 1) / job_grain_;
-  const int64_t b0 = blocks * index / parts;
-  const int64_t b1 = blocks * (index + 1) / parts;
-  const int64_t begin = std::min(job_n_, b0 * job_grain_);
-  const int64_t end = std::min(job_n_, b1 * job_grain_);
-  if (begin < end) (*job_)(begin, end);
+void ThreadPool::RunChunks(uint32_t generation) {
+  for (;;) {
+    uint64_t s = state_.load(std::memory_order_acquire);
+    if (GenerationOf(s) != generation) return;
+    const uint32_t c = static_cast<uint32_t>(s);
+    if (c >= job_chunks_) return;
+    if (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel)) continue;
+    // Chunk c covers grains [blocks*c/chunks, blocks*(c+1)/chunks).
+    const int64_t b0 = job_blocks_ * c / job_chunks_;
+    const int64_t b1 = job_blocks_ * (c + 1) / job_chunks_;
+    const int64_t begin = std::min(job_n_, b0 * job_grain_);
+    const int64_t end = std::min(job_n_, b1 * job_grain_);
+    if (begin < end) (*job_)(begin, end);
+    chunks_done_.fetch_add(1, std::memory_order_acq_rel);
+  }
 }
 
 void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
                              int64_t grain) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
-  if (workers_.empty() || n <= grain) {
+  const int64_t blocks = (n + grain - 1) / grain;
+  if (workers_.empty() || blocks <= 1) {
     fn(0, n);
     return;
   }
   job_ = &fn;
   job_n_ = n;
   job_grain_ = grain;
-  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  job_blocks_ = blocks;
+  job_chunks_ = static_cast<uint32_t>(std::min<int64_t>(blocks, kChunksPerThread * num_threads()));
+  chunks_done_.store(0, std::memory_order_relaxed);
+  const uint32_t generation = GenerationOf(state_.load(std::memory_order_relaxed)) + 1;
+  state_.store(static_cast<uint64_t>(generation) << 32, std::memory_order_release);
   {
+    // Taking the lock orders this publication against a worker about to sleep.
     std::lock_guard<std::mutex> lock(mu_);
-    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
-  RunChunk(0);
-  while (pending_.load(std::memory_order_acquire) != 0) CpuRelax();
+  RunChunks(generation);
+  for (int spin = 0; chunks_done_.load(std::memory_order_acquire) != job_chunks_; ++spin) {
+    if (spin < kSpinIterations) {
+      CpuRelax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
   job_ = nullptr;
 }
 
-void ThreadPool::WorkerLoop(int index) {
-  uint64_t seen = 0;
+void ThreadPool::WorkerLoop() {
+  uint32_t seen = 0;
   for (;;) {
-    uint64_t gen = generation_.load(std::memory_order_acquire);
+    uint32_t gen = GenerationOf(state_.load(std::memory_order_acquire));
     for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
+      if (stop_.load(std::memory_order_acquire)) return;
       CpuRelax();
-      gen = generation_.load(std::memory_order_acquire);
+      gen = GenerationOf(state_.load(std::memory_order_acquire));
     }
     if (gen == seen) {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-      gen = generation_.load(std::memory_order_acquire);
+      wake_.wait(lock, [&] {
+        return stop_.load(std::memory_order_acquire) ||
+               GenerationOf(state_.load(std::memory_order_acquire)) != seen;
+      });
+      gen = GenerationOf(state_.load(std::memory_order_acquire));
     }
-    seen = gen;
     if (stop_.load(std::memory_order_acquire)) return;
-    RunChunk(index);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    seen = gen;
+    RunChunks(gen);
   }
 }
 

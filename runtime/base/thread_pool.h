@@ -1,8 +1,10 @@
-// A fixed set of worker threads for data-parallel loops over the kernels.
-// ParallelFor splits [0, n) into one contiguous chunk per thread (the caller's
-// thread takes a chunk too) and returns when all chunks are done; it is meant
-// for the short, uniform loops of a forward pass, where a spin-then-sleep
-// handoff costs far less than a task queue.
+// A fixed set of worker threads for the data-parallel loops of a forward pass.
+//
+// ParallelFor splits [0, n) into a few chunks per thread and every thread,
+// the caller included, claims chunks until none is left. A worker that the OS
+// has not scheduled yet therefore delays nothing: the others take its share.
+// Workers spin briefly between loops (a forward pass issues one every few
+// microseconds) and then sleep.
 //
 // Thread-safety: ParallelFor may be called from one thread at a time.
 #ifndef TIERSERVE_RUNTIME_BASE_THREAD_POOL_H_
@@ -29,23 +31,33 @@ class ThreadPool {
   int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Calls fn(begin, end) on disjoint chunks covering [0, n). Chunk edges are
-  // multiples of `grain` (except the last), so kernels can keep row blocks.
+  // multiples of `grain` (except the end of the last), so kernels keep their
+  // row blocks whole.
   void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
 
  private:
-  void WorkerLoop(int index);
-  void RunChunk(int index);
+  void WorkerLoop();
+  // Claims and runs chunks of loop `generation` until none is left.
+  void RunChunks(uint32_t generation);
 
   std::vector<std::thread> workers_;
-  std::mutex mu_;
-  std::condition_variable wake_;
-  // Published job; read by workers after they observe a new generation_.
+
+  // The loop being run. Written by the caller before it publishes a new
+  // generation in state_, read by workers only after they claimed a chunk of
+  // that generation, which keeps the loop (and these fields) alive.
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
   int64_t job_grain_ = 1;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  int64_t job_blocks_ = 0;  // grains in [0, n)
+  uint32_t job_chunks_ = 0;
+
+  // High 32 bits: generation of the current loop; low 32 bits: next chunk.
+  std::atomic<uint64_t> state_{0};
+  std::atomic<uint32_t> chunks_done_{0};
   std::atomic<bool> stop_{false};
+
+  std::mutex mu_;
+  std::condition_variable wake_;
 };
 
 }  // namespace tierserve

@@ -18,6 +18,7 @@ TEST(ThreadPoolTest, CoversEveryIndexOnce) {
             n,
             [&](int64_t b, int64_t e) {
               EXPECT_TRUE(b % grain == 0) << "chunk start " << b << " not on grain " << grain;
+              EXPECT_TRUE(e == n || e % grain == 0) << "chunk end " << e;
               for (int64_t i = b; i < e; ++i) hits[i]++;
             },
             grain);
