@@ -33,7 +33,7 @@
 
 namespace tierserve {
 
-inline constexpr int kGgufQK = 32;    // elements per Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 block
+inline constexpr int kGgufQK = 32;     // elements per Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 block
 inline constexpr int kGgufQK_K = 256;  // elements per K-quant super-block
 
 inline constexpr int kQ8_0BlockBytes = 34;

@@ -93,7 +93,10 @@ int Q5Value(const uint8_t* qs, int e) {
 TEST(DequantizeTest, Q5_0HandBuiltBlock) {
   std::vector<uint8_t> b(22);
   PutHalf(b.data(), kHalfOne);
-  b[2] = 0x55; b[3] = 0x55; b[4] = 0xAA; b[5] = 0xAA;  // kQh, little-endian
+  b[2] = 0x55;
+  b[3] = 0x55;
+  b[4] = 0xAA;
+  b[5] = 0xAA;  // kQh, little-endian
   for (int j = 0; j < 16; ++j) b[6 + j] = static_cast<uint8_t>(j | ((15 - j) << 4));
   const std::vector<float> y = Dequantize(DType::kQ5_0, b, 32);
   for (int e = 0; e < 32; ++e) EXPECT_EQ(y[e], static_cast<float>(Q5Value(&b[6], e) - 16)) << e;
@@ -108,7 +111,10 @@ TEST(DequantizeTest, Q5_1HandBuiltBlock) {
   std::vector<uint8_t> b(24);
   PutHalf(b.data(), kHalfHalf);
   PutHalf(b.data() + 2, kHalfTwo);
-  b[4] = 0x55; b[5] = 0x55; b[6] = 0xAA; b[7] = 0xAA;
+  b[4] = 0x55;
+  b[5] = 0x55;
+  b[6] = 0xAA;
+  b[7] = 0xAA;
   for (int j = 0; j < 16; ++j) b[8 + j] = static_cast<uint8_t>(j | ((15 - j) << 4));
   const std::vector<float> y = Dequantize(DType::kQ5_1, b, 32);
   for (int e = 0; e < 32; ++e) EXPECT_EQ(y[e], Q5Value(&b[8], e) * 0.5f + 2.0f) << e;
@@ -149,9 +155,9 @@ TEST(DequantizeTest, Q4_KHandBuiltBlock) {
     const int s = e / 32;
     EXPECT_EQ(y[e], 0.5f * kQ4KScale[s] * Q4KQuant(e) - 0.25f * kQ4KMin[s]) << e;
   }
-  EXPECT_EQ(y[0], 1.5f);      // 0.5*1*3 - 0
-  EXPECT_EQ(y[128], 82.5f);   // sub-block 4: 0.5*63*3 - 0.25*48
-  EXPECT_EQ(y[255], 297.25f); // sub-block 7: 0.5*50*12 - 0.25*11
+  EXPECT_EQ(y[0], 1.5f);       // 0.5*1*3 - 0
+  EXPECT_EQ(y[128], 82.5f);    // sub-block 4: 0.5*63*3 - 0.25*48
+  EXPECT_EQ(y[255], 297.25f);  // sub-block 7: 0.5*50*12 - 0.25*11
 }
 
 // Q6_K: 6-bit quants, a signed 8-bit scale per 16 elements.
@@ -178,8 +184,8 @@ TEST(DequantizeTest, Q6_KHandBuiltBlock) {
   for (int e = 0; e < 256; ++e) {
     EXPECT_EQ(y[e], 0.125f * Q6KScale(e / 16) * (Q6KQuant(e) - 32)) << e;
   }
-  EXPECT_EQ(y[0], -3.875f);  // 0.125 * 1 * (1 - 32)
-  EXPECT_EQ(y[255], -56.0f); // 0.125 * -16 * (60 - 32)
+  EXPECT_EQ(y[0], -3.875f);   // 0.125 * 1 * (1 - 32)
+  EXPECT_EQ(y[255], -56.0f);  // 0.125 * -16 * (60 - 32)
 }
 
 TEST(DequantizeTest, RowsOfSeveralUnalignedBlocks) {
@@ -289,7 +295,9 @@ std::vector<float> RandomRow(int64_t n, uint32_t seed, float scale, float offset
 TEST(QuantizeTest, RoundTripsStayWithinTheirBounds) {
   constexpr int64_t kN = 32 * 64;
   constexpr float kUlp16 = 1.0f / 2048;
-  struct Case { float scale, offset; };
+  struct Case {
+    float scale, offset;
+  };
   for (const Case c : {Case{1.0f, 0.0f}, Case{0.01f, 0.0f}, Case{30.0f, 0.0f}, Case{1.0f, 3.0f}}) {
     const std::vector<float> x = RandomRow(kN, 42, c.scale, c.offset);
     std::vector<uint8_t> q(kN / 32 * 34);
@@ -303,7 +311,8 @@ TEST(QuantizeTest, RoundTripsStayWithinTheirBounds) {
       const float d = amax / 127;
       const float bound = d / 2 + 127 * d * kUlp16 + 1e-6f * amax;
       for (int j = 0; j < 32; ++j) {
-        ASSERT_LE(std::fabs(x[b * 32 + j] - y[b * 32 + j]), bound) << "Q8_0 block " << b << " j " << j;
+        ASSERT_LE(std::fabs(x[b * 32 + j] - y[b * 32 + j]), bound)
+            << "Q8_0 block " << b << " j " << j;
       }
     }
 
@@ -315,7 +324,8 @@ TEST(QuantizeTest, RoundTripsStayWithinTheirBounds) {
       const float d = amax / 8;
       const float bound = d + 8 * d * kUlp16 + 1e-6f * amax;
       for (int j = 0; j < 32; ++j) {
-        ASSERT_LE(std::fabs(x[b * 32 + j] - y[b * 32 + j]), bound) << "Q4_0 block " << b << " j " << j;
+        ASSERT_LE(std::fabs(x[b * 32 + j] - y[b * 32 + j]), bound)
+            << "Q4_0 block " << b << " j " << j;
       }
     }
 
@@ -331,7 +341,8 @@ TEST(QuantizeTest, RoundTripsStayWithinTheirBounds) {
       const float mag = std::fmax(std::fabs(mn), std::fabs(mx));
       const float bound = d / 2 + 15 * d * kUlp16 + std::fabs(mn) * kUlp16 + 1e-6f * mag;
       for (int j = 0; j < 32; ++j) {
-        ASSERT_LE(std::fabs(x[b * 32 + j] - y[b * 32 + j]), bound) << "Q4_1 block " << b << " j " << j;
+        ASSERT_LE(std::fabs(x[b * 32 + j] - y[b * 32 + j]), bound)
+            << "Q4_1 block " << b << " j " << j;
       }
     }
   }

@@ -60,8 +60,7 @@ absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& 
   // The mapping keeps its own reference to the file.
   ::close(fd);
   if (addr == MAP_FAILED) return ErrnoError(err, path, "mmap");
-  return std::unique_ptr<MappedFile>(
-      new MappedFile(path, static_cast<const uint8_t*>(addr), size));
+  return std::unique_ptr<MappedFile>(new MappedFile(path, static_cast<const uint8_t*>(addr), size));
 }
 
 }  // namespace tierserve

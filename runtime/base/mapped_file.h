@@ -3,6 +3,8 @@
 //
 // Ownership: the MappedFile owns the mapping; views into data() are valid
 // until it is destroyed. The file descriptor is closed right after mapping.
+// Files are expected not to shrink while mapped: as with any mapping, reading
+// a page past a new, shorter end raises SIGBUS.
 // Thread-safety: immutable after Open(); safe to share.
 #ifndef TIERSERVE_RUNTIME_BASE_MAPPED_FILE_H_
 #define TIERSERVE_RUNTIME_BASE_MAPPED_FILE_H_

@@ -47,8 +47,8 @@ absl::Status TypeError(const GgufContents& c, std::string_view key, const GgufVa
       absl::StrAppend(&found, " of ", GgufValueTypeName(static_cast<uint32_t>(arr[0].type)));
     }
   }
-  return absl::InvalidArgumentError(absl::StrCat(c.path, ": metadata key '", Sv(key),
-                                                 "' has type ", found, "; expected ", want));
+  return absl::InvalidArgumentError(
+      absl::StrCat(c.path, ": metadata key '", Sv(key), "' has type ", found, "; expected ", want));
 }
 
 }  // namespace
@@ -171,8 +171,8 @@ absl::StatusOr<std::vector<int64_t>> GgufFile::GetIntArray(std::string_view key)
   for (size_t i = 0; i < arr->size(); ++i) {
     std::optional<int64_t> x = IntegerAs<int64_t>((*arr)[i], &is_integer);
     if (!x.has_value()) {
-      return absl::OutOfRangeError(absl::StrCat(impl_->path, ": metadata key '", Sv(key), "' element ",
-                                                i, " holds ", ValueText((*arr)[i]),
+      return absl::OutOfRangeError(absl::StrCat(impl_->path, ": metadata key '", Sv(key),
+                                                "' element ", i, " holds ", ValueText((*arr)[i]),
                                                 ", which does not fit an int64"));
     }
     out.push_back(*x);

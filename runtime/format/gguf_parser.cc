@@ -44,9 +44,8 @@
 namespace tierserve {
 
 std::string GgufValueTypeName(uint32_t t) {
-  static constexpr const char* kNames[] = {"u8",  "i8",   "u16",    "i16",   "u32",
-                                           "i32", "f32",  "bool",   "string", "array",
-                                           "u64", "i64",  "f64"};
+  static constexpr const char* kNames[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
+                                           "bool", "string", "array", "u64", "i64", "f64"};
   if (t < std::size(kNames)) return kNames[t];
   return absl::StrCat("unknown type ", t);
 }
@@ -74,34 +73,25 @@ constexpr int kMaxArrayDepth = 8;
 // worst case to a few hundred megabytes.
 constexpr uint64_t kMaxMetadataValues = uint64_t{1} << 23;
 // Smallest possible encodings, used to reject counts the file cannot hold.
-constexpr uint64_t kMinKvBytes = 8 + 1 + 4 + 1;                 // len, key, type, u8
-constexpr uint64_t kMinTensorInfoBytes = 8 + 1 + 4 + 4 + 8;     // len, name, n_dims, type, offset
-
+constexpr uint64_t kMinKvBytes = 8 + 1 + 4 + 1;              // len, key, type, u8
+constexpr uint64_t kMinTensorInfoBytes = 8 + 1 + 4 + 4 + 8;  // len, name, n_dims, type, offset
 
 bool IsValueType(uint32_t t) { return t <= static_cast<uint32_t>(VT::kF64); }
 
-// Bytes taken by the smallest value of type `t` (a string's length field, an
-// array's element type and count).
-uint64_t MinValueBytes(VT t) {
-  switch (t) {
-    case VT::kU8: case VT::kI8: case VT::kBool: return 1;
-    case VT::kU16: case VT::kI16: return 2;
-    case VT::kU32: case VT::kI32: case VT::kF32: return 4;
-    case VT::kU64: case VT::kI64: case VT::kF64: case VT::kString: return 8;
-    case VT::kArray: return 12;
-  }
-  return 1;
-}
+// Bytes taken by the smallest value of each type, indexed by type id (a
+// string's length field; an array's element type and count).
+constexpr uint64_t kMinValueBytes[] = {1, 1, 2, 2, 4, 4, 4, 1, 8, 12, 8, 8, 8};
+static_assert(std::size(kMinValueBytes) == static_cast<size_t>(VT::kF64) + 1);
 
+// ggml type names by id, for messages; ids 4, 5 and 31-33 were removed.
 const char* GgmlTypeName(uint32_t id) {
+  // clang-format off
   static constexpr const char* kNames[] = {
-      "F32",    "F16",    "Q4_0",    "Q4_1",  "Q4_2 (removed)", "Q4_3 (removed)",
-      "Q5_0",   "Q5_1",   "Q8_0",    "Q8_1",  "Q2_K",           "Q3_K",
-      "Q4_K",   "Q5_K",   "Q6_K",    "Q8_K",  "IQ2_XXS",        "IQ2_XS",
-      "IQ3_XXS", "IQ1_S", "IQ4_NL",  "IQ3_S", "IQ2_S",          "IQ4_XS",
-      "I8",     "I16",    "I32",     "I64",   "F64",            "IQ1_M",
-      "BF16",   "Q4_0_4_4 (removed)", "Q4_0_4_8 (removed)", "Q4_0_8_8 (removed)",
-      "TQ1_0",  "TQ2_0"};
+      "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1",
+      "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S",
+      "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M",
+      "BF16", "Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0"};
+  // clang-format on
   if (id < std::size(kNames)) return kNames[id];
   if (id == 39) return "MXFP4";
   return "unknown";
@@ -128,8 +118,12 @@ std::optional<DType> DTypeFromGgml(uint32_t id) {
   }
 }
 
-bool CheckedMul(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_mul_overflow(a, b, out); }
-bool CheckedAdd(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_add_overflow(a, b, out); }
+bool CheckedMul(uint64_t a, uint64_t b, uint64_t* out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
+bool CheckedAdd(uint64_t a, uint64_t b, uint64_t* out) {
+  return !__builtin_add_overflow(a, b, out);
+}
 
 // A read position over the mapped bytes. Reads fail (return false, leave the
 // position unchanged) when too few bytes remain.
@@ -173,22 +167,20 @@ struct RawTensor {
   uint64_t end = 0;
 };
 
-
 // Reads the header, metadata and tensor infos of a mapped GGUF file. One use
 // per file.
 class Parser {
  public:
-  explicit Parser(GgufContents* impl)
-      : impl_(impl), cur_(impl->file->data(), impl->file->size()) {}
+  explicit Parser(GgufContents* out) : out_(out), cur_(out->file->data(), out->file->size()) {}
 
   absl::Status Parse();
 
  private:
   absl::Status Error(absl::string_view msg) const {
-    return absl::InvalidArgumentError(absl::StrCat(impl_->path, ": ", msg));
+    return absl::InvalidArgumentError(absl::StrCat(out_->path, ": ", msg));
   }
   absl::Status Unsupported(absl::string_view msg) const {
-    return absl::UnimplementedError(absl::StrCat(impl_->path, ": ", msg));
+    return absl::UnimplementedError(absl::StrCat(out_->path, ": ", msg));
   }
   absl::Status Truncated(absl::string_view what, uint64_t need) const {
     return Error(absl::StrCat("truncated file: ", what, " needs ", need, " bytes at offset ",
@@ -204,12 +196,20 @@ class Parser {
   absl::Status ReadHeader(uint64_t* tensor_count, uint64_t* kv_count);
   absl::StatusOr<std::string> ReadString(absl::string_view what, uint64_t max_len);
   absl::Status ReadValue(VT type, int depth, GgufValue* out);
+  // A fixed-size value stored as T, held in the variant as Held.
+  template <typename T, typename Held>
+  absl::Status ReadScalar(GgufValue* out) {
+    T v;
+    if (!cur_.Read(&v)) return Truncated(absl::StrCat("the value of ", Where()), sizeof(T));
+    out->value = static_cast<Held>(v);
+    return absl::OkStatus();
+  }
   absl::Status ReadArray(int depth, GgufValue* out);
   absl::Status ReadAlignment();
   absl::Status ReadTensorInfo(uint64_t index, RawTensor* t);
   absl::Status PlaceTensor(RawTensor* t);
 
-  GgufContents* impl_;
+  GgufContents* out_;  // what is being filled
   Cursor cur_;
   std::string key_;                  // the metadata key being read
   std::vector<uint64_t> elem_path_;  // array indices within it
@@ -232,7 +232,7 @@ absl::Status Parser::ReadHeader(uint64_t* tensor_count, uint64_t* kv_count) {
   }
   uint32_t version;
   if (!cur_.Read(&version)) return Truncated("the version field", 4);
-  impl_->version = version;
+  out_->version = version;
   if (version != 2 && version != 3) {
     const uint32_t swapped = __builtin_bswap32(version);
     if (swapped >= 1 && swapped <= 3) {
@@ -252,9 +252,9 @@ absl::Status Parser::ReadHeader(uint64_t* tensor_count, uint64_t* kv_count) {
   if (!cur_.Read(tensor_count)) return Truncated("the tensor count", 8);
   if (!cur_.Read(kv_count)) return Truncated("the metadata count", 8);
   if (*kv_count > cur_.remaining() / kMinKvBytes) {
-    return Error(absl::StrCat("metadata count ", *kv_count, " is impossible: each entry takes at least ",
-                              kMinKvBytes, " bytes and only ", cur_.remaining(),
-                              " bytes follow (a truncated or corrupt file)"));
+    return Error(absl::StrCat(
+        "metadata count ", *kv_count, " is impossible: each entry takes at least ", kMinKvBytes,
+        " bytes and only ", cur_.remaining(), " bytes follow (a truncated or corrupt file)"));
   }
   if (*tensor_count > cur_.remaining() / kMinTensorInfoBytes) {
     return Error(absl::StrCat("tensor count ", *tensor_count,
@@ -278,27 +278,27 @@ absl::StatusOr<std::string> Parser::ReadString(absl::string_view what, uint64_t 
 
 absl::Status Parser::ReadValue(VT type, int depth, GgufValue* out) {
   if (++values_read_ > kMaxMetadataValues) {
-    return Error(absl::StrCat("the metadata holds more than ", kMaxMetadataValues,
-                              " values (at ", Where(), "); this reader's limit"));
+    return Error(absl::StrCat("the metadata holds more than ", kMaxMetadataValues, " values (at ",
+                              Where(), "); this reader's limit"));
   }
   out->type = type;
-  auto need = [&](uint64_t n) { return Truncated(absl::StrCat("the value of ", Where()), n); };
   switch (type) {
-    case VT::kU8: { uint8_t v; if (!cur_.Read(&v)) return need(1); out->value = uint64_t{v}; break; }
-    case VT::kI8: { int8_t v; if (!cur_.Read(&v)) return need(1); out->value = int64_t{v}; break; }
-    case VT::kU16: { uint16_t v; if (!cur_.Read(&v)) return need(2); out->value = uint64_t{v}; break; }
-    case VT::kI16: { int16_t v; if (!cur_.Read(&v)) return need(2); out->value = int64_t{v}; break; }
-    case VT::kU32: { uint32_t v; if (!cur_.Read(&v)) return need(4); out->value = uint64_t{v}; break; }
-    case VT::kI32: { int32_t v; if (!cur_.Read(&v)) return need(4); out->value = int64_t{v}; break; }
-    case VT::kU64: { uint64_t v; if (!cur_.Read(&v)) return need(8); out->value = v; break; }
-    case VT::kI64: { int64_t v; if (!cur_.Read(&v)) return need(8); out->value = v; break; }
-    case VT::kF32: { float v; if (!cur_.Read(&v)) return need(4); out->value = double{v}; break; }
-    case VT::kF64: { double v; if (!cur_.Read(&v)) return need(8); out->value = v; break; }
+    case VT::kU8: return ReadScalar<uint8_t, uint64_t>(out);
+    case VT::kI8: return ReadScalar<int8_t, int64_t>(out);
+    case VT::kU16: return ReadScalar<uint16_t, uint64_t>(out);
+    case VT::kI16: return ReadScalar<int16_t, int64_t>(out);
+    case VT::kU32: return ReadScalar<uint32_t, uint64_t>(out);
+    case VT::kI32: return ReadScalar<int32_t, int64_t>(out);
+    case VT::kU64: return ReadScalar<uint64_t, uint64_t>(out);
+    case VT::kI64: return ReadScalar<int64_t, int64_t>(out);
+    case VT::kF32: return ReadScalar<float, double>(out);
+    case VT::kF64: return ReadScalar<double, double>(out);
     case VT::kBool: {
       uint8_t v;
-      if (!cur_.Read(&v)) return need(1);
+      if (!cur_.Read(&v)) return Truncated(absl::StrCat("the value of ", Where()), 1);
       if (v > 1) {
-        return Error(absl::StrCat(Where(), " is a bool stored as ", int{v}, "; only 0 and 1 are allowed"));
+        return Error(
+            absl::StrCat(Where(), " is a bool stored as ", int{v}, "; only 0 and 1 are allowed"));
       }
       out->value = v == 1;
       break;
@@ -306,12 +306,11 @@ absl::Status Parser::ReadValue(VT type, int depth, GgufValue* out) {
     case VT::kString: {
       // Strings are bounded by the bytes that follow, so no extra cap.
       TS_ASSIGN_OR_RETURN(std::string s, ReadString(absl::StrCat("the string value of ", Where()),
-                                                     std::numeric_limits<uint64_t>::max()));
+                                                    std::numeric_limits<uint64_t>::max()));
       out->value = std::move(s);
       break;
     }
-    case VT::kArray:
-      return ReadArray(depth, out);
+    case VT::kArray: return ReadArray(depth, out);
   }
   return absl::OkStatus();
 }
@@ -323,21 +322,22 @@ absl::Status Parser::ReadArray(int depth, GgufValue* out) {
   uint32_t elem_type;
   if (!cur_.Read(&elem_type)) return Truncated(absl::StrCat("the element type of ", Where()), 4);
   if (!IsValueType(elem_type)) {
-    return Error(absl::StrCat(Where(), " is an array of unknown value type ", elem_type,
-                              " (known: 0..12)"));
+    return Error(
+        absl::StrCat(Where(), " is an array of unknown value type ", elem_type, " (known: 0..12)"));
   }
   uint64_t count;
   if (!cur_.Read(&count)) return Truncated(absl::StrCat("the element count of ", Where()), 8);
   const VT et = static_cast<VT>(elem_type);
-  const uint64_t min_bytes = MinValueBytes(et);
+  const uint64_t min_bytes = kMinValueBytes[elem_type];
   if (count > cur_.remaining() / min_bytes) {
     return Error(absl::StrCat(Where(), " claims ", count, " elements of type ",
                               GgufValueTypeName(elem_type), " (at least ", min_bytes,
                               " bytes each) but only ", cur_.remaining(), " bytes follow"));
   }
   if (count > kMaxMetadataValues - values_read_) {
-    return Error(absl::StrCat(Where(), " claims ", count, " elements, more than this reader's limit of ",
-                              kMaxMetadataValues, " metadata values"));
+    return Error(absl::StrCat(Where(), " claims ", count,
+                              " elements, more than this reader's limit of ", kMaxMetadataValues,
+                              " metadata values"));
   }
   GgufArray arr;
   arr.reserve(count);
@@ -353,34 +353,38 @@ absl::Status Parser::ReadArray(int depth, GgufValue* out) {
 }
 
 absl::Status Parser::ReadAlignment() {
-  auto it = impl_->metadata.find("general.alignment");
-  if (it == impl_->metadata.end()) return absl::OkStatus();
+  auto it = out_->metadata.find("general.alignment");
+  if (it == out_->metadata.end()) return absl::OkStatus();
   const GgufValue& v = it->second;
+  constexpr absl::string_view kAllowed = "; it must be a non-zero multiple of 8 that fits a u32";
   uint64_t a = 0;
   if (const auto* u = std::get_if<uint64_t>(&v.value)) {
     a = *u;
-  } else if (const auto* s = std::get_if<int64_t>(&v.value); s != nullptr && *s > 0) {
+  } else if (const auto* s = std::get_if<int64_t>(&v.value)) {
+    if (*s < 0) return Error(absl::StrCat("general.alignment is ", *s, kAllowed));
     a = static_cast<uint64_t>(*s);
   } else {
-    return Error(absl::StrCat("general.alignment has type ", GgufValueTypeName(static_cast<uint32_t>(v.type)),
-                              " (or a negative value); expected a u32"));
+    return Error(absl::StrCat("general.alignment has type ",
+                              GgufValueTypeName(static_cast<uint32_t>(v.type)),
+                              "; expected an integer (u32)"));
   }
   if (a == 0 || a % 8 != 0 || a > std::numeric_limits<uint32_t>::max()) {
-    return Error(absl::StrCat("general.alignment is ", a,
-                              "; it must be a non-zero multiple of 8 that fits a u32"));
+    return Error(absl::StrCat("general.alignment is ", a, kAllowed));
   }
-  impl_->alignment = a;
+  out_->alignment = a;
   return absl::OkStatus();
 }
 
 absl::Status Parser::ReadTensorInfo(uint64_t index, RawTensor* t) {
-  TS_ASSIGN_OR_RETURN(t->name, ReadString(absl::StrCat("the name of tensor ", index), kMaxTensorNameBytes));
+  TS_ASSIGN_OR_RETURN(t->name,
+                      ReadString(absl::StrCat("the name of tensor ", index), kMaxTensorNameBytes));
   if (t->name.empty()) return Error(absl::StrCat("tensor ", index, " has an empty name"));
   const std::string what = absl::StrCat("tensor '", t->name, "'");
   uint32_t n_dims;
   if (!cur_.Read(&n_dims)) return Truncated(absl::StrCat("the dimension count of ", what), 4);
   if (n_dims > kMaxDims) {
-    return Error(absl::StrCat(what, " has ", n_dims, " dimensions; at most ", kMaxDims, " are allowed"));
+    return Error(
+        absl::StrCat(what, " has ", n_dims, " dimensions; at most ", kMaxDims, " are allowed"));
   }
   t->dims.resize(n_dims);
   for (uint32_t d = 0; d < n_dims; ++d) {
@@ -424,16 +428,16 @@ absl::Status Parser::PlaceTensor(RawTensor* t) {
     return Error(absl::StrCat(what, " has dimensions [", absl::StrJoin(t->dims, ", "),
                               "] whose size overflows 64 bits"));
   }
-  if (t->offset % impl_->alignment != 0) {
+  if (t->offset % out_->alignment != 0) {
     return Error(absl::StrCat(what, " has data offset ", t->offset,
-                              ", which is not a multiple of the alignment ", impl_->alignment));
+                              ", which is not a multiple of the alignment ", out_->alignment));
   }
   t->nbytes = nbytes;
-  const uint64_t size = impl_->file->size();
-  if (!CheckedAdd(impl_->data_offset, t->offset, &t->begin) ||
+  const uint64_t size = out_->file->size();
+  if (!CheckedAdd(out_->data_offset, t->offset, &t->begin) ||
       !CheckedAdd(t->begin, nbytes, &t->end) || t->end > size) {
     return Error(absl::StrCat(what, " needs ", nbytes, " bytes at data offset ", t->offset,
-                              " (file offset ", impl_->data_offset, " + ", t->offset,
+                              " (file offset ", out_->data_offset, " + ", t->offset,
                               "), which runs past the end of the file (", size, " bytes)"));
   }
   return absl::OkStatus();
@@ -445,9 +449,10 @@ absl::Status Parser::Parse() {
   TS_RETURN_IF_ERROR(ReadHeader(&tensor_count, &kv_count));
 
   for (uint64_t i = 0; i < kv_count; ++i) {
-    TS_ASSIGN_OR_RETURN(key_, ReadString(absl::StrCat("the key of metadata entry ", i), kMaxKeyBytes));
+    TS_ASSIGN_OR_RETURN(key_,
+                        ReadString(absl::StrCat("the key of metadata entry ", i), kMaxKeyBytes));
     if (key_.empty()) return Error(absl::StrCat("metadata entry ", i, " has an empty key"));
-    if (impl_->metadata.contains(key_)) {
+    if (out_->metadata.contains(key_)) {
       return Error(absl::StrCat("metadata key '", key_, "' appears twice"));
     }
     uint32_t type;
@@ -457,26 +462,26 @@ absl::Status Parser::Parse() {
     }
     GgufValue value;
     TS_RETURN_IF_ERROR(ReadValue(static_cast<VT>(type), 0, &value));
-    impl_->metadata.emplace(key_, std::move(value));
+    out_->metadata.emplace(key_, std::move(value));
   }
   TS_RETURN_IF_ERROR(ReadAlignment());
 
   std::vector<RawTensor> raw(tensor_count);
   for (uint64_t i = 0; i < tensor_count; ++i) {
     TS_RETURN_IF_ERROR(ReadTensorInfo(i, &raw[i]));
-    if (!impl_->by_name.emplace(raw[i].name, i).second) {
+    if (!out_->by_name.emplace(raw[i].name, i).second) {
       return Error(absl::StrCat("tensor name '", raw[i].name, "' appears twice"));
     }
   }
 
-  const uint64_t a = impl_->alignment;
+  const uint64_t a = out_->alignment;
   const uint64_t end_of_infos = cur_.offset();
-  if (!CheckedAdd(end_of_infos, (a - end_of_infos % a) % a, &impl_->data_offset)) {
+  if (!CheckedAdd(end_of_infos, (a - end_of_infos % a) % a, &out_->data_offset)) {
     return Error("the tensor data offset overflows 64 bits");
   }
-  if (tensor_count > 0 && impl_->data_offset > impl_->file->size()) {
+  if (tensor_count > 0 && out_->data_offset > out_->file->size()) {
     return Error(absl::StrCat("truncated file: the tensor data section would start at offset ",
-                              impl_->data_offset, " but the file is ", impl_->file->size(),
+                              out_->data_offset, " but the file is ", out_->file->size(),
                               " bytes"));
   }
   for (RawTensor& t : raw) TS_RETURN_IF_ERROR(PlaceTensor(&t));
@@ -498,16 +503,16 @@ absl::Status Parser::Parse() {
     if (prev == nullptr || t.end > prev->end) prev = &t;
   }
 
-  impl_->tensors.reserve(raw.size());
+  out_->tensors.reserve(raw.size());
   for (RawTensor& t : raw) {
     TensorView v;
     v.name = std::move(t.name);
     v.dtype = t.dtype;
     v.shape.assign(t.dims.rbegin(), t.dims.rend());
-    v.data = impl_->file->data() + t.begin;
+    v.data = out_->file->data() + t.begin;
     v.nbytes = t.nbytes;
-    v.file = impl_->path;
-    impl_->tensors.push_back(std::move(v));
+    v.file = out_->path;
+    out_->tensors.push_back(std::move(v));
   }
   return absl::OkStatus();
 }

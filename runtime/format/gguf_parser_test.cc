@@ -20,8 +20,8 @@
 namespace tierserve {
 namespace {
 
-using ::testing::HasSubstr;
 using gguf_testing::Bytes;
+using ::testing::HasSubstr;
 using GgufParserTest = gguf_testing::GgufTest;
 using gguf_testing::SmallWriter;
 using VT = GgufValue::Type;
@@ -65,7 +65,15 @@ TEST_F(GgufParserTest, BadAlignmentIsRejected) {
   }
   GgufWriter w;
   w.AddString("general.alignment", "32");
-  EXPECT_THAT(OpenError(w), HasSubstr("general.alignment has type string"));
+  EXPECT_THAT(OpenError(w), HasSubstr("general.alignment has type string; expected an integer"));
+  GgufWriter w2;
+  w2.AddI32("general.alignment", -32);
+  EXPECT_THAT(OpenError(w2), HasSubstr("general.alignment is -32; it must be"));
+  GgufWriter w3;  // a signed type with a fitting value is accepted
+  w3.AddI32("general.alignment", 16);
+  absl::StatusOr<std::unique_ptr<GgufFile>> f = WriteAndOpen(w3);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ((*f)->alignment(), 16u);
 }
 
 TEST_F(GgufParserTest, EveryTruncationIsAnError) {
@@ -146,7 +154,8 @@ TEST_F(GgufParserTest, OverlappingTensorsAreRejected) {
   GgufWriter w;
   w.AddRawTensor("a", 0, {16}, Bytes(64, 1), 0);
   w.AddRawTensor("b", 0, {8}, Bytes(32, 2), 32);
-  EXPECT_THAT(OpenError(w), HasSubstr("tensors 'a' (data offsets [0, 64)) and 'b' ([32, 64)) overlap"));
+  EXPECT_THAT(OpenError(w),
+              HasSubstr("tensors 'a' (data offsets [0, 64)) and 'b' ([32, 64)) overlap"));
 
   // Same start, listed in the other order.
   GgufWriter w2;
@@ -168,7 +177,8 @@ TEST_F(GgufParserTest, OverlappingTensorsAreRejected) {
 TEST_F(GgufParserTest, MisalignedOffsetIsRejected) {
   GgufWriter w;
   w.AddRawTensor("a", 0, {2}, Bytes(8, 1), 8);
-  EXPECT_THAT(OpenError(w), HasSubstr("data offset 8, which is not a multiple of the alignment 32"));
+  EXPECT_THAT(OpenError(w),
+              HasSubstr("data offset 8, which is not a multiple of the alignment 32"));
 }
 
 TEST_F(GgufParserTest, LyingLengthsAndCountsAreRejectedWithoutAllocating) {
@@ -186,8 +196,9 @@ TEST_F(GgufParserTest, LyingLengthsAndCountsAreRejectedWithoutAllocating) {
     AppendU32(&s, 8);      // string
     AppendU64(&s, kHuge);  // its length
     s += "abc";
-    EXPECT_THAT(OpenError(s), HasSubstr("truncated file: the string value of metadata key 'k' needs "
-                                        "1152921504606846976 bytes"));
+    EXPECT_THAT(OpenError(s),
+                HasSubstr("truncated file: the string value of metadata key 'k' needs "
+                          "1152921504606846976 bytes"));
   }
   {
     std::string s = Header(0, 1);
@@ -196,8 +207,9 @@ TEST_F(GgufParserTest, LyingLengthsAndCountsAreRejectedWithoutAllocating) {
     AppendU32(&s, 4);      // of u32
     AppendU64(&s, kHuge);  // count
     s += std::string(64, '\0');
-    EXPECT_THAT(OpenError(s), HasSubstr("metadata key 'arr' claims 1152921504606846976 elements of "
-                                        "type u32 (at least 4 bytes each) but only 64 bytes follow"));
+    EXPECT_THAT(OpenError(s),
+                HasSubstr("metadata key 'arr' claims 1152921504606846976 elements of "
+                          "type u32 (at least 4 bytes each) but only 64 bytes follow"));
   }
   {
     // A plausible-looking count that the file could hold but the value budget cannot.
@@ -319,7 +331,8 @@ TEST_F(GgufParserTest, MalformedEntriesAreRejected) {
     for (int i = 0; i < 9; ++i) v = GgufValue{VT::kArray, GgufArray{v}};
     GgufWriter w;
     w.AddValue("deep", v);
-    EXPECT_THAT(OpenError(w), HasSubstr("metadata key 'deep'[0][0][0][0][0][0][0][0] nests arrays"));
+    EXPECT_THAT(OpenError(w),
+                HasSubstr("metadata key 'deep'[0][0][0][0][0][0][0][0] nests arrays"));
   }
   {
     // Truncated inside an array element: the message gives the index.

@@ -22,11 +22,11 @@
 namespace tierserve {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 using gguf_testing::Bytes;
 using gguf_testing::GgufTest;
 using gguf_testing::SmallWriter;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using VT = GgufValue::Type;
 
 TEST_F(GgufTest, MetadataOfEveryTypeRoundTrips) {
@@ -142,13 +142,20 @@ TEST_F(GgufTest, TensorsOfEveryTypeRoundTrip) {
     std::vector<int64_t> shape;  // PyTorch order
   };
   const std::vector<Case> cases = {
-      {"f32", DType::kF32, {3, 5}},        {"f16", DType::kF16, {7}},
-      {"bf16", DType::kBF16, {2, 3}},      {"f64", DType::kF64, {2}},
-      {"i8", DType::kI8, {9}},             {"i16", DType::kI16, {4, 1}},
-      {"i32", DType::kI32, {3}},           {"i64", DType::kI64, {2, 2}},
-      {"q8_0", DType::kQ8_0, {3, 64}},     {"q4_0", DType::kQ4_0, {2, 32}},
-      {"q4_1", DType::kQ4_1, {1, 2, 32}},  {"q5_0", DType::kQ5_0, {32}},
-      {"q5_1", DType::kQ5_1, {2, 1, 1, 32}}, {"q4_k", DType::kQ4_K, {2, 256}},
+      {"f32", DType::kF32, {3, 5}},
+      {"f16", DType::kF16, {7}},
+      {"bf16", DType::kBF16, {2, 3}},
+      {"f64", DType::kF64, {2}},
+      {"i8", DType::kI8, {9}},
+      {"i16", DType::kI16, {4, 1}},
+      {"i32", DType::kI32, {3}},
+      {"i64", DType::kI64, {2, 2}},
+      {"q8_0", DType::kQ8_0, {3, 64}},
+      {"q4_0", DType::kQ4_0, {2, 32}},
+      {"q4_1", DType::kQ4_1, {1, 2, 32}},
+      {"q5_0", DType::kQ5_0, {32}},
+      {"q5_1", DType::kQ5_1, {2, 1, 1, 32}},
+      {"q4_k", DType::kQ4_K, {2, 256}},
       {"q6_k", DType::kQ6_K, {1, 512}},
   };
   GgufWriter w;

@@ -57,13 +57,13 @@ struct DTypeInfo {
 };
 
 constexpr DTypeInfo kDTypes[] = {
-    {"BOOL", 8, DType::kBool},   {"U8", 8, DType::kU8},       {"I8", 8, DType::kI8},
-    {"I16", 16, DType::kI16},    {"F16", 16, DType::kF16},    {"BF16", 16, DType::kBF16},
-    {"I32", 32, DType::kI32},    {"F32", 32, DType::kF32},    {"F64", 64, DType::kF64},
-    {"I64", 64, DType::kI64},    {"F4", 4, std::nullopt},     {"F6_E2M3", 6, std::nullopt},
+    {"BOOL", 8, DType::kBool},    {"U8", 8, DType::kU8},        {"I8", 8, DType::kI8},
+    {"I16", 16, DType::kI16},     {"F16", 16, DType::kF16},     {"BF16", 16, DType::kBF16},
+    {"I32", 32, DType::kI32},     {"F32", 32, DType::kF32},     {"F64", 64, DType::kF64},
+    {"I64", 64, DType::kI64},     {"F4", 4, std::nullopt},      {"F6_E2M3", 6, std::nullopt},
     {"F6_E3M2", 6, std::nullopt}, {"F8_E5M2", 8, std::nullopt}, {"F8_E4M3", 8, std::nullopt},
-    {"F8_E8M0", 8, std::nullopt}, {"U16", 16, std::nullopt},   {"U32", 32, std::nullopt},
-    {"U64", 64, std::nullopt},   {"C64", 64, std::nullopt},
+    {"F8_E8M0", 8, std::nullopt}, {"U16", 16, std::nullopt},    {"U32", 32, std::nullopt},
+    {"U64", 64, std::nullopt},    {"C64", 64, std::nullopt},
 };
 
 const DTypeInfo* FindDType(std::string_view name) {
@@ -112,7 +112,9 @@ absl::StatusOr<Json> ParseJson(std::string_view text, const std::string& path,
   }
 }
 
-bool CheckedMul(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_mul_overflow(a, b, out); }
+bool CheckedMul(uint64_t a, uint64_t b, uint64_t* out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
 
 // One tensor entry of a header, as declared.
 struct Entry {
@@ -136,8 +138,7 @@ bool GetU64(const Json& j, uint64_t* out) {
   return true;
 }
 
-absl::StatusOr<Entry> ParseEntry(const std::string& name, const Json& j,
-                                 const std::string& path) {
+absl::StatusOr<Entry> ParseEntry(const std::string& name, const Json& j, const std::string& path) {
   auto error = [&](absl::string_view msg) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", name, "': ", msg));
   };
@@ -180,18 +181,19 @@ absl::StatusOr<ParsedFile> ParseFile(const std::string& path) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", msg));
   };
   if (f.size() < 8) {
-    return error(absl::StrCat("file is ", f.size(),
-                              " bytes, too short for the 8-byte header length of a safetensors file"));
+    return error(
+        absl::StrCat("file is ", f.size(),
+                     " bytes, too short for the 8-byte header length of a safetensors file"));
   }
   uint64_t n;
   memcpy(&n, f.data(), 8);
   if (n > kMaxHeaderBytes) {
-    return error(absl::StrCat("header length ", n, " exceeds the limit of ", kMaxHeaderBytes,
-                              " bytes"));
+    return error(
+        absl::StrCat("header length ", n, " exceeds the limit of ", kMaxHeaderBytes, " bytes"));
   }
   if (n > f.size() - 8) {
-    return error(absl::StrCat("header length ", n, " runs past the end of the file (",
-                              f.size() - 8, " bytes follow the length field)"));
+    return error(absl::StrCat("header length ", n, " runs past the end of the file (", f.size() - 8,
+                              " bytes follow the length field)"));
   }
   const std::string_view text(reinterpret_cast<const char*>(f.data() + 8), n);
   TS_ASSIGN_OR_RETURN(Json header, ParseJson(text, path, "the header"));
@@ -226,8 +228,8 @@ absl::StatusOr<ParsedFile> ParseFile(const std::string& path) {
   uint64_t prev_end = 0;
   const Entry* prev = nullptr;
   for (const Entry& e : entries) {
-    const std::string what = absl::StrCat("tensor '", e.name, "' with data_offsets [", e.begin,
-                                          ", ", e.end, "]");
+    const std::string what =
+        absl::StrCat("tensor '", e.name, "' with data_offsets [", e.begin, ", ", e.end, "]");
     if (e.begin != prev_end) {
       const std::string after =
           prev == nullptr ? "the start of the buffer (0)"
@@ -252,19 +254,18 @@ absl::StatusOr<ParsedFile> ParseFile(const std::string& path) {
     }
     if (e.end - e.begin != bits / 8) {
       return error(absl::StrCat(what, " spans ", e.end - e.begin, " bytes, but ", Sv(e.dtype->name),
-                                " with shape [", absl::StrJoin(e.shape, ", "), "] takes ",
-                                bits / 8, " bytes"));
+                                " with shape [", absl::StrJoin(e.shape, ", "), "] takes ", bits / 8,
+                                " bytes"));
     }
     prev_end = e.end;
     prev = &e;
   }
   const uint64_t buffer = f.size() - 8 - n;
   if (prev_end != buffer) {
-    return error(absl::StrCat("the tensors cover ", prev_end, " bytes of the data buffer, but the ",
-                              "buffer holds ", buffer, " bytes (",
-                              buffer > prev_end ? "trailing bytes after the last tensor"
-                                                : "the file is truncated",
-                              ")"));
+    return error(absl::StrCat(
+        "the tensors cover ", prev_end, " bytes of the data buffer, but the ", "buffer holds ",
+        buffer, " bytes (",
+        buffer > prev_end ? "trailing bytes after the last tensor" : "the file is truncated", ")"));
   }
 
   for (const Entry& e : entries) {
@@ -326,8 +327,8 @@ absl::StatusOr<std::unique_ptr<WeightStore>> OpenSingle(const std::string& sourc
 
 // A shard must name a file directly inside the folder.
 bool IsPlainFileName(std::string_view s) {
-  return !s.empty() && s != "." && s != ".." && s.find_first_of(std::string_view("/\\\0", 3)) ==
-                                                     std::string_view::npos;
+  return !s.empty() && s != "." && s != ".." &&
+         s.find_first_of(std::string_view("/\\\0", 3)) == std::string_view::npos;
 }
 
 absl::StatusOr<std::unique_ptr<WeightStore>> OpenSharded(const std::string& dir,

@@ -39,7 +39,8 @@ class SafetensorsTest : public ::testing::Test {
   // Writes `bytes` as a single file and opens it expecting failure; returns
   // the message, which must name the file.
   std::string OpenError(const std::string& bytes) {
-    path_ = dir_.File("model.safetensors");
+    // A new file each time; see the note in gguf_test_fixture.h.
+    path_ = dir_.File("model" + std::to_string(files_++) + ".safetensors");
     EXPECT_TRUE(WriteFile(path_, bytes).ok());
     absl::StatusOr<std::unique_ptr<WeightStore>> s = OpenSafetensors(path_);
     EXPECT_FALSE(s.ok()) << "expected an error";
@@ -53,6 +54,7 @@ class SafetensorsTest : public ::testing::Test {
 
   ScopedTempDir dir_;
   std::string path_;
+  int files_ = 0;
 };
 
 TEST_F(SafetensorsTest, EverySupportedDtypeRoundTrips) {
@@ -115,12 +117,13 @@ TEST_F(SafetensorsTest, ShardedCheckpoint) {
   b.AddTensor("lm_head.weight", DType::kF32, {4, 2}, Bytes(32, 4));
   ASSERT_TRUE(a.WriteTo(dir_.File("model-00001-of-00002.safetensors")).ok());
   ASSERT_TRUE(b.WriteTo(dir_.File("model-00002-of-00002.safetensors")).ok());
-  ASSERT_TRUE(WriteSafetensorsIndex(
-                  dir_.path(), {{"model.embed_tokens.weight", "model-00001-of-00002.safetensors"},
-                                {"model.layers.0.mlp.up_proj.weight", "model-00001-of-00002.safetensors"},
-                                {"model.norm.weight", "model-00002-of-00002.safetensors"},
-                                {"lm_head.weight", "model-00002-of-00002.safetensors"}})
-                  .ok());
+  ASSERT_TRUE(
+      WriteSafetensorsIndex(
+          dir_.path(), {{"model.embed_tokens.weight", "model-00001-of-00002.safetensors"},
+                        {"model.layers.0.mlp.up_proj.weight", "model-00001-of-00002.safetensors"},
+                        {"model.norm.weight", "model-00002-of-00002.safetensors"},
+                        {"lm_head.weight", "model-00002-of-00002.safetensors"}})
+          .ok());
   absl::StatusOr<std::unique_ptr<WeightStore>> s = OpenSafetensors(dir_.path());
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ((*s)->Source(), dir_.path());
@@ -141,14 +144,16 @@ TEST_F(SafetensorsTest, ShardErrorsNameTheShardOrTensor) {
   const std::string index = dir_.File("model.safetensors.index.json");
   auto open = [&]() { return OpenSafetensors(dir_.path()).status(); };
 
-  ASSERT_TRUE(WriteSafetensorsIndex(dir_.path(), {{"x", "a.safetensors"}, {"y", "b.safetensors"}}).ok());
+  ASSERT_TRUE(
+      WriteSafetensorsIndex(dir_.path(), {{"x", "a.safetensors"}, {"y", "b.safetensors"}}).ok());
   absl::Status st = open();
   EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(st.message(), HasSubstr(index));
   EXPECT_THAT(st.message(), HasSubstr("shard 'b.safetensors' (holding tensor 'y')"));
   EXPECT_THAT(st.message(), HasSubstr(dir_.File("b.safetensors")));
 
-  ASSERT_TRUE(WriteSafetensorsIndex(dir_.path(), {{"x", "a.safetensors"}, {"z", "a.safetensors"}}).ok());
+  ASSERT_TRUE(
+      WriteSafetensorsIndex(dir_.path(), {{"x", "a.safetensors"}, {"z", "a.safetensors"}}).ok());
   st = open();
   EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(st.message(), HasSubstr(index));
@@ -158,7 +163,8 @@ TEST_F(SafetensorsTest, ShardErrorsNameTheShardOrTensor) {
   for (const std::string bad : {"../a.safetensors", "sub/a.safetensors", "..", "", "/etc/passwd"}) {
     ASSERT_TRUE(WriteSafetensorsIndex(dir_.path(), {{"x", bad}}).ok());
     st = open();
-    EXPECT_THAT(st.message(), HasSubstr("shard '" + bad + "' for tensor 'x' is not a plain file name"))
+    EXPECT_THAT(st.message(),
+                HasSubstr("shard '" + bad + "' for tensor 'x' is not a plain file name"))
         << bad;
     EXPECT_THAT(st.message(), HasSubstr(index));
   }
@@ -166,10 +172,13 @@ TEST_F(SafetensorsTest, ShardErrorsNameTheShardOrTensor) {
   ASSERT_TRUE(WriteFile(index, "{\"weight_map\": [1]}").ok());
   EXPECT_THAT(open().message(), HasSubstr("\"weight_map\" is missing or not an object"));
   ASSERT_TRUE(WriteFile(index, "{\"weight_map\": {\"x\": 3}}").ok());
-  EXPECT_THAT(open().message(), HasSubstr("weight_map entry for tensor 'x' is a non-negative integer"));
+  EXPECT_THAT(open().message(),
+              HasSubstr("weight_map entry for tensor 'x' is a non-negative integer"));
   ASSERT_TRUE(WriteFile(index, "{\"weight_map\": {").ok());
   EXPECT_THAT(open().message(), HasSubstr("the index is not valid JSON"));
-  ASSERT_TRUE(WriteFile(index, "{\"weight_map\": {\"x\": \"a.safetensors\", \"x\": \"a.safetensors\"}}").ok());
+  ASSERT_TRUE(
+      WriteFile(index, "{\"weight_map\": {\"x\": \"a.safetensors\", \"x\": \"a.safetensors\"}}")
+          .ok());
   EXPECT_THAT(open().message(), HasSubstr("has the key 'x' twice"));
 
   // A corrupt shard: the message chains the index, the shard and the problem.
@@ -195,22 +204,28 @@ TEST_F(SafetensorsTest, HeaderLengthErrors) {
               HasSubstr("header length 2 runs past the end of the file (0 bytes follow"));
   std::string huge(8, '\0');
   huge[3] = 0x10;  // 0x10000000 = 268435456
-  EXPECT_THAT(OpenError(huge + "{}"), HasSubstr("header length 268435456 exceeds the limit of 100000000"));
+  EXPECT_THAT(OpenError(huge + "{}"),
+              HasSubstr("header length 268435456 exceeds the limit of 100000000"));
   std::string lie(8, '\xFF');  // 2^64 - 1: must not overflow when added to 8
   EXPECT_THAT(OpenError(lie + "{}"), HasSubstr("exceeds the limit"));
 }
 
 TEST_F(SafetensorsTest, HeaderJsonErrors) {
   EXPECT_THAT(HeaderError("{not json", ""), HasSubstr("the header is not valid JSON"));
-  EXPECT_THAT(HeaderError("[1, 2]", ""), HasSubstr("the header is an array; expected a JSON object"));
-  EXPECT_THAT(HeaderError("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}} x",
-                          "1234"),
-              HasSubstr("not valid JSON"));
+  EXPECT_THAT(HeaderError("[1, 2]", ""),
+              HasSubstr("the header is an array; expected a JSON object"));
+  EXPECT_THAT(
+      HeaderError("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}} x",
+                  "1234"),
+      HasSubstr("not valid JSON"));
   // Invalid UTF-8 inside a string.
-  EXPECT_THAT(HeaderError("{\"__metadata__\": {\"k\": \"\xC3\x28\"}}", ""), HasSubstr("not valid JSON"));
-  EXPECT_THAT(HeaderError("{\"__metadata__\": {\"format\": \"pt\", \"n\": 3}}", ""),
-              HasSubstr("__metadata__ value for 'n' is a non-negative integer; only strings are allowed"));
-  EXPECT_THAT(HeaderError("{\"__metadata__\": [\"pt\"]}", ""), HasSubstr("__metadata__ is an array"));
+  EXPECT_THAT(HeaderError("{\"__metadata__\": {\"k\": \"\xC3\x28\"}}", ""),
+              HasSubstr("not valid JSON"));
+  EXPECT_THAT(
+      HeaderError("{\"__metadata__\": {\"format\": \"pt\", \"n\": 3}}", ""),
+      HasSubstr("__metadata__ value for 'n' is a non-negative integer; only strings are allowed"));
+  EXPECT_THAT(HeaderError("{\"__metadata__\": [\"pt\"]}", ""),
+              HasSubstr("__metadata__ is an array"));
   EXPECT_THAT(HeaderError("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},"
                           " \"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}",
                           "12345678"),
@@ -226,26 +241,33 @@ TEST_F(SafetensorsTest, HeaderJsonErrors) {
 TEST_F(SafetensorsTest, EntryErrors) {
   auto one = [](const std::string& entry) { return "{\"t\": " + entry + "}"; };
   EXPECT_THAT(HeaderError(one("3"), ""), HasSubstr("tensor 't': entry is a non-negative integer"));
-  EXPECT_THAT(HeaderError(one("{\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 0]}"), ""),
-              HasSubstr("tensor 't': shape element -1 is not allowed"));
-  EXPECT_THAT(HeaderError(one("{\"dtype\": \"F32\", \"shape\": [1.5], \"data_offsets\": [0, 0]}"), ""),
-              HasSubstr("shape element 1.5 is not allowed"));
-  EXPECT_THAT(HeaderError(one("{\"dtype\": \"Q9\", \"shape\": [1], \"data_offsets\": [0, 1]}"), "x"),
-              HasSubstr("tensor 't': unknown dtype 'Q9'"));
+  EXPECT_THAT(
+      HeaderError(one("{\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 0]}"), ""),
+      HasSubstr("tensor 't': shape element -1 is not allowed"));
+  EXPECT_THAT(
+      HeaderError(one("{\"dtype\": \"F32\", \"shape\": [1.5], \"data_offsets\": [0, 0]}"), ""),
+      HasSubstr("shape element 1.5 is not allowed"));
+  EXPECT_THAT(
+      HeaderError(one("{\"dtype\": \"Q9\", \"shape\": [1], \"data_offsets\": [0, 1]}"), "x"),
+      HasSubstr("tensor 't': unknown dtype 'Q9'"));
   EXPECT_THAT(HeaderError(one("{\"shape\": [1], \"data_offsets\": [0, 1]}"), "x"),
               HasSubstr("\"dtype\" is missing"));
   EXPECT_THAT(HeaderError(one("{\"dtype\": \"U8\", \"data_offsets\": [0, 1]}"), "x"),
               HasSubstr("\"shape\" is missing"));
-  EXPECT_THAT(HeaderError(one("{\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1, 2]}"), "x"),
-              HasSubstr("\"data_offsets\" must be an array of two non-negative integers"));
-  EXPECT_THAT(HeaderError(one("{\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [-1, 0]}"), "x"),
-              HasSubstr("\"data_offsets\" must be"));
-  EXPECT_THAT(HeaderError(one("{\"dtype\": \"F32\", \"shape\": [1099511627776, 1099511627776, "
-                              "1099511627776], \"data_offsets\": [0, 4]}"),
-                          "1234"),
-              HasSubstr("tensor 't' shape [1099511627776, 1099511627776, 1099511627776] overflows"));
-  EXPECT_THAT(HeaderError(one("{\"dtype\": \"F4\", \"shape\": [3], \"data_offsets\": [0, 1]}"), "x"),
-              HasSubstr("does not fill a whole number of bytes"));
+  EXPECT_THAT(
+      HeaderError(one("{\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1, 2]}"), "x"),
+      HasSubstr("\"data_offsets\" must be an array of two non-negative integers"));
+  EXPECT_THAT(
+      HeaderError(one("{\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [-1, 0]}"), "x"),
+      HasSubstr("\"data_offsets\" must be"));
+  EXPECT_THAT(
+      HeaderError(one("{\"dtype\": \"F32\", \"shape\": [1099511627776, 1099511627776, "
+                      "1099511627776], \"data_offsets\": [0, 4]}"),
+                  "1234"),
+      HasSubstr("tensor 't' shape [1099511627776, 1099511627776, 1099511627776] overflows"));
+  EXPECT_THAT(
+      HeaderError(one("{\"dtype\": \"F4\", \"shape\": [3], \"data_offsets\": [0, 1]}"), "x"),
+      HasSubstr("does not fill a whole number of bytes"));
 }
 
 TEST_F(SafetensorsTest, UnsupportedDtypesAreNamed) {
@@ -288,7 +310,8 @@ TEST_F(SafetensorsTest, OffsetsMustTileTheBuffer) {
               HasSubstr("cover 4 bytes of the data buffer, but the buffer holds 6 bytes (trailing "
                         "bytes after the last tensor)"));
   // The last tensor runs past the end.
-  EXPECT_THAT(HeaderError("{" + f32a + "[0, 4]}}", Bytes(3, 1)), HasSubstr("the file is truncated"));
+  EXPECT_THAT(HeaderError("{" + f32a + "[0, 4]}}", Bytes(3, 1)),
+              HasSubstr("the file is truncated"));
   // No tensors, but a buffer.
   EXPECT_THAT(HeaderError("{}", "x"), HasSubstr("trailing bytes"));
   // Offsets near 2^64 must not wrap.
@@ -302,7 +325,7 @@ TEST_F(SafetensorsTest, EveryTruncationIsAnError) {
   w.AddTensor("b", DType::kU8, {3}, Bytes(3, 2));
   const std::string bytes = w.Serialize();
   for (size_t len = 0; len < bytes.size(); ++len) {
-    path_ = dir_.File("t.safetensors");
+    path_ = dir_.File("t" + std::to_string(len) + ".safetensors");
     ASSERT_TRUE(WriteFile(path_, bytes.substr(0, len)).ok());
     absl::StatusOr<std::unique_ptr<WeightStore>> s = OpenSafetensors(path_);
     ASSERT_FALSE(s.ok()) << len;

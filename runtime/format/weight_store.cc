@@ -24,11 +24,13 @@ void IntegersToF32(const uint8_t* src, float* out, int64_t n) {
 }  // namespace
 
 absl::Status ReadAsF32(const TensorView& t, float* out, int64_t out_elems) {
-  auto where = [&] { return absl::StrCat(t.file, ": tensor '", t.name, "' (", std::string(DTypeName(t.dtype)), ")"); };
+  auto where = [&] {
+    return absl::StrCat(t.file, ": tensor '", t.name, "' (", std::string(DTypeName(t.dtype)), ")");
+  };
   const int64_t n = t.NumElements();
   if (out_elems != n) {
-    return absl::InvalidArgumentError(absl::StrCat(where(), " has ", n,
-                                                   " elements but the output holds ", out_elems));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where(), " has ", n, " elements but the output holds ", out_elems));
   }
   const int64_t blk = BlockElems(t.dtype);
   if (n % blk != 0 || static_cast<uint64_t>(n / blk * BlockBytes(t.dtype)) != t.nbytes) {
@@ -43,15 +45,24 @@ absl::Status ReadAsF32(const TensorView& t, float* out, int64_t out_elems) {
         out[i] = static_cast<float>(v);
       }
       return absl::OkStatus();
-    case DType::kI8: IntegersToF32<int8_t>(t.data, out, n); return absl::OkStatus();
-    case DType::kU8: IntegersToF32<uint8_t>(t.data, out, n); return absl::OkStatus();
-    case DType::kI16: IntegersToF32<int16_t>(t.data, out, n); return absl::OkStatus();
+    case DType::kI8:
+      IntegersToF32<int8_t>(t.data, out, n);
+      return absl::OkStatus();
+    case DType::kU8:
+      IntegersToF32<uint8_t>(t.data, out, n);
+      return absl::OkStatus();
+    case DType::kI16:
+      IntegersToF32<int16_t>(t.data, out, n);
+      return absl::OkStatus();
     // Every int32 up to 2^24 converts exactly; beyond, fp32 rounds as a cast does.
-    case DType::kI32: IntegersToF32<int32_t>(t.data, out, n); return absl::OkStatus();
+    case DType::kI32:
+      IntegersToF32<int32_t>(t.data, out, n);
+      return absl::OkStatus();
     case DType::kI64:
     case DType::kBool:
       return absl::InvalidArgumentError(absl::StrCat(
-          where(), " cannot be read as fp32: BOOL has no numeric meaning and I64 values may not "
+          where(),
+          " cannot be read as fp32: BOOL has no numeric meaning and I64 values may not "
           "convert exactly; read the raw bytes instead"));
     default:
       break;

@@ -81,7 +81,8 @@ TEST(ReadAsF32Test, Errors) {
   std::vector<float> out(3);
   absl::Status s = ReadAsF32(v.view, out.data(), 3);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("weights.bin: tensor 'w' (F32) has 2 elements but the output holds 3"));
+  EXPECT_THAT(s.message(),
+              HasSubstr("weights.bin: tensor 'w' (F32) has 2 elements but the output holds 3"));
 
   v.view.nbytes = 7;
   s = ReadAsF32(v.view, out.data(), 2);

@@ -33,18 +33,42 @@ void AppendValue(std::string* out, const GgufValue& v) {
   auto u = [&] { return std::get<uint64_t>(v.value); };
   auto s = [&] { return std::get<int64_t>(v.value); };
   switch (v.type) {
-    case VT::kU8: AppendLe(out, static_cast<uint8_t>(u())); return;
-    case VT::kI8: AppendLe(out, static_cast<int8_t>(s())); return;
-    case VT::kU16: AppendLe(out, static_cast<uint16_t>(u())); return;
-    case VT::kI16: AppendLe(out, static_cast<int16_t>(s())); return;
-    case VT::kU32: AppendLe(out, static_cast<uint32_t>(u())); return;
-    case VT::kI32: AppendLe(out, static_cast<int32_t>(s())); return;
-    case VT::kU64: AppendLe(out, u()); return;
-    case VT::kI64: AppendLe(out, s()); return;
-    case VT::kF32: AppendLe(out, static_cast<float>(std::get<double>(v.value))); return;
-    case VT::kF64: AppendLe(out, std::get<double>(v.value)); return;
-    case VT::kBool: AppendLe(out, static_cast<uint8_t>(std::get<bool>(v.value) ? 1 : 0)); return;
-    case VT::kString: AppendGgufString(out, std::get<std::string>(v.value)); return;
+    case VT::kU8:
+      AppendLe(out, static_cast<uint8_t>(u()));
+      return;
+    case VT::kI8:
+      AppendLe(out, static_cast<int8_t>(s()));
+      return;
+    case VT::kU16:
+      AppendLe(out, static_cast<uint16_t>(u()));
+      return;
+    case VT::kI16:
+      AppendLe(out, static_cast<int16_t>(s()));
+      return;
+    case VT::kU32:
+      AppendLe(out, static_cast<uint32_t>(u()));
+      return;
+    case VT::kI32:
+      AppendLe(out, static_cast<int32_t>(s()));
+      return;
+    case VT::kU64:
+      AppendLe(out, u());
+      return;
+    case VT::kI64:
+      AppendLe(out, s());
+      return;
+    case VT::kF32:
+      AppendLe(out, static_cast<float>(std::get<double>(v.value)));
+      return;
+    case VT::kF64:
+      AppendLe(out, std::get<double>(v.value));
+      return;
+    case VT::kBool:
+      AppendLe(out, static_cast<uint8_t>(std::get<bool>(v.value) ? 1 : 0));
+      return;
+    case VT::kString:
+      AppendGgufString(out, std::get<std::string>(v.value));
+      return;
     case VT::kArray: {
       const auto& arr = std::get<GgufArray>(v.value);
       AppendU32(out, static_cast<uint32_t>(arr.empty() ? VT::kU8 : arr[0].type));
@@ -68,21 +92,36 @@ void AppendGgufString(std::string* out, std::string_view s) {
 
 std::optional<uint32_t> GgmlTypeIdForTest(DType dtype) {
   switch (dtype) {
-    case DType::kF32: return 0;
-    case DType::kF16: return 1;
-    case DType::kQ4_0: return 2;
-    case DType::kQ4_1: return 3;
-    case DType::kQ5_0: return 6;
-    case DType::kQ5_1: return 7;
-    case DType::kQ8_0: return 8;
-    case DType::kQ4_K: return 12;
-    case DType::kQ6_K: return 14;
-    case DType::kI8: return 24;
-    case DType::kI16: return 25;
-    case DType::kI32: return 26;
-    case DType::kI64: return 27;
-    case DType::kF64: return 28;
-    case DType::kBF16: return 30;
+    case DType::kF32:
+      return 0;
+    case DType::kF16:
+      return 1;
+    case DType::kQ4_0:
+      return 2;
+    case DType::kQ4_1:
+      return 3;
+    case DType::kQ5_0:
+      return 6;
+    case DType::kQ5_1:
+      return 7;
+    case DType::kQ8_0:
+      return 8;
+    case DType::kQ4_K:
+      return 12;
+    case DType::kQ6_K:
+      return 14;
+    case DType::kI8:
+      return 24;
+    case DType::kI16:
+      return 25;
+    case DType::kI32:
+      return 26;
+    case DType::kI64:
+      return 27;
+    case DType::kF64:
+      return 28;
+    case DType::kBF16:
+      return 30;
     case DType::kU8:
     case DType::kBool:
       return std::nullopt;
@@ -103,15 +142,29 @@ void GgufWriter::AddValue(std::string key, const GgufValue& v) {
   AddRawKv(std::move(key), static_cast<uint32_t>(v.type), bytes);
 }
 
-void GgufWriter::AddU8(std::string key, uint8_t v) { AddValue(std::move(key), {VT::kU8, uint64_t{v}}); }
-void GgufWriter::AddI8(std::string key, int8_t v) { AddValue(std::move(key), {VT::kI8, int64_t{v}}); }
-void GgufWriter::AddU16(std::string key, uint16_t v) { AddValue(std::move(key), {VT::kU16, uint64_t{v}}); }
-void GgufWriter::AddI16(std::string key, int16_t v) { AddValue(std::move(key), {VT::kI16, int64_t{v}}); }
-void GgufWriter::AddU32(std::string key, uint32_t v) { AddValue(std::move(key), {VT::kU32, uint64_t{v}}); }
-void GgufWriter::AddI32(std::string key, int32_t v) { AddValue(std::move(key), {VT::kI32, int64_t{v}}); }
+void GgufWriter::AddU8(std::string key, uint8_t v) {
+  AddValue(std::move(key), {VT::kU8, uint64_t{v}});
+}
+void GgufWriter::AddI8(std::string key, int8_t v) {
+  AddValue(std::move(key), {VT::kI8, int64_t{v}});
+}
+void GgufWriter::AddU16(std::string key, uint16_t v) {
+  AddValue(std::move(key), {VT::kU16, uint64_t{v}});
+}
+void GgufWriter::AddI16(std::string key, int16_t v) {
+  AddValue(std::move(key), {VT::kI16, int64_t{v}});
+}
+void GgufWriter::AddU32(std::string key, uint32_t v) {
+  AddValue(std::move(key), {VT::kU32, uint64_t{v}});
+}
+void GgufWriter::AddI32(std::string key, int32_t v) {
+  AddValue(std::move(key), {VT::kI32, int64_t{v}});
+}
 void GgufWriter::AddU64(std::string key, uint64_t v) { AddValue(std::move(key), {VT::kU64, v}); }
 void GgufWriter::AddI64(std::string key, int64_t v) { AddValue(std::move(key), {VT::kI64, v}); }
-void GgufWriter::AddF32(std::string key, float v) { AddValue(std::move(key), {VT::kF32, double{v}}); }
+void GgufWriter::AddF32(std::string key, float v) {
+  AddValue(std::move(key), {VT::kF32, double{v}});
+}
 void GgufWriter::AddF64(std::string key, double v) { AddValue(std::move(key), {VT::kF64, v}); }
 void GgufWriter::AddBool(std::string key, bool v) { AddValue(std::move(key), {VT::kBool, v}); }
 void GgufWriter::AddString(std::string key, std::string_view v) {
@@ -152,8 +205,8 @@ void GgufWriter::AddTensor(std::string name, DType dtype, const std::vector<int6
   const std::optional<uint32_t> id = GgmlTypeIdForTest(dtype);
   if (!id.has_value()) {
     if (error_.ok()) {
-      error_ = absl::InvalidArgumentError(
-          absl::StrCat("GGUF has no type id for ", std::string(DTypeName(dtype)), " (tensor '", name, "')"));
+      error_ = absl::InvalidArgumentError(absl::StrCat(
+          "GGUF has no type id for ", std::string(DTypeName(dtype)), " (tensor '", name, "')"));
     }
     return;
   }
@@ -163,7 +216,8 @@ void GgufWriter::AddTensor(std::string name, DType dtype, const std::vector<int6
 
 void GgufWriter::AddRawTensor(std::string name, uint32_t ggml_type, std::vector<uint64_t> ggml_dims,
                               std::string_view bytes, std::optional<uint64_t> offset) {
-  tensors_.push_back({std::move(name), ggml_type, std::move(ggml_dims), std::string(bytes), offset});
+  tensors_.push_back(
+      {std::move(name), ggml_type, std::move(ggml_dims), std::string(bytes), offset});
 }
 
 absl::StatusOr<GgufImage> GgufWriter::Build() const {

@@ -26,8 +26,7 @@ class SafetensorsWriter {
 
   // A tensor with PyTorch-order `shape`; `bytes` are stored as given.
   // GGUF block types have no safetensors name and are written as "Q4_0" etc.
-  void AddTensor(std::string name, DType dtype, std::vector<int64_t> shape,
-                 std::string_view bytes);
+  void AddTensor(std::string name, DType dtype, std::vector<int64_t> shape, std::string_view bytes);
   // Any dtype string ("F8_E4M3", or an invalid one).
   void AddRawTensor(std::string name, std::string dtype, std::vector<int64_t> shape,
                     std::string_view bytes);

@@ -17,8 +17,8 @@ namespace tierserve {
 
 ScopedTempDir::ScopedTempDir() {
   const char* base = getenv("TEST_TMPDIR");
-  std::string templ = absl::StrCat(base != nullptr && *base != '\0' ? base : "/tmp",
-                                   "/tierserve_test_XXXXXX");
+  std::string templ =
+      absl::StrCat(base != nullptr && *base != '\0' ? base : "/tmp", "/tierserve_test_XXXXXX");
   std::vector<char> buf(templ.begin(), templ.end());
   buf.push_back('\0');
   if (mkdtemp(buf.data()) != nullptr) path_ = buf.data();
