@@ -22,7 +22,8 @@
 namespace tierserve {
 
 // A metadata value. Arrays hold homogeneous elements; nested arrays are
-// accepted and kept as GgufArray of GgufArray.
+// accepted and kept as GgufArray of GgufArray. Unsigned integer types are
+// held as uint64_t, signed ones as int64_t, F32 and F64 as double.
 struct GgufValue;
 using GgufArray = std::vector<GgufValue>;
 struct GgufValue {
@@ -39,6 +40,10 @@ class GgufFile : public WeightStore {
   static absl::StatusOr<std::unique_ptr<GgufFile>> Open(const std::string& path);
 
   uint32_t version() const;
+  // `general.alignment`, or 32 when absent.
+  uint64_t alignment() const;
+  // File offset of the tensor data section; tensor offsets count from here.
+  uint64_t data_offset() const;
   const std::map<std::string, GgufValue, std::less<>>& metadata() const;
 
   // Typed accessors. A present key of another type is an error naming the
