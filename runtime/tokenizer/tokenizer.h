@@ -37,6 +37,9 @@ struct BpeVocab {
   struct Added {
     int32_t id;
     bool special;
+    // HF's `normalized`: such tokens are looked for only in the text left
+    // between the matches of the others (HF matches the two sets in turn).
+    bool normalized = false;
   };
   std::vector<Added> added;
   PreTokenizer pre = PreTokenizer::kGpt2;

@@ -22,7 +22,8 @@ It writes:
       its Digits pre-tokenizer counts as digits.
   golden_ids.json
       for each tokenizer and each string of tricky_strings.json: the ids of
-      `encode(s, add_special_tokens=True)` and the decodes of those ids.
+      `encode(s, add_special_tokens=True)`, the decodes of those ids, and the
+      pieces its pre-tokenizer alone makes of the string.
 """
 
 import importlib.metadata
@@ -210,7 +211,8 @@ def make_goldens():
             "gguf": importlib.metadata.version("gguf"),
         },
         "note": "ids = Tokenizer.from_file(tokenizer.json).encode(s, add_special_tokens=True).ids; "
-                "decode / decode_skip_special = decode(ids, skip_special_tokens=False / True).",
+                "decode / decode_skip_special = decode(ids, skip_special_tokens=False / True); "
+                "pre_tokens = pre_tokenizer.pre_tokenize_str(s) (byte-level text, added tokens not split out).",
         "tokenizers": {},
     }
     for name in ("smollm2", "small_bpe", "llama3_style"):
@@ -220,6 +222,7 @@ def make_goldens():
             ids = tok.encode(s, add_special_tokens=True).ids
             cases.append({
                 "text": s,
+                "pre_tokens": [piece for piece, _ in tok.pre_tokenizer.pre_tokenize_str(s)],
                 "ids": ids,
                 "decode": tok.decode(ids, skip_special_tokens=False),
                 "decode_skip_special": tok.decode(ids, skip_special_tokens=True),
