@@ -8,7 +8,8 @@ AddedTokenMatcher::AddedTokenMatcher(const std::vector<std::pair<std::string, in
     int32_t node = 0;
     for (char c : content) {
       const auto byte = static_cast<uint8_t>(c);
-      auto [it, inserted] = edges_.emplace(EdgeKey(node, byte), static_cast<int32_t>(terminal_.size()));
+      auto [it, inserted] =
+          edges_.emplace(EdgeKey(node, byte), static_cast<int32_t>(terminal_.size()));
       if (inserted) terminal_.push_back(-1);
       node = it->second;
     }

@@ -44,8 +44,8 @@ class AddedTokenMatcher {
   std::pair<size_t, int32_t> LongestAt(std::string_view text, size_t pos) const;
 
   absl::flat_hash_map<uint64_t, int32_t> edges_;  // (node, byte) -> child node
-  std::vector<int32_t> terminal_{-1};              // node -> token id ending there, or -1
-  bool first_byte_[256] = {};                      // bytes some token starts with
+  std::vector<int32_t> terminal_{-1};             // node -> token id ending there, or -1
+  bool first_byte_[256] = {};                     // bytes some token starts with
 };
 
 }  // namespace tierserve

@@ -17,8 +17,8 @@ absl::StatusOr<BpeModel> BpeModel::Build(
   for (size_t id = 0; id < tokens.size(); ++id) {
     auto [it, inserted] = model.ids_.emplace(tokens[id], static_cast<int32_t>(id));
     if (!inserted) {
-      return absl::InvalidArgumentError(absl::StrCat("token \"", tokens[id], "\" appears twice, as id ",
-                                                     it->second, " and as id ", id));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "token \"", tokens[id], "\" appears twice, as id ", it->second, " and as id ", id));
     }
   }
   for (int b = 0; b < 256; ++b) {

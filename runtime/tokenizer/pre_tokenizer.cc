@@ -29,7 +29,8 @@ std::vector<CharInfo> Decode(std::string_view text) {
     }
     const Utf8Char ch = DecodeUtf8At(text, pos);
     if (ch.valid) {
-      chars.push_back({static_cast<uint32_t>(pos), ch.code_point, ClassifyCodePoint(ch.code_point)});
+      chars.push_back(
+          {static_cast<uint32_t>(pos), ch.code_point, ClassifyCodePoint(ch.code_point)});
       pos += ch.len;
     } else {
       chars.push_back({static_cast<uint32_t>(pos), 0xFFFD, CharClass::kOther});

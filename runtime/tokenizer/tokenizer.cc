@@ -113,8 +113,8 @@ class BpeTokenizer final : public Tokenizer {
 
 absl::Status CheckId(std::optional<int32_t> id, size_t vocab_size, absl::string_view what) {
   if (id && (*id < 0 || static_cast<size_t>(*id) >= vocab_size)) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " id ", *id, " is outside the vocabulary [0, ",
-                                                   vocab_size, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " id ", *id, " is outside the vocabulary [0, ", vocab_size, ")"));
   }
   return absl::OkStatus();
 }
@@ -125,7 +125,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromVocab(BpeVocab vocab) 
   const size_t n = vocab.tokens.size();
   if (n == 0) return absl::InvalidArgumentError("the vocabulary is empty");
   if (n > static_cast<size_t>(INT32_MAX)) {
-    return absl::InvalidArgumentError(absl::StrCat("the vocabulary has ", n, " tokens, more than ids can hold"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the vocabulary has ", n, " tokens, more than ids can hold"));
   }
   absl::flat_hash_set<int32_t> added_ids;
   for (const BpeVocab::Added& a : vocab.added) {
@@ -142,7 +143,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromVocab(BpeVocab vocab) 
   if (vocab.add_bos && !vocab.bos_id) {
     return absl::InvalidArgumentError("add_bos is set but there is no bos token");
   }
-  TS_ASSIGN_OR_RETURN(BpeModel model, BpeModel::Build(vocab.tokens, vocab.merges, vocab.ignore_merges));
+  TS_ASSIGN_OR_RETURN(BpeModel model,
+                      BpeModel::Build(vocab.tokens, vocab.merges, vocab.ignore_merges));
   return std::unique_ptr<Tokenizer>(new BpeTokenizer(std::move(vocab), std::move(model)));
 }
 

@@ -48,7 +48,8 @@ TEST_P(ConformanceTest, IdsAndDecodesMatchHfTokenizers) {
     EXPECT_EQ(ids, expected) << "text: " << json(text).dump();
     EXPECT_EQ(tok.Decode(expected, /*skip_special=*/false), c["decode"].get<std::string>())
         << "text: " << json(text).dump();
-    EXPECT_EQ(tok.Decode(expected, /*skip_special=*/true), c["decode_skip_special"].get<std::string>())
+    EXPECT_EQ(tok.Decode(expected, /*skip_special=*/true),
+              c["decode_skip_special"].get<std::string>())
         << "text: " << json(text).dump();
     EXPECT_EQ(tok.Decode(tok.Encode(text, /*add_special=*/false), /*skip_special=*/false), text)
         << "text: " << json(text).dump();
@@ -73,7 +74,8 @@ TEST_P(ConformanceTest, PreTokensMatchHfTokenizers) {
     PreTokenize(PreTokenizerOf(GetParam()), text, &pieces);
     std::vector<std::string> byte_level;
     for (std::string_view p : pieces) byte_level.push_back(BytesToByteLevel(p));
-    EXPECT_EQ(byte_level, c["pre_tokens"].get<std::vector<std::string>>()) << "text: " << json(text).dump();
+    EXPECT_EQ(byte_level, c["pre_tokens"].get<std::vector<std::string>>())
+        << "text: " << json(text).dump();
   }
 }
 

@@ -37,7 +37,8 @@ constexpr absl::string_view kLlama3Regex =
 constexpr absl::string_view kSupportedPreTokenizers =
     "ByteLevel(add_prefix_space=false), "
     "Sequence[Digits(individual_digits=true), ByteLevel(add_prefix_space=false)], "
-    "Sequence[Split(Llama-3 regex, behavior=Isolated), ByteLevel(add_prefix_space=false, use_regex=false)]";
+    "Sequence[Split(Llama-3 regex, behavior=Isolated), ByteLevel(add_prefix_space=false, "
+    "use_regex=false)]";
 
 // Errors name the file and the key path inside it.
 class JsonErrors {
@@ -91,7 +92,8 @@ absl::StatusOr<bool> OptionalBool(const JsonErrors& err, const json& obj, absl::
   const json& v = Field(obj, key);
   if (v.is_null()) return default_value;
   if (!v.is_boolean()) {
-    return err.Error(absl::StrCat(path, ".", key), absl::StrCat("expected a boolean, found ", v.type_name()));
+    return err.Error(absl::StrCat(path, ".", key),
+                     absl::StrCat("expected a boolean, found ", v.type_name()));
   }
   return v.get<bool>();
 }
@@ -108,41 +110,50 @@ absl::StatusOr<int32_t> TokenIdValue(const JsonErrors& err, const json& v, absl:
 }
 
 // Places `text` at `id`, refusing an id that already holds another text.
-absl::Status PlaceToken(const JsonErrors& err, absl::string_view key, int32_t id, const std::string& text,
-                        std::vector<std::optional<std::string>>* tokens) {
+absl::Status PlaceToken(const JsonErrors& err, absl::string_view key, int32_t id,
+                        const std::string& text, std::vector<std::optional<std::string>>* tokens) {
   if (tokens->size() <= static_cast<size_t>(id)) tokens->resize(static_cast<size_t>(id) + 1);
   std::optional<std::string>& slot = (*tokens)[id];
   if (slot && *slot != text) {
-    return err.Error(key, absl::StrCat("id ", id, " is given to both \"", *slot, "\" and \"", text, "\""));
+    return err.Error(
+        key, absl::StrCat("id ", id, " is given to both \"", *slot, "\" and \"", text, "\""));
   }
   slot = text;
   return absl::OkStatus();
 }
 
-absl::Status ParseModel(const JsonErrors& err, const json& model, std::vector<std::optional<std::string>>* tokens,
-                        BpeVocab* vocab) {
+absl::Status ParseModel(const JsonErrors& err, const json& model,
+                        std::vector<std::optional<std::string>>* tokens, BpeVocab* vocab) {
   TS_RETURN_IF_ERROR(err.Expect(model, json::value_t::object, "model", "an object"));
   const json& type = Field(model, "type");
   if (!type.is_string() || type.get<std::string>() != "BPE") {
-    return err.Error("model.type", absl::StrCat("the model is ", type.is_string() ? type.get<std::string>() : type.dump(),
-                                                "; only BPE is supported"));
+    return err.Error(
+        "model.type",
+        absl::StrCat("the model is ", type.is_string() ? type.get<std::string>() : type.dump(),
+                     "; only BPE is supported"));
   }
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     const json& v = Field(model, key);
     if (!v.is_null() && !(v.is_string() && v.get<std::string>().empty())) {
-      return err.Error(absl::StrCat("model.", key), absl::StrCat("found ", v.dump(), "; only null or \"\" is supported"));
+      return err.Error(absl::StrCat("model.", key),
+                       absl::StrCat("found ", v.dump(), "; only null or \"\" is supported"));
     }
   }
   const json& dropout = Field(model, "dropout");
   if (!dropout.is_null() && !(dropout.is_number() && dropout.get<double>() == 0.0)) {
-    return err.Error("model.dropout", absl::StrCat("found ", dropout.dump(), "; only null is supported"));
+    return err.Error("model.dropout",
+                     absl::StrCat("found ", dropout.dump(), "; only null is supported"));
   }
-  TS_ASSIGN_OR_RETURN(const bool byte_fallback, OptionalBool(err, model, "byte_fallback", "model", false));
-  if (byte_fallback) return err.Error("model.byte_fallback", "true is not supported (byte-level BPE needs none)");
-  TS_ASSIGN_OR_RETURN(vocab->ignore_merges, OptionalBool(err, model, "ignore_merges", "model", false));
+  TS_ASSIGN_OR_RETURN(const bool byte_fallback,
+                      OptionalBool(err, model, "byte_fallback", "model", false));
+  if (byte_fallback)
+    return err.Error("model.byte_fallback", "true is not supported (byte-level BPE needs none)");
+  TS_ASSIGN_OR_RETURN(vocab->ignore_merges,
+                      OptionalBool(err, model, "ignore_merges", "model", false));
 
   const json& v = Field(model, "vocab");
-  TS_RETURN_IF_ERROR(err.Expect(v, json::value_t::object, "model.vocab", "an object of token -> id"));
+  TS_RETURN_IF_ERROR(
+      err.Expect(v, json::value_t::object, "model.vocab", "an object of token -> id"));
   for (const auto& [text, id_json] : v.items()) {
     const std::string key = absl::StrCat("model.vocab[\"", text, "\"]");
     TS_ASSIGN_OR_RETURN(const int32_t id, TokenIdValue(err, id_json, key));
@@ -160,13 +171,15 @@ absl::Status ParseModel(const JsonErrors& err, const json& model, std::vector<st
         const std::string& s = m.get_ref<const std::string&>();
         const size_t space = s.find(' ');
         if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos) {
-          return err.Error(key, absl::StrCat("\"", s, "\" is not two tokens separated by one space"));
+          return err.Error(key,
+                           absl::StrCat("\"", s, "\" is not two tokens separated by one space"));
         }
         vocab->merges.emplace_back(s.substr(0, space), s.substr(space + 1));
       } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
         vocab->merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
       } else {
-        return err.Error(key, absl::StrCat("found ", m.dump(), "; expected \"a b\" or [\"a\", \"b\"]"));
+        return err.Error(key,
+                         absl::StrCat("found ", m.dump(), "; expected \"a b\" or [\"a\", \"b\"]"));
       }
     }
   }
@@ -175,7 +188,8 @@ absl::Status ParseModel(const JsonErrors& err, const json& model, std::vector<st
   if (!unk.is_null()) {
     // An unknown token only matters for bytes missing from the alphabet;
     // HF would emit it there, which this tokenizer does not model.
-    TS_RETURN_IF_ERROR(err.Expect(unk, json::value_t::string, "model.unk_token", "a string or null"));
+    TS_RETURN_IF_ERROR(
+        err.Expect(unk, json::value_t::string, "model.unk_token", "a string or null"));
     const json& vocab_json = Field(model, "vocab");
     for (int b = 0; b < 256; ++b) {
       if (!vocab_json.contains(std::string(ByteLevelUtf8(static_cast<uint8_t>(b))))) {
@@ -199,7 +213,8 @@ absl::Status ParseAddedTokens(const JsonErrors& err, const json& added,
     TS_ASSIGN_OR_RETURN(const int32_t id, TokenIdValue(err, Field(a, "id"), key + ".id"));
     const json& content = Field(a, "content");
     TS_RETURN_IF_ERROR(err.Expect(content, json::value_t::string, key + ".content", "a string"));
-    if (content.get_ref<const std::string&>().empty()) return err.Error(key + ".content", "is empty");
+    if (content.get_ref<const std::string&>().empty())
+      return err.Error(key + ".content", "is empty");
     for (const char* flag : {"single_word", "lstrip", "rstrip"}) {
       TS_ASSIGN_OR_RETURN(const bool set, OptionalBool(err, a, flag, key, false));
       if (set) return err.Error(absl::StrCat(key, ".", flag), "true is not supported (only false)");
@@ -218,17 +233,21 @@ std::string TypeOf(const json& j) {
 }
 
 // Checks a ByteLevel step; `use_regex` is what the supported form needs.
-absl::Status CheckByteLevel(const JsonErrors& err, const json& j, absl::string_view key, bool use_regex) {
+absl::Status CheckByteLevel(const JsonErrors& err, const json& j, absl::string_view key,
+                            bool use_regex) {
   if (!j.is_object() || TypeOf(j) != "ByteLevel") {
-    return err.Error(key, absl::StrCat("found ", TypeOf(j), " where ByteLevel was expected; supported: ",
-                                       kSupportedPreTokenizers));
+    return err.Error(
+        key, absl::StrCat("found ", TypeOf(j),
+                          " where ByteLevel was expected; supported: ", kSupportedPreTokenizers));
   }
   TS_ASSIGN_OR_RETURN(const bool prefix, OptionalBool(err, j, "add_prefix_space", key, false));
-  if (prefix) return err.Error(absl::StrCat(key, ".add_prefix_space"), "true is not supported (only false)");
+  if (prefix)
+    return err.Error(absl::StrCat(key, ".add_prefix_space"), "true is not supported (only false)");
   TS_ASSIGN_OR_RETURN(const bool regex, OptionalBool(err, j, "use_regex", key, true));
   if (regex != use_regex) {
-    return err.Error(absl::StrCat(key, ".use_regex"),
-                     absl::StrCat("found ", regex ? "true" : "false", "; supported: ", kSupportedPreTokenizers));
+    return err.Error(
+        absl::StrCat(key, ".use_regex"),
+        absl::StrCat("found ", regex ? "true" : "false", "; supported: ", kSupportedPreTokenizers));
   }
   return absl::OkStatus();
 }
@@ -252,12 +271,15 @@ absl::StatusOr<PreTokenizer> ParsePreTokenizer(const JsonErrors& err, const json
   const json& first = steps[0];
   const std::string first_type = TypeOf(first);
   if (first_type == "Digits") {
-    TS_ASSIGN_OR_RETURN(const bool individual,
-                        OptionalBool(err, first, "individual_digits", "pre_tokenizer.pretokenizers[0]", false));
+    TS_ASSIGN_OR_RETURN(
+        const bool individual,
+        OptionalBool(err, first, "individual_digits", "pre_tokenizer.pretokenizers[0]", false));
     if (!individual) {
-      return err.Error("pre_tokenizer.pretokenizers[0].individual_digits", "false is not supported (only true)");
+      return err.Error("pre_tokenizer.pretokenizers[0].individual_digits",
+                       "false is not supported (only true)");
     }
-    TS_RETURN_IF_ERROR(CheckByteLevel(err, steps[1], "pre_tokenizer.pretokenizers[1]", /*use_regex=*/true));
+    TS_RETURN_IF_ERROR(
+        CheckByteLevel(err, steps[1], "pre_tokenizer.pretokenizers[1]", /*use_regex=*/true));
     return PreTokenizer::kSmolLm;
   }
   if (first_type == "Split") {
@@ -265,16 +287,19 @@ absl::StatusOr<PreTokenizer> ParsePreTokenizer(const JsonErrors& err, const json
     const json& regex = pattern.is_object() ? Field(pattern, "Regex") : json();
     if (!regex.is_string() || regex.get<std::string>() != kLlama3Regex) {
       return err.Error("pre_tokenizer.pretokenizers[0].pattern",
-                       absl::StrCat("found ", pattern.dump(), "; only the Llama-3 regex is supported: ", kLlama3Regex));
+                       absl::StrCat("found ", pattern.dump(),
+                                    "; only the Llama-3 regex is supported: ", kLlama3Regex));
     }
     const json& behavior = Field(first, "behavior");
     if (!behavior.is_string() || behavior.get<std::string>() != "Isolated") {
       return err.Error("pre_tokenizer.pretokenizers[0].behavior",
                        absl::StrCat("found ", behavior.dump(), "; only \"Isolated\" is supported"));
     }
-    TS_ASSIGN_OR_RETURN(const bool invert, OptionalBool(err, first, "invert", "pre_tokenizer.pretokenizers[0]", false));
+    TS_ASSIGN_OR_RETURN(const bool invert, OptionalBool(err, first, "invert",
+                                                        "pre_tokenizer.pretokenizers[0]", false));
     if (invert) return err.Error("pre_tokenizer.pretokenizers[0].invert", "true is not supported");
-    TS_RETURN_IF_ERROR(CheckByteLevel(err, steps[1], "pre_tokenizer.pretokenizers[1]", /*use_regex=*/false));
+    TS_RETURN_IF_ERROR(
+        CheckByteLevel(err, steps[1], "pre_tokenizer.pretokenizers[1]", /*use_regex=*/false));
     return PreTokenizer::kLlama3;
   }
   return err.Error(kKey, absl::StrCat("found Sequence[", first_type, ", ", TypeOf(steps[1]),
@@ -282,9 +307,11 @@ absl::StatusOr<PreTokenizer> ParsePreTokenizer(const JsonErrors& err, const json
 }
 
 // The id of the token a TemplateProcessing puts before the text, if any.
-absl::StatusOr<std::optional<int32_t>> ParseTemplate(const JsonErrors& err, const json& t, absl::string_view key) {
+absl::StatusOr<std::optional<int32_t>> ParseTemplate(const JsonErrors& err, const json& t,
+                                                     absl::string_view key) {
   const json& single = Field(t, "single");
-  TS_RETURN_IF_ERROR(err.Expect(single, json::value_t::array, absl::StrCat(key, ".single"), "an array"));
+  TS_RETURN_IF_ERROR(
+      err.Expect(single, json::value_t::array, absl::StrCat(key, ".single"), "an array"));
   std::optional<std::string> prefix;
   bool seen_text = false;
   for (const json& piece : single) {
@@ -295,12 +322,14 @@ absl::StatusOr<std::optional<int32_t>> ParseTemplate(const JsonErrors& err, cons
     const json& special = piece.is_object() ? Field(piece, "SpecialToken") : json();
     const json& name = special.is_object() ? Field(special, "id") : json();
     if (!name.is_string()) {
-      return err.Error(absl::StrCat(key, ".single"), absl::StrCat("unexpected item ", piece.dump()));
+      return err.Error(absl::StrCat(key, ".single"),
+                       absl::StrCat("unexpected item ", piece.dump()));
     }
     if (seen_text || prefix) {
       return err.Error(absl::StrCat(key, ".single"),
                        absl::StrCat("adds \"", name.get<std::string>(),
-                                    "\" after the text or as a second prefix; only one leading token (BOS) is supported"));
+                                    "\" after the text or as a second prefix; only one leading "
+                                    "token (BOS) is supported"));
     }
     prefix = name.get<std::string>();
   }
@@ -310,7 +339,8 @@ absl::StatusOr<std::optional<int32_t>> ParseTemplate(const JsonErrors& err, cons
   const json& entry = specials.is_object() ? Field(specials, *prefix) : json();
   const json& ids = entry.is_object() ? Field(entry, "ids") : json();
   if (!ids.is_array() || ids.size() != 1) {
-    return err.Error(ids_key, absl::StrCat("expected a list of exactly one id, found ", ids.dump()));
+    return err.Error(ids_key,
+                     absl::StrCat("expected a list of exactly one id, found ", ids.dump()));
   }
   TS_ASSIGN_OR_RETURN(const int32_t id, TokenIdValue(err, ids[0], ids_key));
   return std::optional<int32_t>(id);
@@ -330,19 +360,23 @@ absl::StatusOr<std::optional<int32_t>> ParsePostProcessor(const JsonErrors& err,
       const std::string step = TypeOf(steps[i]);
       if (step == "ByteLevel") continue;
       if (step != "TemplateProcessing" || seen_template) {
-        return err.Error(key, absl::StrCat("found ", step, "; supported: ByteLevel and one TemplateProcessing"));
+        return err.Error(
+            key, absl::StrCat("found ", step, "; supported: ByteLevel and one TemplateProcessing"));
       }
       seen_template = true;
       TS_ASSIGN_OR_RETURN(prefix, ParseTemplate(err, steps[i], key));
     }
     return prefix;
   }
-  return err.Error("post_processor",
-                   absl::StrCat("found ", type, "; supported: null, ByteLevel, TemplateProcessing, or a Sequence of them"));
+  return err.Error(
+      "post_processor",
+      absl::StrCat("found ", type,
+                   "; supported: null, ByteLevel, TemplateProcessing, or a Sequence of them"));
 }
 
 // A token named in tokenizer_config.json: "text", {"content": "text"} or null.
-absl::StatusOr<std::optional<std::string>> ConfigTokenName(const JsonErrors& err, const json& config,
+absl::StatusOr<std::optional<std::string>> ConfigTokenName(const JsonErrors& err,
+                                                           const json& config,
                                                            absl::string_view key) {
   const json& v = Field(config, key);
   if (v.is_null()) return std::optional<std::string>();
@@ -350,10 +384,12 @@ absl::StatusOr<std::optional<std::string>> ConfigTokenName(const JsonErrors& err
   if (v.is_object() && Field(v, "content").is_string()) {
     return std::optional<std::string>(Field(v, "content").get<std::string>());
   }
-  return err.Error(key, absl::StrCat("expected a string, {\"content\": ...} or null, found ", v.dump()));
+  return err.Error(key,
+                   absl::StrCat("expected a string, {\"content\": ...} or null, found ", v.dump()));
 }
 
-absl::StatusOr<std::optional<int32_t>> IdOf(const JsonErrors& err, const BpeVocab& vocab, absl::string_view key,
+absl::StatusOr<std::optional<int32_t>> IdOf(const JsonErrors& err, const BpeVocab& vocab,
+                                            absl::string_view key,
                                             const std::optional<std::string>& name) {
   if (!name) return std::optional<int32_t>();
   for (size_t id = 0; id < vocab.tokens.size(); ++id) {
@@ -364,7 +400,8 @@ absl::StatusOr<std::optional<int32_t>> IdOf(const JsonErrors& err, const BpeVoca
 
 // Reads tokenizer_config.json and chat_template.jinja beside `path`, when
 // present. `template_bos` is the token the post-processor prepends.
-absl::Status ApplyConfig(const std::string& path, std::optional<int32_t> template_bos, BpeVocab* vocab) {
+absl::Status ApplyConfig(const std::string& path, std::optional<int32_t> template_bos,
+                         BpeVocab* vocab) {
   const std::filesystem::path dir = std::filesystem::path(path).parent_path();
   const std::string config_path = (dir / "tokenizer_config.json").string();
   vocab->bos_id = template_bos;
@@ -375,17 +412,21 @@ absl::Status ApplyConfig(const std::string& path, std::optional<int32_t> templat
     TS_ASSIGN_OR_RETURN(const json config, ReadJson(config_path));
     const JsonErrors err(config_path);
     TS_RETURN_IF_ERROR(err.Expect(config, json::value_t::object, "(top level)", "an object"));
-    TS_ASSIGN_OR_RETURN(const std::optional<std::string> bos, ConfigTokenName(err, config, "bos_token"));
-    TS_ASSIGN_OR_RETURN(const std::optional<std::string> eos, ConfigTokenName(err, config, "eos_token"));
+    TS_ASSIGN_OR_RETURN(const std::optional<std::string> bos,
+                        ConfigTokenName(err, config, "bos_token"));
+    TS_ASSIGN_OR_RETURN(const std::optional<std::string> eos,
+                        ConfigTokenName(err, config, "eos_token"));
     if (bos) {
       TS_ASSIGN_OR_RETURN(vocab->bos_id, IdOf(err, *vocab, "bos_token", bos));
       if (template_bos && *template_bos != *vocab->bos_id) {
-        return err.Error("bos_token", absl::StrCat("\"", *bos, "\" is id ", *vocab->bos_id, ", but ", path,
-                                                   " puts id ", *template_bos, " before the text"));
+        return err.Error("bos_token",
+                         absl::StrCat("\"", *bos, "\" is id ", *vocab->bos_id, ", but ", path,
+                                      " puts id ", *template_bos, " before the text"));
       }
     }
     TS_ASSIGN_OR_RETURN(vocab->eos_id, IdOf(err, *vocab, "eos_token", eos));
-    TS_ASSIGN_OR_RETURN(vocab->add_bos, OptionalBool(err, config, "add_bos_token", "(top level)", vocab->add_bos));
+    TS_ASSIGN_OR_RETURN(vocab->add_bos,
+                        OptionalBool(err, config, "add_bos_token", "(top level)", vocab->add_bos));
     const json& chat = Field(config, "chat_template");
     if (chat.is_string()) {
       vocab->chat_template = chat.get<std::string>();
@@ -397,8 +438,9 @@ absl::Status ApplyConfig(const std::string& path, std::optional<int32_t> templat
         }
       }
     } else if (!chat.is_null()) {
-      return err.Error("chat_template", absl::StrCat("expected a string or a list of named templates, found ",
-                                                     chat.type_name()));
+      return err.Error(
+          "chat_template",
+          absl::StrCat("expected a string or a list of named templates, found ", chat.type_name()));
     }
   }
   const std::string jinja_path = (dir / "chat_template.jinja").string();
@@ -417,18 +459,21 @@ absl::StatusOr<BpeVocab> ParseTokenizerJson(const std::string& path, const json&
   TS_RETURN_IF_ERROR(ParseAddedTokens(err, Field(root, "added_tokens"), &tokens, &vocab));
   vocab.tokens.reserve(tokens.size());
   for (size_t id = 0; id < tokens.size(); ++id) {
-    if (!tokens[id]) return err.Error("model.vocab", absl::StrCat("id ", id, " has no token (ids must be dense)"));
+    if (!tokens[id])
+      return err.Error("model.vocab", absl::StrCat("id ", id, " has no token (ids must be dense)"));
     vocab.tokens.push_back(std::move(*tokens[id]));
   }
 
   const json& normalizer = Field(root, "normalizer");
   if (!normalizer.is_null()) {
-    return err.Error("normalizer", absl::StrCat("found ", TypeOf(normalizer), "; only null is supported"));
+    return err.Error("normalizer",
+                     absl::StrCat("found ", TypeOf(normalizer), "; only null is supported"));
   }
   TS_ASSIGN_OR_RETURN(vocab.pre, ParsePreTokenizer(err, Field(root, "pre_tokenizer")));
   const json& decoder = Field(root, "decoder");
   if (TypeOf(decoder) != "ByteLevel") {
-    return err.Error("decoder", absl::StrCat("found ", TypeOf(decoder), "; only ByteLevel is supported"));
+    return err.Error("decoder",
+                     absl::StrCat("found ", TypeOf(decoder), "; only ByteLevel is supported"));
   }
   TS_ASSIGN_OR_RETURN(const std::optional<int32_t> template_bos,
                       ParsePostProcessor(err, Field(root, "post_processor")));
@@ -445,12 +490,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromTokenizerJson(const st
     vocab = ParseTokenizerJson(path, root);
   } catch (const json::exception& e) {
     // Every access above is type-checked first; this is a backstop.
-    return absl::InvalidArgumentError(absl::StrCat(path, ": unexpected JSON structure: ", e.what()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": unexpected JSON structure: ", e.what()));
   }
   if (!vocab.ok()) return vocab.status();
   absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = FromVocab(*std::move(vocab));
   if (!tokenizer.ok()) {
-    return absl::Status(tokenizer.status().code(), absl::StrCat(path, ": ", tokenizer.status().message()));
+    return absl::Status(tokenizer.status().code(),
+                        absl::StrCat(path, ": ", tokenizer.status().message()));
   }
   return tokenizer;
 }
