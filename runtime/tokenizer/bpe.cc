@@ -3,6 +3,7 @@
 #include <queue>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/tokenizer/byte_level.h"
 
@@ -17,8 +18,9 @@ absl::StatusOr<BpeModel> BpeModel::Build(
   for (size_t id = 0; id < tokens.size(); ++id) {
     auto [it, inserted] = model.ids_.emplace(tokens[id], static_cast<int32_t>(id));
     if (!inserted) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "token \"", tokens[id], "\" appears twice, as id ", it->second, " and as id ", id));
+      return absl::InvalidArgumentError(
+          absl::StrCat("token \"", absl::Utf8SafeCHexEscape(tokens[id]), "\" appears twice, as id ",
+                       it->second, " and as id ", id));
     }
   }
   for (int b = 0; b < 256; ++b) {
@@ -34,9 +36,10 @@ absl::StatusOr<BpeModel> BpeModel::Build(
     const int32_t new_id = model.Find(joined);
     if (left_id < 0 || right_id < 0 || new_id < 0) {
       const std::string& missing = left_id < 0 ? left : right_id < 0 ? right : joined;
-      return absl::InvalidArgumentError(absl::StrCat("merge ", rank, " (\"", left, "\" \"", right,
-                                                     "\") names \"", missing,
-                                                     "\", which is not in the vocabulary"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("merge ", rank, " (\"", absl::Utf8SafeCHexEscape(left), "\" \"",
+                       absl::Utf8SafeCHexEscape(right), "\") names \"",
+                       absl::Utf8SafeCHexEscape(missing), "\", which is not in the vocabulary"));
     }
     model.merges_[PairKey(left_id, right_id)] = Merge{static_cast<int32_t>(rank), new_id};
   }

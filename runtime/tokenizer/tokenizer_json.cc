@@ -80,6 +80,16 @@ absl::StatusOr<json> ReadJson(const std::string& path) {
   }
 }
 
+// A value as one line of JSON for messages, cut to a readable length.
+std::string Brief(const json& j) {
+  std::string s = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (s.size() > 120) s = s.substr(0, 117) + "...";
+  return s;
+}
+
+// A string quoted and escaped for messages ("\n" stays on one line).
+std::string Quote(const std::string& s) { return Brief(json(s)); }
+
 // `j[key]` or null when absent; REQUIRES: j is an object.
 const json& Field(const json& j, absl::string_view key) {
   static const json kNull;
@@ -116,7 +126,7 @@ absl::Status PlaceToken(const JsonErrors& err, absl::string_view key, int32_t id
   std::optional<std::string>& slot = (*tokens)[id];
   if (slot && *slot != text) {
     return err.Error(
-        key, absl::StrCat("id ", id, " is given to both \"", *slot, "\" and \"", text, "\""));
+        key, absl::StrCat("id ", id, " is given to both ", Quote(*slot), " and ", Quote(text)));
   }
   slot = text;
   return absl::OkStatus();
@@ -129,20 +139,20 @@ absl::Status ParseModel(const JsonErrors& err, const json& model,
   if (!type.is_string() || type.get<std::string>() != "BPE") {
     return err.Error(
         "model.type",
-        absl::StrCat("the model is ", type.is_string() ? type.get<std::string>() : type.dump(),
+        absl::StrCat("the model is ", type.is_string() ? type.get<std::string>() : Brief(type),
                      "; only BPE is supported"));
   }
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     const json& v = Field(model, key);
     if (!v.is_null() && !(v.is_string() && v.get<std::string>().empty())) {
       return err.Error(absl::StrCat("model.", key),
-                       absl::StrCat("found ", v.dump(), "; only null or \"\" is supported"));
+                       absl::StrCat("found ", Brief(v), "; only null or \"\" is supported"));
     }
   }
   const json& dropout = Field(model, "dropout");
   if (!dropout.is_null() && !(dropout.is_number() && dropout.get<double>() == 0.0)) {
     return err.Error("model.dropout",
-                     absl::StrCat("found ", dropout.dump(), "; only null is supported"));
+                     absl::StrCat("found ", Brief(dropout), "; only null is supported"));
   }
   TS_ASSIGN_OR_RETURN(const bool byte_fallback,
                       OptionalBool(err, model, "byte_fallback", "model", false));
@@ -155,7 +165,7 @@ absl::Status ParseModel(const JsonErrors& err, const json& model,
   TS_RETURN_IF_ERROR(
       err.Expect(v, json::value_t::object, "model.vocab", "an object of token -> id"));
   for (const auto& [text, id_json] : v.items()) {
-    const std::string key = absl::StrCat("model.vocab[\"", text, "\"]");
+    const std::string key = absl::StrCat("model.vocab[", Quote(text), "]");
     TS_ASSIGN_OR_RETURN(const int32_t id, TokenIdValue(err, id_json, key));
     TS_RETURN_IF_ERROR(PlaceToken(err, key, id, text, tokens));
   }
@@ -172,14 +182,14 @@ absl::Status ParseModel(const JsonErrors& err, const json& model,
         const size_t space = s.find(' ');
         if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos) {
           return err.Error(key,
-                           absl::StrCat("\"", s, "\" is not two tokens separated by one space"));
+                           absl::StrCat(Quote(s), " is not two tokens separated by one space"));
         }
         vocab->merges.emplace_back(s.substr(0, space), s.substr(space + 1));
       } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
         vocab->merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
       } else {
         return err.Error(key,
-                         absl::StrCat("found ", m.dump(), "; expected \"a b\" or [\"a\", \"b\"]"));
+                         absl::StrCat("found ", Brief(m), "; expected \"a b\" or [\"a\", \"b\"]"));
       }
     }
   }
@@ -229,7 +239,7 @@ absl::Status ParseAddedTokens(const JsonErrors& err, const json& added,
 
 std::string TypeOf(const json& j) {
   if (j.is_object() && Field(j, "type").is_string()) return Field(j, "type").get<std::string>();
-  return j.dump();
+  return Brief(j);
 }
 
 // Checks a ByteLevel step; `use_regex` is what the supported form needs.
@@ -287,13 +297,13 @@ absl::StatusOr<PreTokenizer> ParsePreTokenizer(const JsonErrors& err, const json
     const json& regex = pattern.is_object() ? Field(pattern, "Regex") : json();
     if (!regex.is_string() || regex.get<std::string>() != kLlama3Regex) {
       return err.Error("pre_tokenizer.pretokenizers[0].pattern",
-                       absl::StrCat("found ", pattern.dump(),
+                       absl::StrCat("found ", Brief(pattern),
                                     "; only the Llama-3 regex is supported: ", kLlama3Regex));
     }
     const json& behavior = Field(first, "behavior");
     if (!behavior.is_string() || behavior.get<std::string>() != "Isolated") {
       return err.Error("pre_tokenizer.pretokenizers[0].behavior",
-                       absl::StrCat("found ", behavior.dump(), "; only \"Isolated\" is supported"));
+                       absl::StrCat("found ", Brief(behavior), "; only \"Isolated\" is supported"));
     }
     TS_ASSIGN_OR_RETURN(const bool invert, OptionalBool(err, first, "invert",
                                                         "pre_tokenizer.pretokenizers[0]", false));
@@ -323,24 +333,24 @@ absl::StatusOr<std::optional<int32_t>> ParseTemplate(const JsonErrors& err, cons
     const json& name = special.is_object() ? Field(special, "id") : json();
     if (!name.is_string()) {
       return err.Error(absl::StrCat(key, ".single"),
-                       absl::StrCat("unexpected item ", piece.dump()));
+                       absl::StrCat("unexpected item ", Brief(piece)));
     }
     if (seen_text || prefix) {
       return err.Error(absl::StrCat(key, ".single"),
-                       absl::StrCat("adds \"", name.get<std::string>(),
-                                    "\" after the text or as a second prefix; only one leading "
+                       absl::StrCat("adds ", Quote(name.get<std::string>()),
+                                    " after the text or as a second prefix; only one leading "
                                     "token (BOS) is supported"));
     }
     prefix = name.get<std::string>();
   }
   if (!prefix) return std::optional<int32_t>();
-  const std::string ids_key = absl::StrCat(key, ".special_tokens[\"", *prefix, "\"].ids");
+  const std::string ids_key = absl::StrCat(key, ".special_tokens[", Quote(*prefix), "].ids");
   const json& specials = Field(t, "special_tokens");
   const json& entry = specials.is_object() ? Field(specials, *prefix) : json();
   const json& ids = entry.is_object() ? Field(entry, "ids") : json();
   if (!ids.is_array() || ids.size() != 1) {
     return err.Error(ids_key,
-                     absl::StrCat("expected a list of exactly one id, found ", ids.dump()));
+                     absl::StrCat("expected a list of exactly one id, found ", Brief(ids)));
   }
   TS_ASSIGN_OR_RETURN(const int32_t id, TokenIdValue(err, ids[0], ids_key));
   return std::optional<int32_t>(id);
@@ -385,7 +395,7 @@ absl::StatusOr<std::optional<std::string>> ConfigTokenName(const JsonErrors& err
     return std::optional<std::string>(Field(v, "content").get<std::string>());
   }
   return err.Error(key,
-                   absl::StrCat("expected a string, {\"content\": ...} or null, found ", v.dump()));
+                   absl::StrCat("expected a string, {\"content\": ...} or null, found ", Brief(v)));
 }
 
 absl::StatusOr<std::optional<int32_t>> IdOf(const JsonErrors& err, const BpeVocab& vocab,
@@ -395,7 +405,7 @@ absl::StatusOr<std::optional<int32_t>> IdOf(const JsonErrors& err, const BpeVoca
   for (size_t id = 0; id < vocab.tokens.size(); ++id) {
     if (vocab.tokens[id] == *name) return std::optional<int32_t>(static_cast<int32_t>(id));
   }
-  return err.Error(key, absl::StrCat("\"", *name, "\" is not in the vocabulary"));
+  return err.Error(key, absl::StrCat(Quote(*name), " is not in the vocabulary"));
 }
 
 // Reads tokenizer_config.json and chat_template.jinja beside `path`, when
@@ -420,7 +430,7 @@ absl::Status ApplyConfig(const std::string& path, std::optional<int32_t> templat
       TS_ASSIGN_OR_RETURN(vocab->bos_id, IdOf(err, *vocab, "bos_token", bos));
       if (template_bos && *template_bos != *vocab->bos_id) {
         return err.Error("bos_token",
-                         absl::StrCat("\"", *bos, "\" is id ", *vocab->bos_id, ", but ", path,
+                         absl::StrCat(Quote(*bos), " is id ", *vocab->bos_id, ", but ", path,
                                       " puts id ", *template_bos, " before the text"));
       }
     }

@@ -23,13 +23,16 @@ It writes:
   golden_ids.json
       for each tokenizer and each string of tricky_strings.json: the ids of
       `encode(s, add_special_tokens=True)`, the decodes of those ids, and the
-      pieces its pre-tokenizer alone makes of the string.
+      pieces its pre-tokenizer alone makes of the string; and the ids of 300
+      seeded random strings (`random_strings`, `random_ids`).
 """
 
 import importlib.metadata
 import json
 import os
 import platform
+import random
+import re
 import shutil
 import sys
 import tempfile
@@ -200,9 +203,27 @@ def make_class_tables():
         f"{k} {len(v)} ranges" for k, v in tables.items() if k != "note"))
 
 
+# Pieces for random strings: characters of every class the pre-tokenizers
+# tell apart, special tokens, and fragments that BPE merges.
+RANDOM_POOL = list("aAbBzZ sStTlLmMdDrReEvV'\"  \t\n\r0123456789.,;:!?-_()[]{}<>|/\\@#$%^&*+=~`") + [
+    "\r\n", "\u00a0", "\u3000", "\u2009", "\u200b", "\u2028", "\u0085", "\u017f", "\u00e9", "\u00ef",
+    "\u0301", "\u0308", "\u4e2d", "\u6587", "\u65e5", "\ud55c", "\u0627", "\u0644", "\u0663", "\u00b2",
+    "\u00bd", "\u216b", "\u2460", "\U0001F642", "\U0001F44D", "\U0001F3FD", "\u200d", "\U0001F1EB",
+    "\U0001F1F7", "\ufe0f", "\u20e3", "\ufffd", "\ufeff", "\x00", "\x01", "\x7f", "\U000105C0",
+    "\U000116D0", "\U00011DE0", "\uffff", "\ue000", "<|im_start|>", "<|im_end|>", "<|endoftext|>",
+    "<tool>", "</tool>", "<|begin_of_text|>", "the", " the", "ing", "'s", "'LL", "  ", "\n\n",
+]
+
+
+def random_strings(count, seed):
+    rng = random.Random(seed)
+    return ["".join(rng.choice(RANDOM_POOL) for _ in range(rng.randint(0, 40))) for _ in range(count)]
+
+
 def make_goldens():
     with open(os.path.join(DATA, "tricky_strings.json"), encoding="utf-8") as f:
         strings = json.load(f)["strings"]
+    randoms = random_strings(300, seed=20240601)
     result = {
         "versions": {
             "python": platform.python_version(),
@@ -213,6 +234,7 @@ def make_goldens():
         "note": "ids = Tokenizer.from_file(tokenizer.json).encode(s, add_special_tokens=True).ids; "
                 "decode / decode_skip_special = decode(ids, skip_special_tokens=False / True); "
                 "pre_tokens = pre_tokenizer.pre_tokenize_str(s) (byte-level text, added tokens not split out).",
+        "random_strings": randoms,
         "tokenizers": {},
     }
     for name in ("smollm2", "small_bpe", "llama3_style"):
@@ -230,8 +252,16 @@ def make_goldens():
             plain = tok.encode(s, add_special_tokens=False).ids
             if tok.decode(plain, skip_special_tokens=False) != s:
                 print(f"{name}: HF does not round-trip {s!r}")
-        result["tokenizers"][name] = {"path": f"tests/data/tokenizers/{name}/tokenizer.json", "cases": cases}
-    write_json(os.path.join(DATA, "golden_ids.json"), result)
+        result["tokenizers"][name] = {
+            "path": f"tests/data/tokenizers/{name}/tokenizer.json",
+            "cases": cases,
+            "random_ids": [tok.encode(s, add_special_tokens=True).ids for s in randoms],
+        }
+    # One line per id list keeps the file small and its diffs readable.
+    text = json.dumps(result, ensure_ascii=False, indent=1)
+    text = re.sub(r"\[\s+([\d,\s]+?)\s+\]", lambda m: "[" + re.sub(r"\s+", "", m.group(1)) + "]", text)
+    with open(os.path.join(DATA, "golden_ids.json"), "w", encoding="utf-8") as f:
+        f.write(text + "\n")
     print(f"golden_ids.json: {len(strings)} strings x {len(result['tokenizers'])} tokenizers")
 
 
