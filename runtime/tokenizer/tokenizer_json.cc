@@ -52,7 +52,6 @@ class JsonErrors {
     if (j.type() == type) return absl::OkStatus();
     return Error(key, absl::StrCat("expected ", expected, ", found ", j.type_name()));
   }
-  const std::string& file() const { return file_; }
 
  private:
   std::string file_;
@@ -77,6 +76,8 @@ absl::StatusOr<json> ReadJson(const std::string& path) {
     if (const size_t p = what.find("] "); p != absl::string_view::npos) what.remove_prefix(p + 2);
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": not valid JSON (at byte ", e.byte, "): ", what));
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON: ", e.what()));
   }
 }
 
@@ -90,7 +91,7 @@ std::string Brief(const json& j) {
 // A string quoted and escaped for messages ("\n" stays on one line).
 std::string Quote(const std::string& s) { return Brief(json(s)); }
 
-// `j[key]` or null when absent; REQUIRES: j is an object.
+// `j[key]`, or null when j is not an object or has no such key.
 const json& Field(const json& j, absl::string_view key) {
   static const json kNull;
   auto it = j.find(std::string(key));
@@ -156,8 +157,9 @@ absl::Status ParseModel(const JsonErrors& err, const json& model,
   }
   TS_ASSIGN_OR_RETURN(const bool byte_fallback,
                       OptionalBool(err, model, "byte_fallback", "model", false));
-  if (byte_fallback)
+  if (byte_fallback) {
     return err.Error("model.byte_fallback", "true is not supported (byte-level BPE needs none)");
+  }
   TS_ASSIGN_OR_RETURN(vocab->ignore_merges,
                       OptionalBool(err, model, "ignore_merges", "model", false));
 
@@ -223,8 +225,9 @@ absl::Status ParseAddedTokens(const JsonErrors& err, const json& added,
     TS_ASSIGN_OR_RETURN(const int32_t id, TokenIdValue(err, Field(a, "id"), key + ".id"));
     const json& content = Field(a, "content");
     TS_RETURN_IF_ERROR(err.Expect(content, json::value_t::string, key + ".content", "a string"));
-    if (content.get_ref<const std::string&>().empty())
+    if (content.get_ref<const std::string&>().empty()) {
       return err.Error(key + ".content", "is empty");
+    }
     for (const char* flag : {"single_word", "lstrip", "rstrip"}) {
       TS_ASSIGN_OR_RETURN(const bool set, OptionalBool(err, a, flag, key, false));
       if (set) return err.Error(absl::StrCat(key, ".", flag), "true is not supported (only false)");
@@ -251,8 +254,9 @@ absl::Status CheckByteLevel(const JsonErrors& err, const json& j, absl::string_v
                           " where ByteLevel was expected; supported: ", kSupportedPreTokenizers));
   }
   TS_ASSIGN_OR_RETURN(const bool prefix, OptionalBool(err, j, "add_prefix_space", key, false));
-  if (prefix)
+  if (prefix) {
     return err.Error(absl::StrCat(key, ".add_prefix_space"), "true is not supported (only false)");
+  }
   TS_ASSIGN_OR_RETURN(const bool regex, OptionalBool(err, j, "use_regex", key, true));
   if (regex != use_regex) {
     return err.Error(
@@ -469,8 +473,9 @@ absl::StatusOr<BpeVocab> ParseTokenizerJson(const std::string& path, const json&
   TS_RETURN_IF_ERROR(ParseAddedTokens(err, Field(root, "added_tokens"), &tokens, &vocab));
   vocab.tokens.reserve(tokens.size());
   for (size_t id = 0; id < tokens.size(); ++id) {
-    if (!tokens[id])
+    if (!tokens[id]) {
       return err.Error("model.vocab", absl::StrCat("id ", id, " has no token (ids must be dense)"));
+    }
     vocab.tokens.push_back(std::move(*tokens[id]));
   }
 

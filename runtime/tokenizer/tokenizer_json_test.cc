@@ -215,6 +215,13 @@ TEST_F(TokenizerJsonTest, NotJsonNamesFileAndPosition) {
   EXPECT_EQ(message.find('\n'), std::string::npos) << message;
 }
 
+TEST_F(TokenizerJsonTest, NumberOverflowIsAnErrorNotAnException) {
+  const std::string path =
+      Write("tokenizer.json", R"({"model": {"type": "BPE", "dropout": 1e999}})");
+  auto t = Tokenizer::FromTokenizerJson(path);
+  EXPECT_THAT(t.status().message(), AllOf(HasSubstr(path), HasSubstr("number overflow")));
+}
+
 TEST_F(TokenizerJsonTest, TopLevelMustBeAnObject) {
   EXPECT_THAT(Error(json::array()), HasSubstr("expected an object, found array"));
 }
