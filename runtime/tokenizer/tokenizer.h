@@ -37,6 +37,9 @@ struct BpeVocab {
   struct Added {
     int32_t id;
     bool special;
+    // HF's `normalized`: such tokens are looked for only in the text left
+    // between the matches of the others (HF matches the two sets in turn).
+    bool normalized = false;
   };
   std::vector<Added> added;
   PreTokenizer pre = PreTokenizer::kGpt2;
@@ -55,7 +58,9 @@ class Tokenizer {
   // or added token naming an unknown token, duplicate token texts, ...).
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromVocab(BpeVocab vocab);
   // From a HF tokenizer.json (model type BPE with a ByteLevel pre-tokenizer,
-  // optionally behind Digits / Split steps).
+  // optionally behind Digits / Split steps). A tokenizer_config.json beside it
+  // may name bos_token / eos_token, set add_bos_token and hold the chat
+  // template; a chat_template.jinja beside it is read when the config has none.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromTokenizerJson(const std::string& path);
   // From the `tokenizer.ggml.*` keys of a GGUF file (model `gpt2`).
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromGguf(const GgufFile& gguf);
