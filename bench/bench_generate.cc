@@ -88,7 +88,8 @@ int Run() {
   const int repeats = std::max(1, absl::GetFlag(FLAGS_repeats));
   ThreadPool pool(threads);
 
-  const double bw = MeasureReadBandwidth(&pool, absl::GetFlag(FLAGS_bandwidth_mib) << 20, repeats);
+  const double bw =
+      MeasureReadBandwidth(&pool, absl::GetFlag(FLAGS_bandwidth_mib) << 20, std::max(repeats, 5));
 
   auto loaded = LoadModel(absl::GetFlag(FLAGS_model), &pool);
   if (!loaded.ok()) {
