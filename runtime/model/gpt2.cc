@@ -43,8 +43,7 @@ class Gpt2 final : public CausalLM {
 
   absl::Status Load(const WeightSource& src) {
     const int64_t H = c_.hidden_size, I = c_.intermediate_size;
-    TS_ASSIGN_OR_RETURN(F32Weight wte, src.Load("transformer.wte.weight", {c_.vocab_size, H}));
-    lm_head_ = Linear::FromWeight(std::move(wte));
+    TS_ASSIGN_OR_RETURN(lm_head_, Linear::Load(src, "transformer.wte", H, c_.vocab_size, false));
     TS_ASSIGN_OR_RETURN(wpe_, src.Load("transformer.wpe.weight", {c_.max_position_embeddings, H}));
     TS_ASSIGN_OR_RETURN(ln_f_w_, src.Load("transformer.ln_f.weight", {H}));
     TS_ASSIGN_OR_RETURN(ln_f_b_, src.Load("transformer.ln_f.bias", {H}));
@@ -91,11 +90,9 @@ class Gpt2 final : public CausalLM {
     s.att.resize(T * H);
     s.h.resize(T * I);
 
-    const float* wte = lm_head_.weight_data();
     for (int64_t t = 0; t < T; ++t) {
-      const float* e = wte + static_cast<int64_t>(rows_.tokens[t]) * H;
-      const float* p = wpe_.data() + rows_.pos[t] * H;
-      for (int64_t i = 0; i < H; ++i) s.x[t * H + i] = e[i] + p[i];
+      lm_head_.Row(rows_.tokens[t], &s.x[t * H]);
+      cpu::AddInPlace(&s.x[t * H], wpe_.data() + rows_.pos[t] * H, H);
     }
 
     for (int64_t l = 0; l < c_.num_layers; ++l) {

@@ -1,6 +1,10 @@
 #include "runtime/model/linear.h"
 
+#include <cstring>
+
+#include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/quant_matmul.h"
 #include "runtime/base/status_macros.h"
 
 namespace tierserve {
@@ -11,30 +15,39 @@ absl::StatusOr<Linear> Linear::Load(const WeightSource& src, const std::string& 
   Linear l;
   l.in_ = in_features;
   l.out_ = out_features;
-  TS_ASSIGN_OR_RETURN(l.weight_, src.Load(name + ".weight", {out_features, in_features}, conv1d));
+  if (!conv1d) {
+    TS_ASSIGN_OR_RETURN(l.blocks_, src.LoadBlocks(name + ".weight", out_features, in_features));
+  }
+  if (!l.blocks_) {
+    TS_ASSIGN_OR_RETURN(l.weight_, src.Load(name + ".weight", {out_features, in_features}, conv1d));
+  }
   if (bias) {
     TS_ASSIGN_OR_RETURN(l.bias_, src.Load(name + ".bias", {out_features}));
   }
   return l;
 }
 
-Linear Linear::FromWeight(F32Weight weight) {
-  Linear l;
-  l.out_ = weight.shape()[0];
-  l.in_ = weight.shape()[1];
-  l.weight_ = std::move(weight);
-  return l;
+void Linear::Row(int64_t r, float* out) const {
+  if (blocks_) {
+    DequantizeRowF32(blocks_->type(), blocks_->data() + r * blocks_->row_bytes(), out, in_);
+  } else {
+    std::memcpy(out, weight_.data() + r * in_, sizeof(float) * in_);
+  }
 }
 
 void Linear::Forward(const float* x, int64_t M, float* y, ThreadPool* pool) const {
-  const float* w = weight_.data();
   const int64_t in = in_, out = out_;
-  // Split the output features among threads; 16-row chunks keep the kernel's
-  // 4-row tiles whole and each thread's slice of W contiguous.
+  // Split the output features among threads; 16-row chunks keep the kernels'
+  // row tiles whole and each thread's slice of W contiguous.
   pool->ParallelFor(
       out,
       [&](int64_t n0, int64_t n1) {
-        cpu::MatMulF32(x, in, w, y, out, M, in, n0, n1);
+        if (blocks_) {
+          cpu::QuantMatMulF32(blocks_->type(), x, in, blocks_->data(), blocks_->row_bytes(), y, out,
+                              M, in, n0, n1);
+        } else {
+          cpu::MatMulF32(x, in, weight_.data(), y, out, M, in, n0, n1);
+        }
         if (!bias_.empty()) {
           const float* b = bias_.data();
           for (int64_t m = 0; m < M; ++m)
@@ -45,7 +58,8 @@ void Linear::Forward(const float* x, int64_t M, float* y, ThreadPool* pool) cons
 }
 
 int64_t Linear::WeightBytes() const {
-  return static_cast<int64_t>(sizeof(float)) * (weight_.size() + (bias_.empty() ? 0 : bias_.size()));
+  const int64_t w = blocks_ ? blocks_->bytes() : static_cast<int64_t>(sizeof(float)) * weight_.size();
+  return w + static_cast<int64_t>(sizeof(float)) * (bias_.empty() ? 0 : bias_.size());
 }
 
 }  // namespace tierserve

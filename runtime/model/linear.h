@@ -8,6 +8,7 @@
 #define TIERSERVE_RUNTIME_MODEL_LINEAR_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -21,18 +22,19 @@ class Linear {
   Linear() = default;
 
   // Loads `<name>.weight` as [out, in] (or as a Conv1D [in, out] when
-  // `conv1d`), and `<name>.bias` [out] when `bias`.
+  // `conv1d`), and `<name>.bias` [out] when `bias`. A weight stored in a
+  // block format the block kernels serve (GGUF Q8_0, Q4_0, Q4_1) stays in it;
+  // any other is converted to fp32.
   static absl::StatusOr<Linear> Load(const WeightSource& src, const std::string& name,
                                      int64_t in_features, int64_t out_features, bool bias,
                                      bool conv1d = false);
-  // A Linear over an already loaded [out, in] weight (a tied embedding).
-  static Linear FromWeight(F32Weight weight);
 
   // y[M, out] = x[M, in] W^T + b. Rows are contiguous (strides in, out).
   void Forward(const float* x, int64_t M, float* y, ThreadPool* pool) const;
 
-  // The [out, in] weight, for an embedding tied to this layer.
-  const float* weight_data() const { return weight_.data(); }
+  // Row r of W (out_features rows of in_features) as fp32: the lookup of an
+  // embedding table, which a tied lm_head shares.
+  void Row(int64_t r, float* out) const;
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }
   // Bytes of weights one Forward reads.
@@ -41,8 +43,9 @@ class Linear {
  private:
   int64_t in_ = 0;
   int64_t out_ = 0;
-  F32Weight weight_;  // [out, in]
-  F32Weight bias_;    // [out] or empty
+  F32Weight weight_;                  // [out, in], unless blocks_ holds it
+  std::optional<BlockWeight> blocks_;  // [out, in] in a GGUF block format
+  F32Weight bias_;                    // [out] or empty
 };
 
 }  // namespace tierserve

@@ -52,14 +52,11 @@ class Llama final : public CausalLM {
     const int64_t H = c_.hidden_size, I = c_.intermediate_size, hd = c_.head_dim;
     const int64_t qd = c_.num_heads * hd, kvd = c_.num_kv_heads * hd;
     const bool ab = c_.attention_bias, mb = c_.mlp_bias;
-    if (c_.tie_word_embeddings) {
-      TS_ASSIGN_OR_RETURN(F32Weight emb, src.Load("model.embed_tokens.weight", {c_.vocab_size, H}));
-      lm_head_ = Linear::FromWeight(std::move(emb));
-    } else {
-      TS_ASSIGN_OR_RETURN(embed_, src.Load("model.embed_tokens.weight", {c_.vocab_size, H}));
+    // A tied head is the embedding table itself.
+    TS_ASSIGN_OR_RETURN(embed_, Linear::Load(src, "model.embed_tokens", H, c_.vocab_size, false));
+    if (!c_.tie_word_embeddings) {
       TS_ASSIGN_OR_RETURN(lm_head_, Linear::Load(src, "lm_head", H, c_.vocab_size, false));
     }
-    embed_rows_ = embed_.empty() ? lm_head_.weight_data() : embed_.data();
     TS_ASSIGN_OR_RETURN(final_norm_, src.Load("model.norm.weight", {H}));
     layers_.resize(c_.num_layers);
     for (int64_t l = 0; l < c_.num_layers; ++l) {
@@ -86,7 +83,8 @@ class Llama final : public CausalLM {
   }
 
   int64_t WeightBytes() const override {
-    int64_t b = lm_head_.WeightBytes();
+    // The head reads its whole matrix each step; the embedding a row per token.
+    int64_t b = (c_.tie_word_embeddings ? embed_ : lm_head_).WeightBytes();
     for (const LlamaLayer& L : layers_) {
       b += L.q_proj.WeightBytes() + L.k_proj.WeightBytes() + L.v_proj.WeightBytes() +
            L.o_proj.WeightBytes() + L.gate_proj.WeightBytes() + L.up_proj.WeightBytes() +
@@ -112,7 +110,7 @@ class Llama final : public CausalLM {
     s.cos_sin.resize(T * hd);
 
     for (int64_t t = 0; t < T; ++t) {
-      std::memcpy(&s.x[t * H], embed_rows_ + static_cast<int64_t>(rows_.tokens[t]) * H, sizeof(float) * H);
+      embed_.Row(rows_.tokens[t], &s.x[t * H]);
       RopeCosSin(inv_freq_, rows_.pos[t], &s.cos_sin[t * hd]);
     }
 
@@ -149,7 +147,7 @@ class Llama final : public CausalLM {
       cpu::RmsNorm(&s.x[rows_.logit_rows[i] * H], final_norm_.data(), &s.last[i * H], H, c_.norm_eps);
     }
     logits->resize(n_out * c_.vocab_size);
-    lm_head_.Forward(s.last.data(), n_out, logits->data(), pool_);
+    (c_.tie_word_embeddings ? embed_ : lm_head_).Forward(s.last.data(), n_out, logits->data(), pool_);
     return absl::OkStatus();
   }
 
@@ -161,9 +159,8 @@ class Llama final : public CausalLM {
 
   ModelConfig c_;
   ThreadPool* pool_;
-  F32Weight embed_;              // [V, H] when not tied
-  const float* embed_rows_ = nullptr;
-  Linear lm_head_;               // [V, H]
+  Linear embed_;                 // [V, H]; also the head when tied
+  Linear lm_head_;               // [V, H] when not tied
   F32Weight final_norm_;         // [H]
   std::vector<LlamaLayer> layers_;
   std::vector<float> inv_freq_;  // [hd/2]

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/match.h"
+#include "kernels/cpu/quant_matmul.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/base/status_macros.h"
@@ -166,6 +167,44 @@ absl::StatusOr<F32Weight> WeightSource::Load(const std::string& hf_name,
   }
   w.data_ = w.owned_.data();
   return w;
+}
+
+absl::StatusOr<std::optional<BlockWeight>> WeightSource::LoadBlocks(const std::string& hf_name,
+                                                                   int64_t rows, int64_t cols) const {
+  int64_t permute_heads = 0;
+  const TensorView* t = Resolve(hf_name, &permute_heads);
+  if (t == nullptr || !cpu::QuantMatMulSupports(t->dtype)) return std::optional<BlockWeight>();
+  if (t->shape != std::vector<int64_t>{rows, cols}) {
+    return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor ", t->name, " has shape ",
+                                                   ShapeString(t->shape), ", expected ",
+                                                   ShapeString({rows, cols})));
+  }
+  BlockWeight w;
+  w.type_ = t->dtype;
+  w.rows_ = rows;
+  w.cols_ = cols;
+  w.row_bytes_ = cols / BlockElems(t->dtype) * BlockBytes(t->dtype);
+  if (permute_heads == 0) {
+    w.data_ = t->data;
+    return std::optional<BlockWeight>(std::move(w));
+  }
+  // Undo llama.cpp's Q/K row order (see Load); rows are whole blocks, so
+  // they move as bytes.
+  if (rows % permute_heads != 0 || (rows / permute_heads) % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor ", t->name, " has ", rows,
+                                                   " rows, not a whole number of ", permute_heads,
+                                                   " heads of even size"));
+  }
+  const int64_t d = rows / permute_heads, half = d / 2, rb = w.row_bytes_;
+  w.owned_.resize(static_cast<size_t>(rows * rb));
+  for (int64_t h = 0; h < permute_heads; ++h) {
+    for (int64_t i = 0; i < half; ++i) {
+      std::memcpy(&w.owned_[(h * d + i) * rb], t->data + (h * d + 2 * i) * rb, rb);
+      std::memcpy(&w.owned_[(h * d + half + i) * rb], t->data + (h * d + 2 * i + 1) * rb, rb);
+    }
+  }
+  w.data_ = w.owned_.data();
+  return std::optional<BlockWeight>(std::move(w));
 }
 
 }  // namespace tierserve

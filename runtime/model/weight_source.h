@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,28 @@ class F32Weight {
   int64_t stored_bytes_ = 0;
 };
 
+// A weight matrix kept in the GGUF block format it is stored in: `rows` rows
+// of `cols / 32` blocks each, `row_bytes` apart. A view into the mapped file,
+// or an owned copy when rows had to be reordered.
+class BlockWeight {
+ public:
+  DType type() const { return type_; }
+  const uint8_t* data() const { return data_; }
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  int64_t row_bytes() const { return row_bytes_; }
+  int64_t bytes() const { return rows_ * row_bytes_; }
+
+ private:
+  friend class WeightSource;
+  DType type_ = DType::kF32;
+  const uint8_t* data_ = nullptr;
+  int64_t rows_ = 0;
+  int64_t cols_ = 0;
+  int64_t row_bytes_ = 0;
+  std::vector<uint8_t> owned_;
+};
+
 class WeightSource {
  public:
   // `path` is a `.gguf` file or a folder with config.json + safetensors.
@@ -58,6 +81,12 @@ class WeightSource {
   // Errors name the file, the tensor and both shapes.
   absl::StatusOr<F32Weight> Load(const std::string& hf_name, const std::vector<int64_t>& shape,
                                  bool transpose = false) const;
+
+  // The [rows, cols] matrix `hf_name` in its stored block format when that
+  // format is one the block kernels serve (cpu::QuantMatMulSupports);
+  // std::nullopt when it is stored otherwise (use Load then).
+  absl::StatusOr<std::optional<BlockWeight>> LoadBlocks(const std::string& hf_name, int64_t rows,
+                                                        int64_t cols) const;
 
  private:
   WeightSource() = default;
