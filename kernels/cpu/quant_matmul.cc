@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "kernels/common/gguf_blocks.h"
@@ -21,6 +22,8 @@ constexpr int64_t kQK = kGgufQK;  // elements per block
 // fp32 kernel runs over it: decoding is then shared by all rows.
 constexpr int64_t kTileMinRows = 8;
 constexpr int64_t kTileRows = 16;
+// How far ahead (in blocks) the register path prefetches each weight row.
+constexpr int64_t kPrefetchBlocks = 16;
 
 int64_t BlockBytesOf(DType t) {
   switch (t) {
@@ -50,7 +53,11 @@ void TiledPath(DType type, const float* x, int64_t ldx, const uint8_t* w, int64_
 
 #if defined(__AVX512F__)
 
-inline float HalfAt(const uint8_t* p) { return F16ToF32(static_cast<uint16_t>(p[0] | (p[1] << 8))); }
+inline float HalfAt(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, sizeof h);
+  return _cvtsh_ss(h);  // F16C: exact, as F16ToF32
+}
 
 // Sums of each 32-element block of each row of X: the offset terms of
 // Q4_0 / Q4_1 multiply them.
@@ -92,36 +99,56 @@ inline void DecodeBlock(const uint8_t* blk, __m512* lo, __m512* hi, float* d, fl
   }
 }
 
-// MR rows of X against rows [n0, n1) of W, decoding each block once for all
-// MR rows: y = sum_b d_b * (q_b . x_b) + offset_b * sum(x_b).
+// MR rows of X against NR rows of W starting at row n, decoding each block
+// once for all MR rows of X; MR*NR independent accumulators hide the FMA
+// latency. y = sum_b d_b * (q_b . x_b) + offset_b * sum(x_b).
+template <DType kType, int MR, int NR>
+inline void Tile(const float* x, int64_t ldx, const uint8_t* w, int64_t row_bytes, float* y, int64_t ldy,
+                 int64_t nb, int64_t n, const float* sums) {
+  constexpr int64_t bb = kType == DType::kQ8_0 ? kQ8_0BlockBytes
+                         : kType == DType::kQ4_0 ? kQ4_0BlockBytes
+                                                 : kQ4_1BlockBytes;
+  __m512 acc[MR][NR];
+  float off[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) {
+      acc[i][j] = _mm512_setzero_ps();
+      off[i][j] = 0.0f;
+    }
+  const uint8_t* rows[NR];
+  for (int j = 0; j < NR; ++j) rows[j] = w + (n + j) * row_bytes;
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512 lo[NR], hi[NR], dv[NR];
+    float offset[NR];
+    for (int j = 0; j < NR; ++j) {
+      // Weights stream from memory once per step: ask for them well ahead.
+      _mm_prefetch(reinterpret_cast<const char*>(rows[j] + (b + kPrefetchBlocks) * bb), _MM_HINT_T0);
+      float d;
+      DecodeBlock<kType>(rows[j] + b * bb, &lo[j], &hi[j], &d, &offset[j]);
+      dv[j] = _mm512_set1_ps(d);
+    }
+    for (int i = 0; i < MR; ++i) {
+      const float* xb = x + i * ldx + b * kQK;
+      const __m512 x0 = _mm512_loadu_ps(xb);
+      const __m512 x1 = _mm512_loadu_ps(xb + 16);
+      for (int j = 0; j < NR; ++j) {
+        const __m512 t = _mm512_fmadd_ps(hi[j], x1, _mm512_mul_ps(lo[j], x0));
+        acc[i][j] = _mm512_fmadd_ps(t, dv[j], acc[i][j]);
+        if constexpr (kType != DType::kQ8_0) off[i][j] += offset[j] * sums[i * nb + b];
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) y[i * ldy + n + j] = _mm512_reduce_add_ps(acc[i][j]) + off[i][j];
+}
+
 template <DType kType, int MR>
 void RowsKernel(const float* x, int64_t ldx, const uint8_t* w, int64_t row_bytes, float* y, int64_t ldy,
                 int64_t K, int64_t n0, int64_t n1, const float* sums) {
   const int64_t nb = K / kQK;
-  const int64_t bb = BlockBytesOf(kType);
-  for (int64_t n = n0; n < n1; ++n) {
-    const uint8_t* row = w + n * row_bytes;
-    __m512 acc[MR];
-    float off[MR];
-    for (int i = 0; i < MR; ++i) {
-      acc[i] = _mm512_setzero_ps();
-      off[i] = 0.0f;
-    }
-    for (int64_t b = 0; b < nb; ++b) {
-      __m512 lo, hi;
-      float d, offset;
-      DecodeBlock<kType>(row + b * bb, &lo, &hi, &d, &offset);
-      const __m512 dv = _mm512_set1_ps(d);
-      for (int i = 0; i < MR; ++i) {
-        const float* xb = x + i * ldx + b * kQK;
-        __m512 t = _mm512_mul_ps(lo, _mm512_loadu_ps(xb));
-        t = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xb + 16), t);
-        acc[i] = _mm512_fmadd_ps(t, dv, acc[i]);
-        if constexpr (kType != DType::kQ8_0) off[i] += offset * sums[i * nb + b];
-      }
-    }
-    for (int i = 0; i < MR; ++i) y[i * ldy + n] = _mm512_reduce_add_ps(acc[i]) + off[i];
-  }
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) Tile<kType, MR, 4>(x, ldx, w, row_bytes, y, ldy, nb, n, sums);
+  for (; n < n1; ++n) Tile<kType, MR, 1>(x, ldx, w, row_bytes, y, ldy, nb, n, sums);
 }
 
 template <DType kType>
