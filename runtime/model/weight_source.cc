@@ -31,6 +31,26 @@ std::string ShapeString(const std::vector<int64_t>& s) {
   return absl::StrCat("[", absl::StrJoin(s, ", "), "]");
 }
 
+// llama.cpp stores, within each head of d rows, HF row i (< d/2) at row 2i
+// and HF row i + d/2 at row 2i+1. Puts rows of `row_bytes` bytes back in HF
+// order from `src` into `dst`.
+absl::Status UnpermuteQkRows(const TensorView& t, const uint8_t* src, int64_t rows, int64_t heads,
+                             int64_t row_bytes, uint8_t* dst) {
+  if (rows % heads != 0 || (rows / heads) % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor ", t.name, " has ", rows,
+                                                   " rows, not a whole number of ", heads,
+                                                   " heads of even size"));
+  }
+  const int64_t d = rows / heads, half = d / 2;
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t i = 0; i < half; ++i) {
+      std::memcpy(dst + (h * d + i) * row_bytes, src + (h * d + 2 * i) * row_bytes, row_bytes);
+      std::memcpy(dst + (h * d + half + i) * row_bytes, src + (h * d + 2 * i + 1) * row_bytes, row_bytes);
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string GgufLlamaName(const std::string& hf) {
@@ -127,7 +147,6 @@ absl::StatusOr<F32Weight> WeightSource::Load(const std::string& hf_name,
   }
   F32Weight w;
   w.shape_ = shape;
-  w.stored_bytes_ = static_cast<int64_t>(t->nbytes);
   const int64_t n = t->NumElements();
   const bool in_place = t->dtype == DType::kF32 && !transpose && permute_heads == 0 &&
                         reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0;
@@ -143,25 +162,11 @@ absl::StatusOr<F32Weight> WeightSource::Load(const std::string& hf_name,
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < cols; ++c) w.owned_[c * rows + r] = buf[r * cols + c];
   } else if (permute_heads > 0) {
-    // llama.cpp stores, within each head of d rows, HF row i (< d/2) at row 2i
-    // and HF row i + d/2 at row 2i+1. Put them back.
-    const int64_t rows = shape[0];
     const int64_t cols = shape.size() > 1 ? shape[1] : 1;
-    if (rows % permute_heads != 0 || (rows / permute_heads) % 2 != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          t->file, ": tensor ", t->name, " has ", rows, " rows, not a whole number of ",
-          permute_heads, " heads of even size"));
-    }
-    const int64_t d = rows / permute_heads, half = d / 2;
     w.owned_.resize(buf.size());
-    for (int64_t h = 0; h < permute_heads; ++h) {
-      for (int64_t i = 0; i < half; ++i) {
-        const float* even = &buf[(h * d + 2 * i) * cols];
-        const float* odd = &buf[(h * d + 2 * i + 1) * cols];
-        std::memcpy(&w.owned_[(h * d + i) * cols], even, sizeof(float) * cols);
-        std::memcpy(&w.owned_[(h * d + half + i) * cols], odd, sizeof(float) * cols);
-      }
-    }
+    TS_RETURN_IF_ERROR(UnpermuteQkRows(*t, reinterpret_cast<const uint8_t*>(buf.data()), shape[0],
+                                       permute_heads, cols * static_cast<int64_t>(sizeof(float)),
+                                       reinterpret_cast<uint8_t*>(w.owned_.data())));
   } else {
     w.owned_ = std::move(buf);
   }
@@ -188,21 +193,9 @@ absl::StatusOr<std::optional<BlockWeight>> WeightSource::LoadBlocks(const std::s
     w.data_ = t->data;
     return std::optional<BlockWeight>(std::move(w));
   }
-  // Undo llama.cpp's Q/K row order (see Load); rows are whole blocks, so
-  // they move as bytes.
-  if (rows % permute_heads != 0 || (rows / permute_heads) % 2 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor ", t->name, " has ", rows,
-                                                   " rows, not a whole number of ", permute_heads,
-                                                   " heads of even size"));
-  }
-  const int64_t d = rows / permute_heads, half = d / 2, rb = w.row_bytes_;
-  w.owned_.resize(static_cast<size_t>(rows * rb));
-  for (int64_t h = 0; h < permute_heads; ++h) {
-    for (int64_t i = 0; i < half; ++i) {
-      std::memcpy(&w.owned_[(h * d + i) * rb], t->data + (h * d + 2 * i) * rb, rb);
-      std::memcpy(&w.owned_[(h * d + half + i) * rb], t->data + (h * d + 2 * i + 1) * rb, rb);
-    }
-  }
+  // Rows are whole blocks, so llama.cpp's Q/K row order is undone on bytes.
+  w.owned_.resize(static_cast<size_t>(rows * w.row_bytes_));
+  TS_RETURN_IF_ERROR(UnpermuteQkRows(*t, t->data, rows, permute_heads, w.row_bytes_, w.owned_.data()));
   w.data_ = w.owned_.data();
   return std::optional<BlockWeight>(std::move(w));
 }

@@ -31,15 +31,12 @@ class F32Weight {
   const std::vector<int64_t>& shape() const { return shape_; }
   int64_t size() const;
   bool empty() const { return data_ == nullptr; }
-  // Bytes the stored form occupies in its file (what a step reads if used in place).
-  int64_t stored_bytes() const { return stored_bytes_; }
 
  private:
   friend class WeightSource;
   const float* data_ = nullptr;
   std::vector<int64_t> shape_;
   std::vector<float> owned_;
-  int64_t stored_bytes_ = 0;
 };
 
 // A weight matrix kept in the GGUF block format it is stored in: `rows` rows
