@@ -5,6 +5,7 @@
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/quant_matmul.h"
+#include "kernels/cpu/repacked_matmul.h"
 #include "runtime/base/status_macros.h"
 
 namespace tierserve {
@@ -18,7 +19,14 @@ absl::StatusOr<Linear> Linear::Load(const WeightSource& src, const std::string& 
   if (!conv1d) {
     TS_ASSIGN_OR_RETURN(l.blocks_, src.LoadBlocks(name + ".weight", out_features, in_features));
   }
-  if (!l.blocks_) {
+  if (l.blocks_ && cpu::CanRepack(l.blocks_->type(), out_features, in_features)) {
+    l.packed_type_ = l.blocks_->type();
+    l.packed_.resize(cpu::RepackedBytes(l.packed_type_, out_features, in_features));
+    cpu::RepackRows(l.packed_type_, l.blocks_->data(), l.blocks_->row_bytes(), out_features,
+                    in_features, l.packed_.data());
+    l.blocks_.reset();
+  }
+  if (!l.blocks_ && l.packed_.empty()) {
     TS_ASSIGN_OR_RETURN(l.weight_, src.Load(name + ".weight", {out_features, in_features}, conv1d));
   }
   if (bias) {
@@ -28,7 +36,9 @@ absl::StatusOr<Linear> Linear::Load(const WeightSource& src, const std::string& 
 }
 
 void Linear::Row(int64_t r, float* out) const {
-  if (blocks_) {
+  if (!packed_.empty()) {
+    cpu::RepackedRowF32(packed_type_, packed_.data(), in_, r, out);
+  } else if (blocks_) {
     DequantizeRowF32(blocks_->type(), blocks_->data() + r * blocks_->row_bytes(), out, in_);
   } else {
     std::memcpy(out, weight_.data() + r * in_, sizeof(float) * in_);
@@ -42,7 +52,9 @@ void Linear::Forward(const float* x, int64_t M, float* y, ThreadPool* pool) cons
   pool->ParallelFor(
       out,
       [&](int64_t n0, int64_t n1) {
-        if (blocks_) {
+        if (!packed_.empty()) {
+          cpu::RepackedMatMulF32(packed_type_, x, in, packed_.data(), y, out, M, in, n0, n1);
+        } else if (blocks_) {
           cpu::QuantMatMulF32(blocks_->type(), x, in, blocks_->data(), blocks_->row_bytes(), y, out,
                               M, in, n0, n1);
         } else {
@@ -58,7 +70,9 @@ void Linear::Forward(const float* x, int64_t M, float* y, ThreadPool* pool) cons
 }
 
 int64_t Linear::WeightBytes() const {
-  const int64_t w = blocks_ ? blocks_->bytes() : static_cast<int64_t>(sizeof(float)) * weight_.size();
+  const int64_t w = !packed_.empty() ? static_cast<int64_t>(packed_.size())
+                    : blocks_      ? blocks_->bytes()
+                                   : static_cast<int64_t>(sizeof(float)) * weight_.size();
   return w + static_cast<int64_t>(sizeof(float)) * (bias_.empty() ? 0 : bias_.size());
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "runtime/base/thread_pool.h"
@@ -45,6 +46,10 @@ class Linear {
   int64_t out_ = 0;
   F32Weight weight_;                  // [out, in], unless blocks_ holds it
   std::optional<BlockWeight> blocks_;  // [out, in] in a GGUF block format
+  // blocks_ repacked 16 rows at a time (kernels/cpu/repacked_matmul.h), when
+  // the shape allows; then blocks_ is released.
+  std::vector<uint8_t> packed_;
+  DType packed_type_ = DType::kF32;
   F32Weight bias_;                    // [out] or empty
 };
 

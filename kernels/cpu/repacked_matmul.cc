@@ -1,0 +1,233 @@
+#include "kernels/cpu/repacked_matmul.h"
+
+// GCC 12's AVX-512 headers build `undefined` vectors by self-initialisation,
+// which -Wuninitialized reports once inlined here (a known header issue).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/common/gguf_blocks.h"
+#include "kernels/cpu/matmul.h"
+
+namespace tierserve::cpu {
+namespace {
+
+constexpr int64_t kQK = kGgufQK;
+constexpr int64_t kR = kRepackRows;
+// From this many rows of X on, groups are decoded to fp32 once and the fp32
+// kernel runs over them.
+constexpr int64_t kTileMinRows = 8;
+constexpr int64_t kPrefetchGroupBlocks = 4;
+
+// Bytes of one group-block and where its parts start.
+struct Layout {
+  int64_t group_block_bytes = 0;
+  int64_t m_offset = 0;  // Q4_1 only
+  int64_t q_offset = 0;
+  int64_t stored_block_bytes = 0;
+};
+
+Layout LayoutOf(DType type) {
+  switch (type) {
+    case DType::kQ8_0: return {kR * 2 + kR * 32, 0, kR * 2, kQ8_0BlockBytes};
+    case DType::kQ4_0: return {kR * 2 + kR * 16, 0, kR * 2, kQ4_0BlockBytes};
+    case DType::kQ4_1: return {kR * 4 + kR * 16, kR * 2, kR * 4, kQ4_1BlockBytes};
+    default: return {};
+  }
+}
+
+inline float Half(const uint8_t* p) { return F16ToF32(static_cast<uint16_t>(p[0] | (p[1] << 8))); }
+
+// Decodes the 16 rows of group-block `gb` into tile rows (stride K) at
+// columns [col, col + 32): w = d * q (+ m), as the GGUF dequantizers compute it.
+void DecodeGroupBlock(DType type, const uint8_t* gb, const Layout& L, float* tile, int64_t K,
+                      int64_t col) {
+  for (int64_t r = 0; r < kR; ++r) {
+    const float d = Half(gb + 2 * r);
+    float* out = tile + r * K + col;
+    if (type == DType::kQ8_0) {
+      for (int64_t k = 0; k < kQK; ++k) out[k] = static_cast<int8_t>(gb[L.q_offset + k * kR + r]) * d;
+    } else {
+      const float m = type == DType::kQ4_1 ? Half(gb + L.m_offset + 2 * r) : 0.0f;
+      for (int64_t j = 0; j < kQK / 2; ++j) {
+        const uint8_t byte = gb[L.q_offset + j * kR + r];
+        if (type == DType::kQ4_1) {
+          out[j] = (byte & 0x0F) * d + m;
+          out[j + 16] = (byte >> 4) * d + m;
+        } else {
+          out[j] = ((byte & 0x0F) - 8) * d;
+          out[j + 16] = ((byte >> 4) - 8) * d;
+        }
+      }
+    }
+  }
+}
+
+void TiledPath(DType type, const float* x, int64_t ldx, const uint8_t* w, float* y, int64_t ldy,
+               int64_t M, int64_t K, int64_t n0, int64_t n1) {
+  const Layout L = LayoutOf(type);
+  const int64_t nb = K / kQK;
+  thread_local std::vector<float> tile;
+  if (static_cast<int64_t>(tile.size()) < kR * K) tile.resize(kR * K);
+  for (int64_t n = n0; n < n1; n += kR) {
+    const uint8_t* group = w + (n / kR) * nb * L.group_block_bytes;
+    for (int64_t b = 0; b < nb; ++b) DecodeGroupBlock(type, group + b * L.group_block_bytes, L, tile.data(), K, b * kQK);
+    MatMulF32(x, ldx, tile.data(), y + n, ldy, M, K, 0, kR);
+  }
+}
+
+#if defined(__AVX512F__)
+
+// MR rows of X against one 16-row group; four partial sums per row of X
+// (even/odd columns, low/high halves) keep FMA chains short.
+template <DType kType, int MR>
+void GroupKernel(const float* x, int64_t ldx, const uint8_t* group, int64_t nb, const float* sums,
+                 float* y, int64_t ldy) {
+  const Layout L = LayoutOf(kType);
+  __m512 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* gb = group + b * L.group_block_bytes;
+    // A group is one sequential stream; ask for it a few group-blocks ahead.
+    for (int64_t off = 0; off < L.group_block_bytes; off += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(gb + kPrefetchGroupBlocks * L.group_block_bytes + off),
+                   _MM_HINT_T0);
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb)));
+    __m512 part[MR][4];
+    for (int i = 0; i < MR; ++i)
+      for (int p = 0; p < 4; ++p) part[i][p] = _mm512_setzero_ps();
+    const uint8_t* q = gb + L.q_offset;
+    if constexpr (kType == DType::kQ8_0) {
+      for (int64_t k = 0; k < kQK; k += 2) {
+        const __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k * kR))));
+        const __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + (k + 1) * kR))));
+        const int p = (k / 2) % 2 * 2;
+        for (int i = 0; i < MR; ++i) {
+          const float* xb = x + i * ldx + b * kQK;
+          part[i][p] = _mm512_fmadd_ps(w0, _mm512_set1_ps(xb[k]), part[i][p]);
+          part[i][p + 1] = _mm512_fmadd_ps(w1, _mm512_set1_ps(xb[k + 1]), part[i][p + 1]);
+        }
+      }
+    } else {
+      const __m128i mask = _mm_set1_epi8(0x0F);
+      for (int64_t j = 0; j < kQK / 2; ++j) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j * kR));
+        const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v, mask)));
+        const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), mask)));
+        const int p = j % 2 * 2;
+        for (int i = 0; i < MR; ++i) {
+          const float* xb = x + i * ldx + b * kQK;
+          part[i][p] = _mm512_fmadd_ps(lo, _mm512_set1_ps(xb[j]), part[i][p]);
+          part[i][p + 1] = _mm512_fmadd_ps(hi, _mm512_set1_ps(xb[j + 16]), part[i][p + 1]);
+        }
+      }
+    }
+    // Per row of W: d * (q . x) + offset * sum(x), offset = m (Q4_1) or -8 d (Q4_0).
+    __m512 offset = _mm512_setzero_ps();
+    if constexpr (kType == DType::kQ4_1) {
+      offset = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb + L.m_offset)));
+    } else if constexpr (kType == DType::kQ4_0) {
+      offset = _mm512_mul_ps(d, _mm512_set1_ps(-8.0f));
+    }
+    for (int i = 0; i < MR; ++i) {
+      const __m512 dot = _mm512_add_ps(_mm512_add_ps(part[i][0], part[i][1]), _mm512_add_ps(part[i][2], part[i][3]));
+      acc[i] = _mm512_fmadd_ps(dot, d, acc[i]);
+      if constexpr (kType != DType::kQ8_0) acc[i] = _mm512_fmadd_ps(offset, _mm512_set1_ps(sums[i * nb + b]), acc[i]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) _mm512_storeu_ps(y + i * ldy, acc[i]);
+}
+
+template <DType kType>
+void RegisterPath(const float* x, int64_t ldx, const uint8_t* w, float* y, int64_t ldy, int64_t M,
+                  int64_t K, int64_t n0, int64_t n1) {
+  const Layout L = LayoutOf(kType);
+  const int64_t nb = K / kQK;
+  thread_local std::vector<float> sums;
+  if (static_cast<int64_t>(sums.size()) < M * nb) sums.resize(M * nb);
+  if constexpr (kType != DType::kQ8_0) {
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t b = 0; b < nb; ++b) {
+        const float* p = x + m * ldx + b * kQK;
+        sums[m * nb + b] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_loadu_ps(p), _mm512_loadu_ps(p + 16)));
+      }
+  }
+  for (int64_t n = n0; n < n1; n += kR) {
+    const uint8_t* group = w + (n / kR) * nb * L.group_block_bytes;
+    int64_t m = 0;
+    for (; m + 4 <= M; m += 4)
+      GroupKernel<kType, 4>(x + m * ldx, ldx, group, nb, sums.data() + m * nb, y + m * ldy + n, ldy);
+    const float* xs = x + m * ldx;
+    const float* ss = sums.data() + m * nb;
+    float* ys = y + m * ldy + n;
+    switch (M - m) {
+      case 3: GroupKernel<kType, 3>(xs, ldx, group, nb, ss, ys, ldy); break;
+      case 2: GroupKernel<kType, 2>(xs, ldx, group, nb, ss, ys, ldy); break;
+      case 1: GroupKernel<kType, 1>(xs, ldx, group, nb, ss, ys, ldy); break;
+      default: break;
+    }
+  }
+}
+
+#endif  // __AVX512F__
+
+}  // namespace
+
+bool CanRepack(DType type, int64_t N, int64_t K) {
+  return LayoutOf(type).group_block_bytes != 0 && N % kR == 0 && K % kQK == 0 && N > 0 && K > 0;
+}
+
+int64_t RepackedBytes(DType type, int64_t N, int64_t K) {
+  return N / kR * (K / kQK) * LayoutOf(type).group_block_bytes;
+}
+
+void RepackRows(DType type, const uint8_t* src, int64_t row_bytes, int64_t N, int64_t K, uint8_t* dst) {
+  const Layout L = LayoutOf(type);
+  const int64_t nb = K / kQK;
+  const int64_t qbytes = type == DType::kQ8_0 ? kQK : kQK / 2;  // per stored block
+  const int64_t qstart = L.stored_block_bytes - qbytes;          // after d (and m)
+  for (int64_t g = 0; g < N / kR; ++g) {
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* gb = dst + (g * nb + b) * L.group_block_bytes;
+      for (int64_t r = 0; r < kR; ++r) {
+        const uint8_t* blk = src + (g * kR + r) * row_bytes + b * L.stored_block_bytes;
+        std::memcpy(gb + 2 * r, blk, 2);  // d
+        if (type == DType::kQ4_1) std::memcpy(gb + L.m_offset + 2 * r, blk + 2, 2);
+        for (int64_t k = 0; k < qbytes; ++k) gb[L.q_offset + k * kR + r] = blk[qstart + k];
+      }
+    }
+  }
+}
+
+void RepackedMatMulF32(DType type, const float* x, int64_t ldx, const uint8_t* w, float* y,
+                       int64_t ldy, int64_t M, int64_t K, int64_t n0, int64_t n1) {
+#if defined(__AVX512F__)
+  if (M < kTileMinRows) {
+    switch (type) {
+      case DType::kQ8_0: return RegisterPath<DType::kQ8_0>(x, ldx, w, y, ldy, M, K, n0, n1);
+      case DType::kQ4_0: return RegisterPath<DType::kQ4_0>(x, ldx, w, y, ldy, M, K, n0, n1);
+      case DType::kQ4_1: return RegisterPath<DType::kQ4_1>(x, ldx, w, y, ldy, M, K, n0, n1);
+      default: return;
+    }
+  }
+#endif
+  TiledPath(type, x, ldx, w, y, ldy, M, K, n0, n1);
+}
+
+void RepackedRowF32(DType type, const uint8_t* w, int64_t K, int64_t r, float* out) {
+  const Layout L = LayoutOf(type);
+  const int64_t nb = K / kQK;
+  float tile[kR * kQK];
+  const uint8_t* group = w + (r / kR) * nb * L.group_block_bytes;
+  for (int64_t b = 0; b < nb; ++b) {
+    DecodeGroupBlock(type, group + b * L.group_block_bytes, L, tile, kQK, 0);
+    std::memcpy(out + b * kQK, tile + (r % kR) * kQK, sizeof(float) * kQK);
+  }
+}
+
+}  // namespace tierserve::cpu
