@@ -72,6 +72,8 @@ class WeightSource {
   const GgufFile* gguf() const { return gguf_; }
 
   bool Has(const std::string& hf_name) const;
+  // Every tensor as stored, under the file's own names.
+  const WeightStore& store() const { return *store_; }
 
   // The tensor `hf_name` as fp32 with exactly `shape` (PyTorch order).
   // `transpose` turns a stored [a, b] into [b, a] (GPT-2's Conv1D weights).

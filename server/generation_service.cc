@@ -1,0 +1,500 @@
+#include "server/generation_service.h"
+
+#include <chrono>
+#include <deque>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "runtime/base/status_macros.h"
+#include "runtime/generate/chat_prompt.h"
+#include "runtime/generate/stop_matcher.h"
+
+namespace tierserve {
+
+grpc::Status ToGrpcStatus(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double SecondsSince(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+constexpr int32_t kDefaultMaxNewTokens = 128;
+
+// The prompt's text: plain, or chat messages through the model's template.
+absl::StatusOr<std::string> PromptText(const Tokenizer& tok, const v1::Prompt& prompt) {
+  switch (prompt.kind_case()) {
+    case v1::Prompt::kText:
+      if (prompt.text().empty()) {
+        return absl::InvalidArgumentError("the prompt is empty; send non-empty text or chat messages");
+      }
+      return prompt.text();
+    case v1::Prompt::kChat: {
+      if (prompt.chat().messages().empty()) {
+        return absl::InvalidArgumentError("the chat has no messages; send at least one");
+      }
+      std::vector<ChatMessage> messages;
+      for (const v1::ChatMessage& m : prompt.chat().messages()) messages.push_back({m.role(), m.content()});
+      return RenderChatPrompt(tok, messages);
+    }
+    default:
+      return absl::InvalidArgumentError("the prompt is missing; set prompt.text or prompt.chat");
+  }
+}
+
+// Validates a request once, at the edge, into what the engine runs.
+absl::StatusOr<GenerationRequest> BuildRequest(const Engine& engine, int64_t max_seq,
+                                               const v1::Prompt& prompt,
+                                               const v1::GenerationParameters& p) {
+  const Tokenizer* tok = engine.model().tokenizer.get();
+  if (tok == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("model ", engine.name(), " has no tokenizer"));
+  }
+  GenerationRequest req;
+  req.max_new_tokens = p.has_max_new_tokens() ? p.max_new_tokens() : kDefaultMaxNewTokens;
+  if (req.max_new_tokens < 1 || req.max_new_tokens > max_seq) {
+    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens is ", req.max_new_tokens,
+                                                   "; it must be between 1 and ", max_seq,
+                                                   " (the model's max_sequence_length)"));
+  }
+  SamplingParams& s = req.sampling;
+  s.temperature = p.has_temperature() ? p.temperature() : 1.0f;
+  s.top_k = p.top_k();
+  s.top_p = p.has_top_p() ? p.top_p() : 1.0f;
+  s.min_p = p.min_p();
+  s.repetition_penalty = p.has_repetition_penalty() ? p.repetition_penalty() : 1.0f;
+  s.seed = p.has_seed() ? p.seed() : std::random_device{}();
+  s.logprobs = p.top_logprobs();
+  TS_RETURN_IF_ERROR(ValidateSamplingParams(s));
+  req.stop.assign(p.stop().begin(), p.stop().end());
+  TS_RETURN_IF_ERROR(StopMatcher::Create(req.stop).status());
+
+  TS_ASSIGN_OR_RETURN(std::string text, PromptText(*tok, prompt));
+  req.prompt = tok->Encode(text);
+  const int64_t n = static_cast<int64_t>(req.prompt.size());
+  if (n == 0) return absl::InvalidArgumentError("the prompt encodes to no tokens");
+  if (n + req.max_new_tokens > max_seq) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the prompt has ", n, " tokens and max_new_tokens is ", req.max_new_tokens, "; together at most ",
+        max_seq, " (the model's max_sequence_length) are allowed"));
+  }
+  return req;
+}
+
+v1::FinishReason ToProto(FinishReason r) {
+  switch (r) {
+    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
+    case FinishReason::kEos: return v1::FINISH_REASON_EOS;
+    case FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+void FillToken(const Tokenizer& tok, const SampledToken& t, bool logprobs, v1::Token* out) {
+  out->set_id(t.id);
+  out->set_piece(tok.TokenBytes(t.id));
+  out->set_special(tok.IsSpecial(t.id));
+  if (logprobs) out->set_logprob(t.logprob);
+  for (const TokenLogprob& alt : t.top_logprobs) {
+    v1::TokenLogprob* a = out->add_top_logprobs();
+    a->set_id(alt.id);
+    a->set_piece(tok.TokenBytes(alt.id));
+    a->set_logprob(alt.logprob);
+  }
+}
+
+bool WantsLogprobs(const v1::GenerationParameters& p) { return p.logprobs() || p.top_logprobs() > 0; }
+
+// Finishes a unary call and reports it.
+void FinishUnary(grpc::ServerUnaryReactor* reactor, const ServiceObserver& obs, const char* method,
+                 Clock::time_point t0, const grpc::Status& status) {
+  if (obs.on_request) obs.on_request(method, status.error_code(), SecondsSince(t0));
+  reactor->Finish(status);
+}
+
+// State shared by a unary Generate call and its jobs (one per prompt).
+struct UnaryGenerate {
+  std::mutex mu;
+  std::vector<absl::StatusOr<GenerationResult>> results;  // guarded by mu
+  int remaining = 0;                                       // guarded by mu
+  absl::Status error;                                      // first error; guarded by mu
+  std::atomic<bool> cancel{false};
+};
+
+}  // namespace
+
+GenerationService::GenerationService(ServiceObserver observer) : observer_(std::move(observer)) {}
+GenerationService::~GenerationService() = default;
+
+void GenerationService::AddLoading(const std::string& name, int64_t max_sequence_length) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ServedModel& m = models_[name];
+  m.name = name;
+  m.max_sequence_length = max_sequence_length;
+}
+
+void GenerationService::SetReady(const std::string& name, std::unique_ptr<Engine> engine) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ServedModel& m = models_[name];
+  const int64_t context = engine->model().model->config().max_position_embeddings;
+  if (m.max_sequence_length <= 0 || m.max_sequence_length > context) m.max_sequence_length = context;
+  m.engine = std::move(engine);
+  m.state = v1::MODEL_STATE_READY;
+}
+
+void GenerationService::SetFailed(const std::string& name, const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  models_[name].state = v1::MODEL_STATE_FAILED;
+  models_[name].state_message = reason;
+}
+
+void GenerationService::Drain() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [name, m] : models_)
+    if (m.engine) m.engine->Shutdown();
+}
+
+int GenerationService::Running(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = models_.find(name);
+  return it != models_.end() && it->second.engine ? it->second.engine->running() : 0;
+}
+
+int GenerationService::Waiting(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = models_.find(name);
+  return it != models_.end() && it->second.engine ? it->second.engine->waiting() : 0;
+}
+
+absl::StatusOr<Engine*> GenerationService::FindEngine(const std::string& name, int64_t* max_seq) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = models_.find(name);
+  if (it == models_.end()) {
+    std::vector<std::string> names;
+    for (const auto& [n, m] : models_) names.push_back(n);
+    return absl::NotFoundError(absl::StrCat("unknown model \"", name, "\"; served models: ",
+                                            names.empty() ? "none" : absl::StrJoin(names, ", ")));
+  }
+  const ServedModel& m = it->second;
+  if (m.state == v1::MODEL_STATE_LOADING) {
+    return absl::UnavailableError(absl::StrCat("model ", name, " is still loading; retry shortly"));
+  }
+  if (m.engine == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("model ", name, " failed to load: ", m.state_message));
+  }
+  *max_seq = m.max_sequence_length;
+  return m.engine.get();
+}
+
+grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContext* ctx,
+                                                      const v1::GenerateRequest* req,
+                                                      v1::GenerateResponse* resp) {
+  const Clock::time_point t0 = Clock::now();
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  int64_t max_seq = 0;
+  absl::StatusOr<Engine*> engine = FindEngine(req->model(), &max_seq);
+  if (!engine.ok()) {
+    FinishUnary(reactor, observer_, "Generate", t0, ToGrpcStatus(engine.status()));
+    return reactor;
+  }
+  if (req->prompts().empty()) {
+    FinishUnary(reactor, observer_, "Generate", t0,
+                grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no prompts; send at least one"));
+    return reactor;
+  }
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < req->prompts_size(); ++i) {
+    absl::StatusOr<GenerationRequest> r = BuildRequest(**engine, max_seq, req->prompts(i), req->parameters());
+    if (!r.ok()) {
+      const absl::Status s(r.status().code(), absl::StrCat("prompts[", i, "]: ", r.status().message()));
+      FinishUnary(reactor, observer_, "Generate", t0, ToGrpcStatus(s));
+      return reactor;
+    }
+    requests.push_back(std::move(*r));
+  }
+
+  auto state = std::make_shared<UnaryGenerate>();
+  state->results.resize(requests.size(), absl::UnknownError("not run"));
+  state->remaining = static_cast<int>(requests.size());
+  const bool logprobs = WantsLogprobs(req->parameters());
+  const std::string model = req->model();
+  Engine* e = *engine;
+  // Runs once the last job is done (or was never submitted).
+  auto complete = [this, state, reactor, resp, t0, e, logprobs]() {
+    absl::Status error;
+    {
+      std::lock_guard<std::mutex> lock(state->mu);
+      error = state->error;
+    }
+    if (error.ok()) {
+      for (auto& r : state->results) {
+        if (!r.ok()) {
+          error = r.status();
+          break;
+        }
+        v1::Completion* c = resp->add_completions();
+        c->set_text(r->text);
+        for (const SampledToken& t : r->tokens) FillToken(*e->model().tokenizer, t, logprobs, c->add_tokens());
+        c->set_finish_reason(ToProto(r->finish_reason));
+        c->mutable_usage()->set_prompt_tokens(static_cast<int32_t>(r->prompt_tokens));
+        c->mutable_usage()->set_completion_tokens(static_cast<int32_t>(r->tokens.size()));
+      }
+    }
+    FinishUnary(reactor, observer_, "Generate", t0, ToGrpcStatus(error));
+  };
+  auto finish_one = [state, complete]() {
+    bool last;
+    {
+      std::lock_guard<std::mutex> lock(state->mu);
+      last = --state->remaining == 0;
+    }
+    if (last) complete();
+  };
+
+  for (size_t i = 0; i < requests.size(); ++i) {
+    auto job = std::make_shared<GenerationJob>();
+    job->request = std::move(requests[i]);
+    auto first = std::make_shared<bool>(true);
+    const int64_t prompt_tokens = static_cast<int64_t>(job->request.prompt.size());
+    job->cancelled = [state, ctx] { return state->cancel.load() || ctx->IsCancelled(); };
+    job->on_delta = [this, first, t0, model](const GenerationDelta&) {
+      if (*first && observer_.on_sequence) observer_.on_sequence(model, 0, 0, SecondsSince(t0));
+      *first = false;
+      return true;
+    };
+    job->on_done = [this, state, i, finish_one, model, prompt_tokens](absl::StatusOr<GenerationResult> r) {
+      if (r.ok() && observer_.on_sequence) {
+        observer_.on_sequence(model, prompt_tokens, static_cast<int64_t>(r->tokens.size()), -1);
+      }
+      if (r.ok() && r->finish_reason == FinishReason::kCancelled) {
+        r = absl::CancelledError("the client cancelled the request or its deadline expired");
+      }
+      {
+        std::lock_guard<std::mutex> lock(state->mu);
+        state->results[i] = std::move(r);
+      }
+      finish_one();
+    };
+    absl::Status submitted = e->Submit(job);
+    if (!submitted.ok()) {
+      // The jobs already queued are cancelled; the call ends with this error
+      // once they have reported.
+      state->cancel = true;
+      {
+        std::lock_guard<std::mutex> lock(state->mu);
+        state->error = submitted;
+        state->remaining -= static_cast<int>(requests.size() - i - 1);
+      }
+      finish_one();
+      break;
+    }
+  }
+  return reactor;
+}
+
+namespace {
+
+// A GenerateStream call: messages produced on the engine thread are written
+// one at a time; the final status follows the last write.
+class StreamReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamResponse> {
+ public:
+  // Shared with the engine job, so it outlives whichever side ends last.
+  struct State {
+    std::mutex mu;
+    std::deque<v1::GenerateStreamResponse> pending;  // front is being written
+    bool writing = false;
+    bool complete = false;
+    grpc::Status final_status;
+    StreamReactor* reactor = nullptr;  // null once the call is over
+    std::atomic<bool> cancelled{false};
+  };
+
+  StreamReactor(const ServiceObserver& observer) : observer_(observer), state_(std::make_shared<State>()) {
+    state_->reactor = this;
+  }
+  std::shared_ptr<State> state() { return state_; }
+
+  // Engine thread: queue a message.
+  static void Send(const std::shared_ptr<State>& s, v1::GenerateStreamResponse msg) {
+    std::lock_guard<std::mutex> lock(s->mu);
+    if (s->reactor == nullptr || s->complete) return;
+    s->pending.push_back(std::move(msg));
+    if (!s->writing) {
+      s->writing = true;
+      s->reactor->StartWrite(&s->pending.front());
+    }
+  }
+  // Any thread: end the call once queued messages are written.
+  static void Complete(const std::shared_ptr<State>& s, const grpc::Status& status) {
+    std::lock_guard<std::mutex> lock(s->mu);
+    if (s->reactor == nullptr || s->complete) return;
+    s->complete = true;
+    s->final_status = status;
+    if (!s->writing) s->reactor->FinishAndReport();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->pending.pop_front();
+    if (!ok) {
+      // The client is gone: drop the rest; the job sees `cancelled`.
+      state_->cancelled = true;
+      state_->pending.clear();
+    }
+    if (!state_->pending.empty()) {
+      StartWrite(&state_->pending.front());
+      return;
+    }
+    state_->writing = false;
+    if (state_->complete) FinishAndReport();
+  }
+  void OnCancel() override { state_->cancelled = true; }
+  void OnDone() override {
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      state_->reactor = nullptr;
+    }
+    delete this;
+  }
+
+  Clock::time_point start = Clock::now();
+
+ private:
+  // REQUIRES: state_->mu held.
+  void FinishAndReport() {
+    if (observer_.on_request) observer_.on_request("GenerateStream", state_->final_status.error_code(), SecondsSince(start));
+    Finish(state_->final_status);
+  }
+  const ServiceObserver& observer_;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::GenerateStream(
+    grpc::CallbackServerContext* ctx, const v1::GenerateStreamRequest* req) {
+  auto* reactor = new StreamReactor(observer_);
+  std::shared_ptr<StreamReactor::State> state = reactor->state();
+  int64_t max_seq = 0;
+  absl::StatusOr<Engine*> engine = FindEngine(req->model(), &max_seq);
+  absl::StatusOr<GenerationRequest> request =
+      engine.ok() ? BuildRequest(**engine, max_seq, req->prompt(), req->parameters()) : engine.status();
+  if (!request.ok()) {
+    StreamReactor::Complete(state, ToGrpcStatus(request.status()));
+    return reactor;
+  }
+  Engine* e = *engine;
+  const bool logprobs = WantsLogprobs(req->parameters());
+  const std::string model = req->model();
+  const Clock::time_point t0 = reactor->start;
+  auto job = std::make_shared<GenerationJob>();
+  job->request = std::move(*request);
+  const int64_t prompt_tokens = static_cast<int64_t>(job->request.prompt.size());
+  auto first = std::make_shared<bool>(true);
+  job->cancelled = [state, ctx] { return state->cancelled.load() || ctx->IsCancelled(); };
+  job->on_delta = [this, state, e, logprobs, first, t0, model](const GenerationDelta& d) {
+    if (*first && observer_.on_sequence) observer_.on_sequence(model, 0, 0, SecondsSince(t0));
+    *first = false;
+    v1::GenerateStreamResponse msg;
+    msg.set_text(d.text);
+    FillToken(*e->model().tokenizer, d.token, logprobs, msg.add_tokens());
+    StreamReactor::Send(state, std::move(msg));
+    return true;
+  };
+  job->on_done = [this, state, model, prompt_tokens](absl::StatusOr<GenerationResult> r) {
+    if (!r.ok()) {
+      StreamReactor::Complete(state, ToGrpcStatus(r.status()));
+      return;
+    }
+    if (observer_.on_sequence) observer_.on_sequence(model, prompt_tokens, static_cast<int64_t>(r->tokens.size()), -1);
+    if (r->finish_reason == FinishReason::kCancelled) {
+      StreamReactor::Complete(state, grpc::Status(grpc::StatusCode::CANCELLED,
+                                                  "the client cancelled the request or its deadline expired"));
+      return;
+    }
+    v1::GenerateStreamResponse last;
+    last.set_finish_reason(ToProto(r->finish_reason));
+    last.mutable_usage()->set_prompt_tokens(static_cast<int32_t>(r->prompt_tokens));
+    last.mutable_usage()->set_completion_tokens(static_cast<int32_t>(r->tokens.size()));
+    StreamReactor::Send(state, std::move(last));
+    StreamReactor::Complete(state, grpc::Status::OK);
+  };
+  absl::Status submitted = e->Submit(job);
+  if (!submitted.ok()) StreamReactor::Complete(state, ToGrpcStatus(submitted));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* ctx,
+                                                      const v1::TokenizeRequest* req,
+                                                      v1::TokenizeResponse* resp) {
+  const Clock::time_point t0 = Clock::now();
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  int64_t max_seq = 0;
+  absl::StatusOr<Engine*> engine = FindEngine(req->model(), &max_seq);
+  absl::StatusOr<std::string> text = engine.ok() && (*engine)->model().tokenizer
+                                         ? PromptText(*(*engine)->model().tokenizer, req->prompt())
+                                         : absl::StatusOr<std::string>(engine.ok() ? absl::FailedPreconditionError("the model has no tokenizer") : engine.status());
+  if (!text.ok()) {
+    FinishUnary(reactor, observer_, "Tokenize", t0, ToGrpcStatus(text.status()));
+    return reactor;
+  }
+  const Tokenizer& tok = *(*engine)->model().tokenizer;
+  if (req->prompt().has_chat()) resp->set_rendered_prompt(*text);
+  for (int32_t id : tok.Encode(*text)) {
+    v1::Token* t = resp->add_tokens();
+    t->set_id(id);
+    t->set_piece(tok.TokenBytes(id));
+    t->set_special(tok.IsSpecial(id));
+  }
+  FinishUnary(reactor, observer_, "Tokenize", t0, grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerContext* ctx,
+                                                        const v1::ListModelsRequest*,
+                                                        v1::ListModelsResponse* resp) {
+  const Clock::time_point t0 = Clock::now();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [name, m] : models_) {
+      v1::ModelInfo* info = resp->add_models();
+      info->set_name(name);
+      info->set_state(m.state);
+      info->set_state_message(m.state_message);
+      if (m.engine == nullptr) continue;
+      const LoadedModel& lm = m.engine->model();
+      const ModelConfig& c = lm.model->config();
+      info->set_architecture(ArchitectureName(c.arch));
+      info->set_context_length(static_cast<int32_t>(m.max_sequence_length));
+      info->set_execution_device("cpu");
+      int64_t params = 0;
+      std::map<std::string, std::pair<int64_t, int64_t>> by_precision;  // precision -> (params, bytes)
+      for (const std::string& tname : lm.source->store().Names()) {
+        const TensorView* t = lm.source->store().Find(tname);
+        params += t->NumElements();
+        auto& [p, b] = by_precision[std::string(DTypeName(t->dtype))];
+        p += t->NumElements();
+        b += static_cast<int64_t>(t->nbytes);
+      }
+      info->set_parameter_count(params);
+      for (const auto& [precision, pb] : by_precision) {
+        v1::ModulePlacement* mp = info->add_modules();
+        mp->set_modules("*");
+        mp->set_placement("cpu");
+        mp->set_precision(precision);
+        mp->set_parameter_count(pb.first);
+        mp->set_weight_bytes(pb.second);
+      }
+    }
+  }
+  FinishUnary(ctx->DefaultReactor(), observer_, "ListModels", t0, grpc::Status::OK);
+  return ctx->DefaultReactor();
+}
+
+}  // namespace tierserve

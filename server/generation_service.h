@@ -1,0 +1,83 @@
+// The tierserve.v1.Generation gRPC service over the engines of the loaded
+// models. Requests are validated here, once, into runtime types; statuses
+// follow DESIGN.md (INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED,
+// UNAVAILABLE, CANCELLED, DEADLINE_EXCEEDED), each message saying what was
+// wrong and what is allowed.
+//
+// Thread-safety: gRPC calls the handlers concurrently; the service's state
+// is the model table, guarded by its mutex.
+#ifndef TIERSERVE_SERVER_GENERATION_SERVICE_H_
+#define TIERSERVE_SERVER_GENERATION_SERVICE_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/engine/engine.h"
+#include "tierserve/v1/generation.grpc.pb.h"
+
+namespace tierserve {
+
+// Hooks for observability; every member is optional. Called from gRPC and
+// engine threads.
+struct ServiceObserver {
+  // One finished RPC: method name, gRPC status code, seconds end to end.
+  std::function<void(const std::string& method, grpc::StatusCode code, double seconds)> on_request;
+  // A generated sequence: model, prompt tokens, generated tokens, time to the first token.
+  std::function<void(const std::string& model, int64_t prompt_tokens, int64_t generated, double ttft)>
+      on_sequence;
+};
+
+// A served model: its engine once loaded, and its limits.
+struct ServedModel {
+  std::string name;
+  int64_t max_sequence_length = 0;  // prompt + new tokens; <= the model's context
+  std::unique_ptr<Engine> engine;   // null while loading or after a failure
+  v1::ModelState state = v1::MODEL_STATE_LOADING;
+  std::string state_message;
+};
+
+class GenerationService final : public v1::Generation::CallbackService {
+ public:
+  explicit GenerationService(ServiceObserver observer = {});
+  ~GenerationService() override;
+
+  // Registers a model name before it loads (requests get UNAVAILABLE).
+  void AddLoading(const std::string& name, int64_t max_sequence_length);
+  // Marks `name` ready with its engine, or failed with a reason.
+  void SetReady(const std::string& name, std::unique_ptr<Engine> engine);
+  void SetFailed(const std::string& name, const std::string& reason);
+  // Stops every engine from accepting work; running work finishes.
+  void Drain();
+  // Running / waiting requests of a model (0 when unknown).
+  int Running(const std::string& name) const;
+  int Waiting(const std::string& name) const;
+
+  grpc::ServerUnaryReactor* Generate(grpc::CallbackServerContext* ctx, const v1::GenerateRequest* req,
+                                     v1::GenerateResponse* resp) override;
+  grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerateStream(
+      grpc::CallbackServerContext* ctx, const v1::GenerateStreamRequest* req) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* ctx, const v1::TokenizeRequest* req,
+                                     v1::TokenizeResponse* resp) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* ctx, const v1::ListModelsRequest* req,
+                                       v1::ListModelsResponse* resp) override;
+
+ private:
+  // The engine serving `name`, or NOT_FOUND / UNAVAILABLE.
+  absl::StatusOr<Engine*> FindEngine(const std::string& name, int64_t* max_sequence_length) const;
+
+  ServiceObserver observer_;
+  mutable std::mutex mu_;
+  std::map<std::string, ServedModel> models_;  // guarded by mu_
+};
+
+// absl::Status -> grpc::Status (the codes are the same numbers).
+grpc::Status ToGrpcStatus(const absl::Status& s);
+
+}  // namespace tierserve
+
+#endif  // TIERSERVE_SERVER_GENERATION_SERVICE_H_
