@@ -127,6 +127,17 @@ struct UnaryGenerate {
   std::atomic<bool> cancel{false};
 };
 
+// Reports a job's queue and run transitions to the observer.
+void TrackJob(const ServiceObserver& obs, const std::string& model, GenerationJob* job) {
+  if (!obs.on_job) return;
+  obs.on_job(model, +1, 0);
+  job->on_start = [&obs, model] { obs.on_job(model, -1, +1); };
+  job->on_done = [&obs, model, done = std::move(job->on_done)](absl::StatusOr<GenerationResult> r) {
+    obs.on_job(model, 0, -1);
+    done(std::move(r));
+  };
+}
+
 }  // namespace
 
 GenerationService::GenerationService(ServiceObserver observer) : observer_(std::move(observer)) {}
@@ -281,8 +292,10 @@ grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContex
       }
       finish_one();
     };
+    TrackJob(observer_, model, job.get());
     absl::Status submitted = e->Submit(job);
     if (!submitted.ok()) {
+      if (observer_.on_job) observer_.on_job(model, -1, 0);
       // The jobs already queued are cancelled; the call ends with this error
       // once they have reported.
       state->cancel = true;
@@ -425,8 +438,12 @@ grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::Generat
     StreamReactor::Send(state, std::move(last));
     StreamReactor::Complete(state, grpc::Status::OK);
   };
+  TrackJob(observer_, model, job.get());
   absl::Status submitted = e->Submit(job);
-  if (!submitted.ok()) StreamReactor::Complete(state, ToGrpcStatus(submitted));
+  if (!submitted.ok()) {
+    if (observer_.on_job) observer_.on_job(model, -1, 0);
+    StreamReactor::Complete(state, ToGrpcStatus(submitted));
+  }
   return reactor;
 }
 

@@ -30,6 +30,8 @@ struct ServiceObserver {
   // A generated sequence: model, prompt tokens, generated tokens, time to the first token.
   std::function<void(const std::string& model, int64_t prompt_tokens, int64_t generated, double ttft)>
       on_sequence;
+  // A job of `model` entered the queue (+1, 0), started (-1, +1) or ended (0, -1).
+  std::function<void(const std::string& model, int waiting_delta, int running_delta)> on_job;
 };
 
 // A served model: its engine once loaded, and its limits.

@@ -1,11 +1,12 @@
 // tierserve: serves LLM text generation for models larger than the hardware.
-// Subcommands: `generate` (one completion on the command line); the gRPC
-// daemon (`serve`) builds on the same runtime.
+// Subcommands: `serve` (the gRPC daemon) and `generate` (one completion on
+// the command line).
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "server/generate_command.h"
+#include "server/serve_command.h"
 
 namespace {
 
@@ -13,6 +14,7 @@ constexpr char kUsage[] =
     "usage: tierserve <command> [flags]\n"
     "\n"
     "commands:\n"
+    "  serve      serve the models of a config over gRPC, with Prometheus metrics\n"
     "  generate   load a model and print the completion of a prompt\n"
     "  version    print the version\n"
     "\n"
@@ -27,6 +29,7 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   const std::vector<std::string> rest(argv + 2, argv + argc);
+  if (command == "serve") return tierserve::RunServeCommand(rest);
   if (command == "generate") return tierserve::RunGenerateCommand(rest);
   if (command == "version" || command == "--version") {
     std::cout << "tierserve 0.1.0\n";

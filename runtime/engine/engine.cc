@@ -56,6 +56,7 @@ void Engine::WorkerLoop() {
       queue_.pop_front();
       running_.fetch_add(1);
     }
+    if (job->on_start) job->on_start();
     if (job->cancelled && job->cancelled()) {
       job->on_done(absl::CancelledError("the request was cancelled before it started"));
     } else {

@@ -29,6 +29,8 @@ struct GenerationJob {
   GenerationRequest request;
   // Sees each step's delta; returning false cancels (optional).
   std::function<bool(const GenerationDelta&)> on_delta;
+  // Called when the worker takes the job from the queue (optional).
+  std::function<void()> on_start;
   // Polled before the job starts and at every step (optional): true cancels.
   std::function<bool()> cancelled;
   // Called exactly once with the result or the error (required).

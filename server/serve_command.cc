@@ -1,0 +1,175 @@
+// The daemon's life: read the config, listen (health NOT_SERVING), load the
+// models, serve (SERVING), and on SIGTERM/SIGINT drain: stop accepting, let
+// running requests finish up to the grace period, exit 0.
+#include "server/serve_command.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <chrono>
+#include <iostream>
+#include <optional>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "runtime/base/thread_pool.h"
+#include "server/config.h"
+#include "server/generation_service.h"
+#include "server/metrics/metrics.h"
+
+ABSL_FLAG(std::string, config, "", "YAML config file (see deploy/tierserve.yaml).");
+ABSL_FLAG(std::optional<std::string>, listen, std::nullopt, "gRPC address host:port (overrides server.listen).");
+ABSL_FLAG(std::optional<std::string>, metrics_listen, std::nullopt,
+          "Prometheus /metrics address host:port (overrides server.metrics_listen).");
+ABSL_FLAG(std::optional<int64_t>, max_queued_requests, std::nullopt,
+          "Requests that may wait per model before RESOURCE_EXHAUSTED (overrides the file).");
+ABSL_FLAG(std::optional<int64_t>, threads, std::nullopt, "Compute threads, 0 = one per core (overrides the file).");
+ABSL_FLAG(std::optional<std::string>, model, std::nullopt,
+          "Serve this model file or folder when the config names no model (its name: the file stem).");
+
+namespace tierserve {
+namespace {
+
+constexpr char kServiceName[] = "tierserve.v1.Generation";
+
+std::optional<RpcMethod> MethodFromName(const std::string& name) {
+  for (RpcMethod m : kAllRpcMethods)
+    if (name == RpcMethodName(m)) return m;
+  return std::nullopt;
+}
+
+int Fail(const absl::Status& s) {
+  std::cerr << "tierserve serve: " << s.message() << "\n";
+  return 1;
+}
+
+}  // namespace
+
+int RunServeCommand(const std::vector<std::string>& args) {
+  // Signals are taken by sigwait below; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::vector<char*> argv;
+  std::string prog = "tierserve serve";
+  argv.push_back(prog.data());
+  std::vector<std::string> copy = args;
+  for (std::string& a : copy) argv.push_back(a.data());
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) { return absl::StrContains(file, "serve_command"); };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
+  absl::SetProgramUsageMessage(
+      "tierserve serve [--config FILE] [flags]\n"
+      "Serves the models of the config over gRPC (tierserve.v1.Generation, health, reflection)\n"
+      "and Prometheus metrics. Flags override the file.");
+  absl::ParseCommandLine(static_cast<int>(argv.size()), argv.data());
+
+  ServerConfig config;
+  if (!absl::GetFlag(FLAGS_config).empty()) {
+    absl::StatusOr<ServerConfig> loaded = LoadServerConfig(absl::GetFlag(FLAGS_config));
+    if (!loaded.ok()) return Fail(loaded.status());
+    config = std::move(*loaded);
+  }
+  FlagOverrides overrides;
+  overrides.listen = absl::GetFlag(FLAGS_listen);
+  overrides.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  overrides.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
+  overrides.threads = absl::GetFlag(FLAGS_threads);
+  overrides.model = absl::GetFlag(FLAGS_model);
+  if (absl::Status s = ApplyFlagOverrides(&config, overrides); !s.ok()) return Fail(s);
+  if (config.models.empty()) {
+    return Fail(absl::InvalidArgumentError("no model to serve: give --config FILE with models, or --model PATH"));
+  }
+
+  // Metrics first: the observer records into them from every thread.
+  ServerMetrics metrics;
+  if (!config.metrics_listen.empty()) {
+    if (absl::Status s = metrics.StartExposer(config.metrics_listen); !s.ok()) return Fail(s);
+  }
+  std::map<std::string, ModelMetrics*> model_metrics;
+  for (const ModelServingConfig& m : config.models) model_metrics[m.name] = &metrics.AddModel(m.name);
+  ServiceObserver observer;
+  observer.on_request = [&metrics](const std::string& method, grpc::StatusCode code, double seconds) {
+    if (auto m = MethodFromName(method)) metrics.RecordRequest(*m, static_cast<absl::StatusCode>(code), seconds);
+  };
+  observer.on_sequence = [&model_metrics](const std::string& model, int64_t prompt, int64_t generated,
+                                           double ttft) {
+    ModelMetrics* mm = model_metrics.at(model);
+    if (ttft >= 0) mm->RecordTimeToFirstToken(ttft);
+    mm->AddPromptTokens(prompt);
+    mm->AddGeneratedTokens(generated);
+  };
+  observer.on_job = [&model_metrics](const std::string& model, int waiting, int running) {
+    ModelMetrics* mm = model_metrics.at(model);
+    if (waiting != 0) mm->AddRequestsWaiting(waiting);
+    if (running != 0) mm->AddRequestsRunning(running);
+  };
+  GenerationService service(observer);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    return Fail(absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen,
+                                                    " (server.listen): the address is in use or invalid")));
+  }
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  health->SetServingStatus(false);
+  health->SetServingStatus(kServiceName, false);
+  std::cerr << "tierserve: listening on " << config.listen << " (port " << port << ")";
+  if (!config.metrics_listen.empty()) std::cerr << ", metrics on port " << metrics.listening_port();
+  std::cerr << std::endl;
+
+  const int threads = config.threads > 0 ? static_cast<int>(config.threads)
+                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  ThreadPool pool(threads);
+  for (const ModelServingConfig& m : config.models) {
+    service.AddLoading(m.name, m.max_sequence_length.value_or(0));
+  }
+  for (const ModelServingConfig& m : config.models) {
+    absl::StatusOr<LoadedModel> loaded = LoadModel(m.path, &pool);
+    if (!loaded.ok()) {
+      service.SetFailed(m.name, std::string(loaded.status().message()));
+      server->Shutdown();
+      return Fail(absl::Status(loaded.status().code(),
+                               absl::StrCat(m.key_path, ".path: ", loaded.status().message())));
+    }
+    model_metrics.at(m.name)->SetWeightBytes("cpu", loaded->model->WeightBytes());
+    Engine::Options options{m.name, static_cast<int>(config.max_queued_requests)};
+    service.SetReady(m.name, std::make_unique<Engine>(std::move(*loaded), options));
+    std::cerr << "tierserve: model " << m.name << " ready" << std::endl;
+  }
+  health->SetServingStatus(true);
+  health->SetServingStatus(kServiceName, true);
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  std::cerr << "tierserve: " << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT")
+            << ": draining (grace " << config.shutdown_grace_seconds << " s)" << std::endl;
+  health->SetServingStatus(false);
+  health->SetServingStatus(kServiceName, false);
+  service.Drain();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(config.shutdown_grace_seconds));
+  server->Wait();
+  std::cerr << "tierserve: stopped" << std::endl;
+  return 0;
+}
+
+}  // namespace tierserve
