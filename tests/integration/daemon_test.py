@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""Integration test of the real `tierserve serve` binary on loopback, driven by
+a Python grpcio client (Debian's python3-grpcio; run with /usr/bin/python3).
+
+    daemon_test.py BINARY
+
+Stubs for tierserve.v1 are generated into a temporary folder with protoc and
+grpc_python_plugin. The standard health and reflection services are called
+with hand-encoded protobuf bytes, as a generic client would, without their
+.proto files. Every request loop is bounded; the server is always killed.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARY = None
+MODEL = os.path.join(ROOT, "tests/data/tiny_llama")
+
+
+def generate_stubs(out_dir):
+    plugin = "/usr/bin/grpc_python_plugin"
+    subprocess.run(["protoc", f"--proto_path={ROOT}/proto", f"--python_out={out_dir}",
+                    f"--grpc_out={out_dir}", f"--plugin=protoc-gen-grpc={plugin}",
+                    "tierserve/v1/generation.proto"], check=True)
+    sys.path.insert(0, out_dir)
+
+
+# --- minimal protobuf wire encoding for the standard services -------------
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def encode_string_field(field, s):
+    data = s.encode()
+    return _varint(field << 3 | 2) + _varint(len(data)) + data
+
+
+def decode_fields(buf):
+    """Yields (field, wire_type, value) of one message."""
+    i = 0
+    while i < len(buf):
+        key = 0
+        shift = 0
+        while True:
+            b = buf[i]; i += 1
+            key |= (b & 0x7F) << shift; shift += 7
+            if not b & 0x80:
+                break
+        field, wt = key >> 3, key & 7
+        if wt == 0:
+            v = 0; shift = 0
+            while True:
+                b = buf[i]; i += 1
+                v |= (b & 0x7F) << shift; shift += 7
+                if not b & 0x80:
+                    break
+            yield field, wt, v
+        elif wt == 2:
+            n = 0; shift = 0
+            while True:
+                b = buf[i]; i += 1
+                n |= (b & 0x7F) << shift; shift += 7
+                if not b & 0x80:
+                    break
+            yield field, wt, buf[i:i + n]; i += n
+        elif wt == 5:
+            yield field, wt, buf[i:i + 4]; i += 4
+        elif wt == 1:
+            yield field, wt, buf[i:i + 8]; i += 8
+        else:
+            raise ValueError(f"wire type {wt}")
+
+
+def all_strings(buf, depth=0):
+    """Every length-delimited field that decodes as a printable name, recursively."""
+    out = []
+    try:
+        for _, wt, v in decode_fields(buf):
+            if wt == 2:
+                try:
+                    s = v.decode()
+                    if s.isprintable():
+                        out.append(s)
+                except UnicodeDecodeError:
+                    pass
+                if depth < 4:
+                    out.extend(all_strings(v, depth + 1))
+    except (IndexError, ValueError):
+        pass
+    return out
+
+
+HEALTH = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+
+
+def health_check(channel, service=""):
+    call = channel.unary_unary("/grpc.health.v1.Health/Check",
+                               request_serializer=lambda s: encode_string_field(1, s) if s else b"",
+                               response_deserializer=lambda b: b)
+    resp = call(service, timeout=5)
+    status = 0
+    for field, _, v in decode_fields(resp):
+        if field == 1:
+            status = v
+    return HEALTH[status]
+
+
+def list_services(channel):
+    call = channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                                 request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    # list_services is field 7 of ServerReflectionRequest.
+    responses = list(call(iter([encode_string_field(7, "*")]), timeout=5))
+    return set(s for r in responses for s in all_strings(r))
+
+
+class Daemon:
+    """A running `tierserve serve` on loopback ports chosen by the kernel."""
+
+    def __init__(self, *extra):
+        self.proc = subprocess.Popen(
+            [BINARY, "serve", f"--model={MODEL}", "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
+             "--threads=2", *extra],
+            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        self.log = []
+        self.port = self.metrics_port = None
+        self.ready = threading.Event()
+        self.listening = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        if not self.listening.wait(30):
+            self.kill()
+            raise RuntimeError("daemon did not listen:\n" + "".join(self.log))
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.log.append(line)
+            m = re.search(r"\(port (\d+)\), metrics on port (\d+)", line)
+            if m:
+                self.port, self.metrics_port = int(m.group(1)), int(m.group(2))
+                self.listening.set()
+            if "ready" in line:
+                self.ready.set()
+
+    def metrics(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+def metric_value(text, name, **labels):
+    """The value of the sample `name{labels...}` (labels matched as a subset), or None."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)", line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(3) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            return float(m.group(4))
+    return None
+
+
+class DaemonTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        import grpc
+        from tierserve.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc
+        cls.grpc, cls.pb = grpc, pb
+        cls.daemon = Daemon()
+        assert cls.daemon.ready.wait(60), "model did not load:\n" + "".join(cls.daemon.log)
+        cls.channel = grpc.insecure_channel(f"127.0.0.1:{cls.daemon.port}")
+        cls.stub = pb_grpc.GenerationStub(cls.channel)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        cls.daemon.kill()
+
+    def params(self, **kw):
+        kw.setdefault("max_new_tokens", 8)
+        kw.setdefault("temperature", 0.0)
+        return self.pb.GenerationParameters(**kw)
+
+    def test_stream_completion(self):
+        msgs = list(self.stub.GenerateStream(self.pb.GenerateStreamRequest(
+            model="tiny_llama", prompt=self.pb.Prompt(text="hello world"), parameters=self.params(max_new_tokens=10)),
+            timeout=30))
+        deltas, final = msgs[:-1], msgs[-1]
+        self.assertEqual(len(deltas), 10)
+        self.assertTrue(all(len(m.tokens) == 1 for m in deltas))
+        self.assertEqual(final.finish_reason, self.pb.FINISH_REASON_LENGTH)
+        self.assertEqual(final.usage.completion_tokens, 10)
+        self.assertGreater(final.usage.prompt_tokens, 0)
+        # The streamed text is the unary text for the same greedy request.
+        unary = self.stub.Generate(self.pb.GenerateRequest(
+            model="tiny_llama", prompts=[self.pb.Prompt(text="hello world")], parameters=self.params(max_new_tokens=10)),
+            timeout=30)
+        self.assertEqual("".join(m.text for m in deltas), unary.completions[0].text)
+
+    def test_unary_batch_of_three(self):
+        prompts = ["one", "two two", "three three three"]
+        resp = self.stub.Generate(self.pb.GenerateRequest(
+            model="tiny_llama", prompts=[self.pb.Prompt(text=p) for p in prompts], parameters=self.params()),
+            timeout=30)
+        self.assertEqual(len(resp.completions), 3)
+        for p, c in zip(prompts, resp.completions):
+            single = self.stub.Generate(self.pb.GenerateRequest(
+                model="tiny_llama", prompts=[self.pb.Prompt(text=p)], parameters=self.params()), timeout=30)
+            self.assertEqual(c.text, single.completions[0].text)
+            self.assertEqual(len(c.tokens), 8)
+
+    def test_list_models(self):
+        resp = self.stub.ListModels(self.pb.ListModelsRequest(), timeout=10)
+        self.assertEqual([m.name for m in resp.models], ["tiny_llama"])
+        m = resp.models[0]
+        self.assertEqual(m.architecture, "LlamaForCausalLM")
+        self.assertEqual(m.state, self.pb.MODEL_STATE_READY)
+        self.assertEqual(m.context_length, 256)
+        self.assertGreater(m.parameter_count, 0)
+        self.assertEqual(sum(x.parameter_count for x in m.modules), m.parameter_count)
+
+    def test_health_and_reflection(self):
+        self.assertEqual(health_check(self.channel), "SERVING")
+        self.assertEqual(health_check(self.channel, "tierserve.v1.Generation"), "SERVING")
+        services = list_services(self.channel)
+        self.assertIn("tierserve.v1.Generation", services)
+        self.assertIn("grpc.health.v1.Health", services)
+
+    def expect_error(self, code, fragment, **request):
+        request.setdefault("model", "tiny_llama")
+        request.setdefault("prompt", self.pb.Prompt(text="hi"))
+        request.setdefault("parameters", self.params())
+        with self.assertRaises(self.grpc.RpcError) as cm:
+            list(self.stub.GenerateStream(self.pb.GenerateStreamRequest(**request), timeout=10))
+        self.assertEqual(cm.exception.code(), code, cm.exception.details())
+        self.assertIn(fragment, cm.exception.details())
+
+    def test_bad_requests(self):
+        C = self.grpc.StatusCode
+        self.expect_error(C.INVALID_ARGUMENT, "the prompt is empty", prompt=self.pb.Prompt(text=""))
+        self.expect_error(C.INVALID_ARGUMENT, "between 1 and 256", parameters=self.params(max_new_tokens=0))
+        self.expect_error(C.INVALID_ARGUMENT, "between 1 and 256", parameters=self.params(max_new_tokens=1000))
+        self.expect_error(C.INVALID_ARGUMENT, "temperature", parameters=self.params(temperature=-1.0))
+        self.expect_error(C.INVALID_ARGUMENT, "top_p", parameters=self.params(top_p=0.0))
+        self.expect_error(C.INVALID_ARGUMENT, "top_p", parameters=self.params(top_p=1.5))
+        self.expect_error(C.NOT_FOUND, 'unknown model "nope"; served models: tiny_llama', model="nope")
+        self.expect_error(C.INVALID_ARGUMENT, "at most 256", prompt=self.pb.Prompt(text="word " * 300))
+        with self.assertRaises(self.grpc.RpcError) as cm:
+            self.stub.Tokenize(self.pb.TokenizeRequest(model="tiny_llama", prompt=self.pb.Prompt(text="x" * (5 << 20))),
+                               timeout=10)
+        self.assertEqual(cm.exception.code(), C.RESOURCE_EXHAUSTED)
+        # The server keeps serving.
+        self.assertEqual(len(self.stub.Generate(self.pb.GenerateRequest(
+            model="tiny_llama", prompts=[self.pb.Prompt(text="ok")], parameters=self.params()), timeout=10).completions), 1)
+
+    def wait_idle(self):
+        for _ in range(100):
+            if metric_value(self.daemon.metrics(), "tierserve_requests_running", model="tiny_llama") == 0:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def test_cancel_and_deadline_free_the_work(self):
+        long = self.params(max_new_tokens=240)
+        call = self.stub.GenerateStream(self.pb.GenerateStreamRequest(
+            model="tiny_llama", prompt=self.pb.Prompt(text="go"), parameters=long), timeout=30)
+        next(call)
+        call.cancel()
+        self.assertTrue(self.wait_idle(), "running gauge did not return to 0 after a cancel")
+        with self.assertRaises(self.grpc.RpcError) as cm:
+            list(self.stub.GenerateStream(self.pb.GenerateStreamRequest(
+                model="tiny_llama", prompt=self.pb.Prompt(text="go"), parameters=long), timeout=0.001))
+        self.assertEqual(cm.exception.code(), self.grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.assertTrue(self.wait_idle(), "running gauge did not return to 0 after a deadline")
+        resp = self.stub.Generate(self.pb.GenerateRequest(
+            model="tiny_llama", prompts=[self.pb.Prompt(text="next")], parameters=self.params()), timeout=10)
+        self.assertEqual(len(resp.completions[0].tokens), 8)
+
+    def test_metrics_after_calls(self):
+        self.stub.Generate(self.pb.GenerateRequest(
+            model="tiny_llama", prompts=[self.pb.Prompt(text="m")], parameters=self.params()), timeout=10)
+        list(self.stub.GenerateStream(self.pb.GenerateStreamRequest(
+            model="tiny_llama", prompt=self.pb.Prompt(text="m"), parameters=self.params()), timeout=10))
+        text = self.daemon.metrics()
+        self.assertGreater(metric_value(text, "tierserve_requests_total", method="Generate", code="OK"), 0)
+        self.assertGreater(metric_value(text, "tierserve_requests_total", method="GenerateStream", code="OK"), 0)
+        self.assertGreater(metric_value(text, "tierserve_request_duration_seconds_count", method="Generate"), 0)
+        self.assertGreater(metric_value(text, "tierserve_time_to_first_token_seconds_count", model="tiny_llama"), 0)
+        self.assertGreater(metric_value(text, "tierserve_prompt_tokens_total", model="tiny_llama"), 0)
+        self.assertGreater(metric_value(text, "tierserve_generated_tokens_total", model="tiny_llama"), 0)
+        self.assertGreater(metric_value(text, "tierserve_process_resident_memory_bytes"), 0)
+        self.assertGreater(metric_value(text, "tierserve_model_weight_bytes", model="tiny_llama"), 0)
+        self.assertIsNotNone(metric_value(text, "tierserve_requests_running", model="tiny_llama"))
+        self.assertIsNotNone(metric_value(text, "tierserve_requests_waiting", model="tiny_llama"))
+
+
+class ShutdownTest(unittest.TestCase):
+    def test_sigterm_during_stream_completes_it_and_exits_zero(self):
+        import grpc
+        from tierserve.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc
+        d = Daemon()
+        try:
+            self.assertTrue(d.ready.wait(60))
+            with grpc.insecure_channel(f"127.0.0.1:{d.port}") as ch:
+                stub = pb_grpc.GenerationStub(ch)
+                call = stub.GenerateStream(pb.GenerateStreamRequest(
+                    model="tiny_llama", prompt=pb.Prompt(text="long"),
+                    parameters=pb.GenerationParameters(max_new_tokens=200, temperature=0.0)), timeout=60)
+                first = next(call)
+                d.proc.send_signal(signal.SIGTERM)
+                rest = list(call)  # the stream runs to its end despite the signal
+                final = rest[-1]
+                self.assertNotEqual(final.finish_reason, pb.FINISH_REASON_UNSPECIFIED)
+                self.assertEqual(len([first] + rest[:-1]), final.usage.completion_tokens)
+            self.assertEqual(d.proc.wait(30), 0, "".join(d.log))
+        finally:
+            d.kill()
+
+
+def main():
+    global BINARY
+    BINARY = os.path.abspath(sys.argv.pop(1))
+    with tempfile.TemporaryDirectory() as stubs:
+        generate_stubs(stubs)
+        result = unittest.main(exit=False, verbosity=2).result
+    sys.exit(0 if result.wasSuccessful() else 1)
+
+
+if __name__ == "__main__":
+    main()
