@@ -14,10 +14,10 @@ namespace tierserve {
 namespace {
 
 TEST(HfLlamaNameTest, InvertsGgufLlamaName) {
-  for (const char* hf : {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
-                         "model.layers.0.self_attn.q_proj.weight",
-                         "model.layers.17.self_attn.o_proj.bias", "model.layers.3.mlp.down_proj.weight",
-                         "model.layers.29.post_attention_layernorm.weight"}) {
+  for (const char* hf :
+       {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
+        "model.layers.0.self_attn.q_proj.weight", "model.layers.17.self_attn.o_proj.bias",
+        "model.layers.3.mlp.down_proj.weight", "model.layers.29.post_attention_layernorm.weight"}) {
     const std::string gguf = GgufLlamaName(hf);
     ASSERT_FALSE(gguf.empty()) << hf;
     EXPECT_EQ(HfLlamaName(gguf), hf) << gguf;
@@ -66,13 +66,15 @@ TEST(HfTensorNamesTest, PrefixlessGpt2CheckpointGetsTheTransformerPrefix) {
   w.AddTensor("wte.weight", DType::kF32, {2, 2}, four_floats);
   w.AddTensor("lm_head.weight", DType::kF32, {2, 2}, four_floats);
   ASSERT_TRUE(w.WriteTo(dir.File("model.safetensors")).ok());
-  EXPECT_EQ(NamesOf(dir.path()), (std::vector<std::string>{"lm_head.weight", "transformer.h.0.ln_1.weight",
-                                                           "transformer.wte.weight"}));
+  EXPECT_EQ(NamesOf(dir.path()),
+            (std::vector<std::string>{"lm_head.weight", "transformer.h.0.ln_1.weight",
+                                      "transformer.wte.weight"}));
 }
 
 TEST(HfTensorNamesTest, SmolLM2) {
   const std::string path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " is absent; run scripts/fetch_model.sh";
+  if (!std::filesystem::exists(path))
+    GTEST_SKIP() << path << " is absent; run scripts/fetch_model.sh";
   const std::vector<std::string> names = NamesOf(path);
   // 30 blocks x 9 + embeddings + final norm; tied embeddings: no lm_head.
   ASSERT_EQ(names.size(), 272u);
