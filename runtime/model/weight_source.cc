@@ -2,7 +2,9 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "kernels/cpu/quant_matmul.h"
@@ -53,33 +55,71 @@ absl::Status UnpermuteQkRows(const TensorView& t, const uint8_t* src, int64_t ro
 
 }  // namespace
 
-std::string GgufLlamaName(const std::string& hf) {
-  static const std::pair<const char*, const char*> kTop[] = {
-      {"model.embed_tokens.weight", "token_embd.weight"},
-      {"model.norm.weight", "output_norm.weight"},
-      {"lm_head.weight", "output.weight"},
-  };
-  for (const auto& [h, g] : kTop)
-    if (hf == h) return g;
-  static const std::pair<const char*, const char*> kBlock[] = {
-      {"self_attn.q_proj", "attn_q"},       {"self_attn.k_proj", "attn_k"},
-      {"self_attn.v_proj", "attn_v"},       {"self_attn.o_proj", "attn_output"},
-      {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
-      {"mlp.down_proj", "ffn_down"},        {"input_layernorm", "attn_norm"},
-      {"post_attention_layernorm", "ffn_norm"},
-  };
-  constexpr absl::string_view kPrefix = "model.layers.";
-  if (!absl::StartsWith(hf, kPrefix)) return "";
-  const size_t dot = hf.find('.', kPrefix.size());
+namespace {
+
+// HF <-> GGUF names of the llama tensors: whole names, then the parts of a
+// per-layer name between "model.layers.N." / "blk.N." and the suffix.
+constexpr std::pair<const char*, const char*> kLlamaTopNames[] = {
+    {"model.embed_tokens.weight", "token_embd.weight"},
+    {"model.norm.weight", "output_norm.weight"},
+    {"lm_head.weight", "output.weight"},
+};
+constexpr std::pair<const char*, const char*> kLlamaBlockNames[] = {
+    {"self_attn.q_proj", "attn_q"},       {"self_attn.k_proj", "attn_k"},
+    {"self_attn.v_proj", "attn_v"},       {"self_attn.o_proj", "attn_output"},
+    {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
+    {"mlp.down_proj", "ffn_down"},        {"input_layernorm", "attn_norm"},
+    {"post_attention_layernorm", "ffn_norm"},
+};
+constexpr const char* kParamSuffixes[] = {".weight", ".bias"};
+
+// Maps "<from_prefix>N.<part><suffix>" to "<to_prefix>N.<part'><suffix>" through
+// the block table (`hf_to_gguf` picks the direction); "" when it does not apply.
+std::string MapBlockName(const std::string& name, absl::string_view from_prefix,
+                         absl::string_view to_prefix, bool hf_to_gguf) {
+  if (!absl::StartsWith(name, from_prefix)) return "";
+  const size_t dot = name.find('.', from_prefix.size());
   if (dot == std::string::npos) return "";
-  const std::string layer = hf.substr(kPrefix.size(), dot - kPrefix.size());
-  const std::string rest = hf.substr(dot + 1);  // e.g. "self_attn.q_proj.weight"
-  for (const auto& [h, g] : kBlock) {
-    for (const char* suffix : {".weight", ".bias"}) {
-      if (rest == absl::StrCat(h, suffix)) return absl::StrCat("blk.", layer, ".", g, suffix);
+  const std::string layer = name.substr(from_prefix.size(), dot - from_prefix.size());
+  const std::string rest = name.substr(dot + 1);  // e.g. "self_attn.q_proj.weight"
+  for (const auto& [h, g] : kLlamaBlockNames) {
+    const char* from = hf_to_gguf ? h : g;
+    const char* to = hf_to_gguf ? g : h;
+    for (const char* suffix : kParamSuffixes) {
+      if (rest == absl::StrCat(from, suffix)) return absl::StrCat(to_prefix, layer, ".", to, suffix);
     }
   }
   return "";
+}
+
+}  // namespace
+
+std::string GgufLlamaName(const std::string& hf) {
+  for (const auto& [h, g] : kLlamaTopNames)
+    if (hf == h) return g;
+  return MapBlockName(hf, "model.layers.", "blk.", /*hf_to_gguf=*/true);
+}
+
+std::string HfLlamaName(const std::string& gguf) {
+  for (const auto& [h, g] : kLlamaTopNames)
+    if (gguf == g) return h;
+  return MapBlockName(gguf, "blk.", "model.layers.", /*hf_to_gguf=*/false);
+}
+
+std::vector<std::string> WeightSource::HfTensorNames() const {
+  std::vector<std::string> names = store_->Names();
+  for (std::string& n : names) {
+    if (gguf_ != nullptr) {
+      // Tensors with no HF counterpart (e.g. rope_freqs.weight) keep their GGUF name.
+      if (std::string hf = HfLlamaName(n); !hf.empty()) n = std::move(hf);
+    } else if (config_.arch == Architecture::kGpt2 && !absl::StartsWith(n, "transformer.") &&
+               !absl::StartsWith(n, "lm_head.")) {
+      // The original GPT-2 checkpoints drop the "transformer." of the module path.
+      n = absl::StrCat("transformer.", n);
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 absl::StatusOr<std::unique_ptr<WeightSource>> WeightSource::Open(const std::string& path) {

@@ -75,6 +75,11 @@ class WeightSource {
   // Every tensor as stored, under the file's own names.
   const WeightStore& store() const { return *store_; }
 
+  // The HF module-path name of every tensor in the files, sorted: what a
+  // device map must cover. GGUF names are translated back; tensors with no HF
+  // counterpart keep their stored name.
+  std::vector<std::string> HfTensorNames() const;
+
   // The tensor `hf_name` as fp32 with exactly `shape` (PyTorch order).
   // `transpose` turns a stored [a, b] into [b, a] (GPT-2's Conv1D weights).
   // Errors name the file, the tensor and both shapes.
@@ -100,6 +105,8 @@ class WeightSource {
 
 // The GGUF tensor name of a HF llama tensor name ("" when there is none).
 std::string GgufLlamaName(const std::string& hf_name);
+// The inverse: the HF name of a GGUF llama tensor name ("" when there is none).
+std::string HfLlamaName(const std::string& gguf_name);
 
 }  // namespace tierserve
 

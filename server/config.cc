@@ -1,0 +1,467 @@
+#include "server/config.h"
+
+#include <arpa/inet.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <tuple>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "runtime/base/status_macros.h"
+#include "runtime/model/weight_source.h"
+#include "server/config_node.h"
+#include "yaml-cpp/depthguard.h"
+
+namespace tierserve {
+
+namespace {
+
+// Limits that the file and the flags share.
+constexpr int64_t kMaxQueuedRequests = 1'000'000;
+constexpr int64_t kMaxThreads = 1024;
+constexpr int64_t kMaxGraceSeconds = 3600;
+constexpr int64_t kMaxBatchSize = 4096;
+constexpr int64_t kMaxSequenceLength = 1 << 20;
+constexpr int64_t kMaxMessageBytes = std::numeric_limits<int32_t>::max();  // gRPC takes an int
+constexpr int64_t kMaxConfigFileBytes = 1 << 20;
+constexpr size_t kMaxModelNameLength = 128;
+
+const std::vector<std::string> kTopKeys = {"server", "models"};
+const std::vector<std::string> kServerKeys = {"listen",
+                                              "metrics_listen",
+                                              "max_queued_requests",
+                                              "max_message_bytes",
+                                              "shutdown_grace_seconds",
+                                              "threads"};
+const std::vector<std::string> kModelKeys = {
+    "name",       "path",           "quantization",   "device_map",
+    "max_memory", "offload_folder", "max_batch_size", "max_sequence_length"};
+const std::vector<std::string> kQuantizationKeys = {
+    "load_in_8bit",          "load_in_4bit",        "llm_int8_threshold",
+    "llm_int8_skip_modules", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant",
+    "bnb_4bit_compute_dtype"};
+
+constexpr char kHostPortForms[] =
+    "expected host:port with a host name, an IPv4 address or an [IPv6] address, and a port from "
+    "1 to 65535, like 0.0.0.0:50051";
+constexpr char kModelNameForms[] =
+    "expected 1 to 128 letters, digits and . _ - / :, starting with a letter or digit";
+constexpr char kModelPathForms[] = "expected a .gguf file or a HF model folder with config.json";
+
+bool IsHostName(absl::string_view host) {
+  if (host.empty() || host.size() > 253) return false;
+  for (absl::string_view label : absl::StrSplit(host, '.')) {
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-')
+      return false;
+    for (char c : label)
+      if (!absl::ascii_isalnum(c) && c != '-') return false;
+  }
+  return true;
+}
+
+// The port of a valid host:port address, or std::nullopt.
+std::optional<int> PortOf(absl::string_view address) {
+  const size_t colon = address.rfind(':');
+  if (colon == absl::string_view::npos) return std::nullopt;
+  const absl::string_view host = address.substr(0, colon);
+  const absl::string_view port = address.substr(colon + 1);
+  bool host_ok = false;
+  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]") && host.size() > 2) {
+    in6_addr v6;
+    host_ok = inet_pton(AF_INET6, std::string(host.substr(1, host.size() - 2)).c_str(), &v6) == 1;
+  } else if (!host.empty() && std::all_of(host.begin(), host.end(), [](char c) {
+               return absl::ascii_isdigit(c) || c == '.';
+             })) {
+    in_addr v4;
+    host_ok = inet_pton(AF_INET, std::string(host).c_str(), &v4) == 1;
+  } else {
+    host_ok = IsHostName(host);
+  }
+  int p = 0;
+  const bool port_ok =
+      !port.empty() && port.size() <= 5 && port[0] != '0' &&
+      std::all_of(port.begin(), port.end(), [](char c) { return absl::ascii_isdigit(c); }) &&
+      absl::SimpleAtoi(port, &p) && p >= 1 && p <= 65535;
+  if (!host_ok || !port_ok) return std::nullopt;
+  return p;
+}
+
+bool IsWildcardHost(absl::string_view address) {
+  return absl::StartsWith(address, "0.0.0.0:") || absl::StartsWith(address, "[::]:");
+}
+
+// The two servers cannot bind the same port on overlapping addresses.
+bool AddressesClash(const std::string& a, const std::string& b) {
+  if (PortOf(a) != PortOf(b)) return false;
+  return a == b || IsWildcardHost(a) || IsWildcardHost(b);
+}
+
+bool IsModelName(absl::string_view name) {
+  return !name.empty() && name.size() <= kMaxModelNameLength && absl::ascii_isalnum(name[0]) &&
+         std::all_of(name.begin(), name.end(), [](char c) {
+           return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-' || c == '/' ||
+                  c == ':';
+         });
+}
+
+// What is wrong with a model path, or std::nullopt when it names a GGUF file
+// or a HF model folder.
+std::optional<std::string> ModelPathProblem(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    std::string where;
+    if (!absl::StartsWith(path, "/")) {
+      std::error_code ec;
+      const std::filesystem::path cwd = std::filesystem::current_path(ec);
+      where = absl::StrCat(" (relative paths resolve against the working directory ",
+                           ec ? std::string("?") : cwd.string(), ")");
+    }
+    if (err == ENOENT || err == ENOTDIR) {
+      return absl::StrCat("no such file or directory: ", path, "; ", kModelPathForms, where);
+    }
+    return absl::StrCat(path, ": ", std::strerror(err), "; ", kModelPathForms, where);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    struct stat cfg;
+    if (stat((path + "/config.json").c_str(), &cfg) != 0 || !S_ISREG(cfg.st_mode)) {
+      return absl::StrCat(path, " is a folder without config.json; ", kModelPathForms);
+    }
+    return std::nullopt;
+  }
+  if (!S_ISREG(st.st_mode))
+    return absl::StrCat(path, " is neither a file nor a folder; ", kModelPathForms);
+  if (!absl::EndsWith(path, ".gguf"))
+    return absl::StrCat(path, " is not a .gguf file; ", kModelPathForms);
+  return std::nullopt;
+}
+
+absl::Status ReadServer(const ConfigNode& node, ServerConfig* config) {
+  TS_RETURN_IF_ERROR(node.CheckMap(kServerKeys, "a map of server settings"));
+  for (auto [key, field] : {std::pair<const char*, std::string*>{"listen", &config->listen},
+                            {"metrics_listen", &config->metrics_listen}}) {
+    std::optional<ConfigNode> v = node.Get(key);
+    if (!v.has_value()) continue;
+    TS_ASSIGN_OR_RETURN(*field, v->String("host:port"));
+    if (!PortOf(*field).has_value()) {
+      return v->Error(absl::StrCat(v->Describe(), " is not host:port; ", kHostPortForms));
+    }
+  }
+  if (AddressesClash(config->listen, config->metrics_listen)) {
+    return ConfigError(node.source(), ChildKeyPath(node.key_path(), "metrics_listen"),
+                       absl::StrCat("\"", config->metrics_listen, "\" overlaps listen (\"",
+                                    config->listen, "\"); expected a different port"));
+  }
+  if (std::optional<ConfigNode> v = node.Get("max_queued_requests")) {
+    TS_ASSIGN_OR_RETURN(config->max_queued_requests, v->Int(1, kMaxQueuedRequests));
+  }
+  if (std::optional<ConfigNode> v = node.Get("max_message_bytes")) {
+    TS_ASSIGN_OR_RETURN(config->max_message_bytes, v->ByteSize(1, kMaxMessageBytes));
+  }
+  if (std::optional<ConfigNode> v = node.Get("shutdown_grace_seconds")) {
+    TS_ASSIGN_OR_RETURN(config->shutdown_grace_seconds, v->Int(0, kMaxGraceSeconds));
+  }
+  if (std::optional<ConfigNode> v = node.Get("threads")) {
+    TS_ASSIGN_OR_RETURN(config->threads, v->Int(0, kMaxThreads));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<QuantizationConfig> ReadQuantization(const ConfigNode& node) {
+  TS_RETURN_IF_ERROR(node.CheckMap(kQuantizationKeys, "a map of quantization settings"));
+  QuantizationConfig q;
+  if (std::optional<ConfigNode> v = node.Get("load_in_8bit")) {
+    TS_ASSIGN_OR_RETURN(q.load_in_8bit, v->Bool());
+  }
+  if (std::optional<ConfigNode> v = node.Get("load_in_4bit")) {
+    TS_ASSIGN_OR_RETURN(q.load_in_4bit, v->Bool());
+  }
+  if (q.load_in_8bit && q.load_in_4bit) {
+    return node.Error("load_in_8bit and load_in_4bit are both true; expected at most one of them");
+  }
+  // Without either mode every other key does nothing, which is most likely a
+  // forgotten load_in_* rather than an intent: say so. With a mode on, the
+  // other mode's keys are accepted, as transformers does.
+  const bool quantized = q.load_in_8bit || q.load_in_4bit;
+  auto requires_mode = [&](const ConfigNode& v) -> absl::Status {
+    if (quantized) return absl::OkStatus();
+    return v.Error(
+        "has no effect without load_in_8bit: true or load_in_4bit: true; set one of them or remove "
+        "it");
+  };
+  if (std::optional<ConfigNode> v = node.Get("llm_int8_threshold")) {
+    TS_RETURN_IF_ERROR(requires_mode(*v));
+    TS_ASSIGN_OR_RETURN(q.llm_int8_threshold, v->PositiveDouble());
+  }
+  if (std::optional<ConfigNode> v = node.Get("llm_int8_skip_modules")) {
+    TS_RETURN_IF_ERROR(requires_mode(*v));
+    TS_ASSIGN_OR_RETURN(std::vector<ConfigNode> items, v->Items("a list of module paths"));
+    for (const ConfigNode& item : items) {
+      TS_ASSIGN_OR_RETURN(std::string module, item.String("a module path like lm_head"));
+      q.llm_int8_skip_modules.push_back(std::move(module));
+    }
+  }
+  if (std::optional<ConfigNode> v = node.Get("bnb_4bit_quant_type")) {
+    TS_RETURN_IF_ERROR(requires_mode(*v));
+    TS_ASSIGN_OR_RETURN(const std::string t, v->OneOf({"nf4", "fp4"}));
+    q.bnb_4bit_quant_type =
+        t == "nf4" ? QuantizationConfig::QuantType::kNf4 : QuantizationConfig::QuantType::kFp4;
+  }
+  if (std::optional<ConfigNode> v = node.Get("bnb_4bit_use_double_quant")) {
+    TS_RETURN_IF_ERROR(requires_mode(*v));
+    TS_ASSIGN_OR_RETURN(q.bnb_4bit_use_double_quant, v->Bool());
+  }
+  if (std::optional<ConfigNode> v = node.Get("bnb_4bit_compute_dtype")) {
+    TS_RETURN_IF_ERROR(requires_mode(*v));
+    TS_ASSIGN_OR_RETURN(const std::string t, v->OneOf({"fp32", "fp16", "bf16"}));
+    q.bnb_4bit_compute_dtype = t == "fp32"   ? QuantizationConfig::ComputeDType::kFp32
+                               : t == "fp16" ? QuantizationConfig::ComputeDType::kFp16
+                                             : QuantizationConfig::ComputeDType::kBf16;
+  }
+  return q;
+}
+
+absl::StatusOr<std::vector<std::pair<Device, int64_t>>> ReadMaxMemory(const ConfigNode& node) {
+  std::vector<std::pair<Device, int64_t>> out;
+  TS_RETURN_IF_ERROR(node.ForEachEntry(
+      "a map from device to size, like {cuda:0: 2GiB, cpu: 8GiB}",
+      [&](const std::string& key, const ConfigNode& value) -> absl::Status {
+        std::optional<Device> d = ParseDevice(key);
+        if (!d.has_value()) {
+          return value.Error(absl::StrCat("\"", absl::CHexEscape(key),
+                                          "\" is not a device; expected ", kDeviceForms));
+        }
+        for (const auto& [seen, bytes] : out) {
+          if (seen == *d) {
+            return value.Error(
+                absl::StrCat("names ", d->ToString(), " a second time; expected each device once"));
+          }
+        }
+        TS_ASSIGN_OR_RETURN(const int64_t bytes,
+                            value.ByteSize(0, std::numeric_limits<int64_t>::max()));
+        out.emplace_back(*d, bytes);
+        return absl::OkStatus();
+      }));
+  return out;
+}
+
+absl::StatusOr<ModelServingConfig> ReadModel(const ConfigNode& node) {
+  TS_RETURN_IF_ERROR(node.CheckMap(kModelKeys, "a map describing a model (name, path, ...)"));
+  ModelServingConfig m;
+  m.key_path = node.key_path();
+  auto missing = [&](absl::string_view key, absl::string_view allowed) {
+    return ConfigError(node.source(), ChildKeyPath(node.key_path(), key),
+                       absl::StrCat("missing; ", allowed));
+  };
+
+  std::optional<ConfigNode> name = node.Get("name");
+  if (!name.has_value())
+    return missing("name", absl::StrCat("every model needs a name, ", kModelNameForms));
+  TS_ASSIGN_OR_RETURN(m.name, name->String("a model name"));
+  if (!IsModelName(m.name)) {
+    return name->Error(absl::StrCat(name->Describe(), " is not a model name; ", kModelNameForms));
+  }
+
+  std::optional<ConfigNode> path = node.Get("path");
+  if (!path.has_value()) return missing("path", kModelPathForms);
+  TS_ASSIGN_OR_RETURN(m.path, path->String(kModelPathForms));
+  if (std::optional<std::string> problem = ModelPathProblem(m.path)) return path->Error(*problem);
+
+  if (std::optional<ConfigNode> v = node.Get("quantization")) {
+    TS_ASSIGN_OR_RETURN(m.quantization, ReadQuantization(*v));
+  }
+  if (std::optional<ConfigNode> v = node.Get("device_map")) {
+    TS_ASSIGN_OR_RETURN(m.device_map, DeviceMap::FromConfig(*v));
+  } else {
+    m.device_map =
+        DeviceMap::Everything(Placement{Device{Device::Tier::kCpu, 0}, std::nullopt}, node.source(),
+                              ChildKeyPath(node.key_path(), "device_map"));
+  }
+  if (std::optional<ConfigNode> v = node.Get("max_memory")) {
+    TS_ASSIGN_OR_RETURN(m.max_memory, ReadMaxMemory(*v));
+  }
+  if (std::optional<ConfigNode> v = node.Get("offload_folder")) {
+    TS_ASSIGN_OR_RETURN(m.offload_folder, v->String("a folder path"));
+  }
+  if (std::optional<ConfigNode> v = node.Get("max_batch_size")) {
+    TS_ASSIGN_OR_RETURN(m.max_batch_size, v->Int(1, kMaxBatchSize));
+  }
+  if (std::optional<ConfigNode> v = node.Get("max_sequence_length")) {
+    TS_ASSIGN_OR_RETURN(m.max_sequence_length, v->Int(1, kMaxSequenceLength));
+  }
+  return m;
+}
+
+// Loads the single YAML document of `text`, or says where the syntax breaks.
+absl::StatusOr<YAML::Node> LoadYaml(const std::string& text, const std::string& source) {
+  try {
+    std::vector<YAML::Node> docs = YAML::LoadAll(text);
+    if (docs.size() > 1) {
+      return ConfigError(source, "",
+                         absl::StrCat("holds ", docs.size(), " YAML documents; expected one"));
+    }
+    return docs.empty() ? YAML::Node() : docs[0];
+  } catch (const YAML::DeepRecursion& e) {
+    return ConfigError(
+        source, "",
+        absl::StrCat("line ", e.mark.line + 1, ", column ", e.mark.column + 1,
+                     ": invalid YAML: nested too deeply; expected at most ", e.depth(), " levels"));
+  } catch (const YAML::Exception& e) {
+    // yaml-cpp counts lines and columns from 0.
+    return ConfigError(source, "",
+                       absl::StrCat("line ", e.mark.line + 1, ", column ", e.mark.column + 1,
+                                    ": invalid YAML: ", e.msg));
+  } catch (const std::exception& e) {
+    return ConfigError(source, "", absl::StrCat("cannot parse YAML: ", e.what()));
+  }
+}
+
+absl::Status CheckRange(absl::string_view flag, int64_t v, int64_t lo, int64_t hi) {
+  if (v >= lo && v <= hi) return absl::OkStatus();
+  return ConfigError(
+      "", flag, absl::StrCat(v, " is out of range; expected an integer from ", lo, " to ", hi));
+}
+
+}  // namespace
+
+absl::StatusOr<ServerConfig> ParseServerConfig(std::string_view yaml_text,
+                                               const std::string& source_name) {
+  TS_ASSIGN_OR_RETURN(const YAML::Node doc,
+                      LoadYaml(std::string(yaml_text.data(), yaml_text.size()), source_name));
+  ServerConfig config;
+  config.source = source_name;
+  const ConfigNode root(doc, source_name, "");
+  if (doc.IsNull()) {
+    return root.Error("the file holds no settings; expected a map with the keys server and models");
+  }
+  TS_RETURN_IF_ERROR(root.CheckMap(kTopKeys, "a map with the keys server and models"));
+  if (std::optional<ConfigNode> server = root.Get("server"))
+    TS_RETURN_IF_ERROR(ReadServer(*server, &config));
+  if (std::optional<ConfigNode> models = root.Get("models")) {
+    TS_ASSIGN_OR_RETURN(std::vector<ConfigNode> items, models->Items("a list of models"));
+    absl::flat_hash_map<std::string, std::string> key_path_of_name;
+    for (const ConfigNode& item : items) {
+      TS_ASSIGN_OR_RETURN(ModelServingConfig m, ReadModel(item));
+      auto [it, inserted] = key_path_of_name.emplace(m.name, m.key_path);
+      if (!inserted) {
+        return ConfigError(source_name, ChildKeyPath(m.key_path, "name"),
+                           absl::StrCat("\"", m.name, "\" is already the name of ", it->second,
+                                        "; expected a name used by one model only"));
+      }
+      config.models.push_back(std::move(m));
+    }
+  }
+  return config;
+}
+
+absl::StatusOr<ServerConfig> LoadServerConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat(path,
+                                            ": cannot open the config file: ", std::strerror(errno),
+                                            "; expected a readable YAML file"));
+  }
+  std::string text(static_cast<size_t>(kMaxConfigFileBytes) + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": cannot read the config file: ", std::strerror(errno)));
+  }
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (static_cast<int64_t>(text.size()) > kMaxConfigFileBytes) {
+    return ConfigError(path, "",
+                       absl::StrCat("the file is larger than ", kMaxConfigFileBytes,
+                                    " bytes; expected a config file, not a model"));
+  }
+  return ParseServerConfig(text, path);
+}
+
+absl::Status ApplyFlagOverrides(ServerConfig* config, const FlagOverrides& flags) {
+  for (auto [flag, value, field] :
+       {std::tuple<const char*, const std::optional<std::string>*, std::string*>{
+            "--listen", &flags.listen, &config->listen},
+        {"--metrics_listen", &flags.metrics_listen, &config->metrics_listen}}) {
+    if (!value->has_value()) continue;
+    if (!PortOf(**value).has_value()) {
+      return ConfigError(
+          "", flag,
+          absl::StrCat("\"", absl::CHexEscape(**value), "\" is not host:port; ", kHostPortForms));
+    }
+    *field = **value;
+  }
+  if (AddressesClash(config->listen, config->metrics_listen)) {
+    return ConfigError(
+        "", flags.metrics_listen.has_value() ? "--metrics_listen" : "--listen",
+        absl::StrCat("gRPC (", config->listen, ") and metrics (", config->metrics_listen,
+                     ") would share a port; expected different ports"));
+  }
+  if (flags.max_queued_requests.has_value()) {
+    TS_RETURN_IF_ERROR(
+        CheckRange("--max_queued_requests", *flags.max_queued_requests, 1, kMaxQueuedRequests));
+    config->max_queued_requests = *flags.max_queued_requests;
+  }
+  if (flags.threads.has_value()) {
+    TS_RETURN_IF_ERROR(CheckRange("--threads", *flags.threads, 0, kMaxThreads));
+    config->threads = *flags.threads;
+  }
+  if (flags.model.has_value()) {
+    if (!config->models.empty()) {
+      return ConfigError(
+          "", "--model",
+          absl::StrCat(config->source, " already lists ", config->models.size(), " model(s) (",
+                       config->models.front().name, (config->models.size() > 1 ? ", ..." : ""),
+                       "); expected --model only with a config file without models"));
+    }
+    const std::string& path = *flags.model;
+    if (std::optional<std::string> problem = ModelPathProblem(path))
+      return ConfigError("", "--model", *problem);
+    std::string trimmed = path;
+    while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
+    ModelServingConfig m;
+    m.name = std::filesystem::path(trimmed).stem().string();
+    if (!IsModelName(m.name)) {
+      return ConfigError(
+          "", "--model",
+          absl::StrCat("the file name \"", absl::CHexEscape(m.name), "\" is not a model name; ",
+                       kModelNameForms, ", or list the model in a config file under such a name"));
+    }
+    m.path = path;
+    m.key_path = "--model";
+    m.device_map = DeviceMap::Everything(Placement{Device{Device::Tier::kCpu, 0}, std::nullopt},
+                                         config->source, "--model");
+    config->models.push_back(std::move(m));
+  }
+  if (config->models.empty()) {
+    return ConfigError(
+        config->source, "models",
+        "no model to serve; expected a models list in the config file or --model PATH");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckDeviceMapCoversModel(const ModelServingConfig& model, const std::string& source) {
+  absl::StatusOr<std::unique_ptr<WeightSource>> weights = WeightSource::Open(model.path);
+  if (!weights.ok()) {
+    return ConfigError(
+        source, model.key_path == "--model" ? "--model" : ChildKeyPath(model.key_path, "path"),
+        weights.status().message());
+  }
+  const std::vector<std::string> names = (*weights)->HfTensorNames();
+  TS_RETURN_IF_ERROR(model.device_map.CheckCovers(names, source));
+  return model.device_map.CheckEveryKeyUsed(names, source);
+}
+
+}  // namespace tierserve

@@ -1,0 +1,125 @@
+// The daemon's configuration: one YAML file (deploy/tierserve.yaml is the
+// default), with command-line flags applied on top.
+//
+//   server:
+//     listen: 0.0.0.0:50051        # gRPC, host:port (host: name, IPv4 or [IPv6])
+//     metrics_listen: 0.0.0.0:9464 # Prometheus /metrics, host:port
+//     max_queued_requests: 256     # 1..1000000; past this: RESOURCE_EXHAUSTED
+//     max_message_bytes: 4MiB      # gRPC message limit both ways, 1 B..2 GiB-1; default 4 MiB
+//     shutdown_grace_seconds: 30   # 0..3600; in-flight requests may finish this long
+//     threads: 0                   # 0..1024 compute threads; 0 = one per core
+//   models:                        # at least one (or --model on the command line)
+//     - name: smollm2              # unique; letters, digits and . _ - / :
+//       path: models/x.gguf        # a .gguf file or a HF model folder (config.json);
+//                                  # relative paths resolve against the working directory
+//       quantization:              # optional; mirrors transformers' BitsAndBytesConfig
+//         load_in_8bit: false      # LLM.int8 for the linear layers
+//         load_in_4bit: false      # at most one of the two; the keys below are
+//                                  # errors unless one is true
+//         llm_int8_threshold: 6.0  # outlier threshold, > 0 (used by 8-bit)
+//         llm_int8_skip_modules: [lm_head]  # module paths kept unquantized
+//         bnb_4bit_quant_type: fp4 # nf4 | fp4 (used by 4-bit; default fp4 as in transformers)
+//         bnb_4bit_use_double_quant: false  # (used by 4-bit)
+//         bnb_4bit_compute_dtype: fp32      # fp32 | fp16 | bf16 (used by 4-bit)
+//       device_map: {"": cpu}      # or auto; see device_map.h. Default: everything on cpu
+//       max_memory: {cuda:0: 2GiB, cpu: 8GiB}  # per device, for auto; sizes as in config_node.h
+//       offload_folder: /var/lib/tierserve/offload  # folder for weights placed on disk
+//       max_batch_size: 8          # 1..4096 sequences per step; default 8
+//       max_sequence_length: 2048  # 1..1048576 tokens; default: the model's context length
+//
+// Every key is checked: an unknown key, a wrong type, a value out of range, a
+// duplicate name or a missing model file is an error of one line,
+// `<file>: <key path>: <what was wrong>; <what is allowed>`.
+//
+// At start-up: LoadServerConfig, then ApplyFlagOverrides, then
+// CheckDeviceMapCoversModel for each model; on any error print its message
+// and exit non-zero before listening.
+#ifndef TIERSERVE_SERVER_CONFIG_H_
+#define TIERSERVE_SERVER_CONFIG_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/device_map.h"
+
+namespace tierserve {
+
+// bitsandbytes-style quantization of a model's linear layers, with the
+// defaults of transformers' BitsAndBytesConfig.
+struct QuantizationConfig {
+  enum class QuantType { kNf4, kFp4 };
+  enum class ComputeDType { kFp32, kFp16, kBf16 };
+
+  bool load_in_8bit = false;
+  bool load_in_4bit = false;
+  double llm_int8_threshold = 6.0;
+  std::vector<std::string> llm_int8_skip_modules;
+  QuantType bnb_4bit_quant_type = QuantType::kFp4;
+  bool bnb_4bit_use_double_quant = false;
+  ComputeDType bnb_4bit_compute_dtype = ComputeDType::kFp32;
+};
+
+// One model the daemon serves.
+struct ModelServingConfig {
+  std::string name;
+  std::string path;  // as written; relative paths resolve against the working directory
+  QuantizationConfig quantization;
+  DeviceMap device_map;
+  std::vector<std::pair<Device, int64_t>> max_memory;  // bytes per device, in file order
+  std::string offload_folder;                          // "" when not set
+  int64_t max_batch_size = 8;
+  std::optional<int64_t> max_sequence_length;  // unset: the model's context length
+  // Where it was defined, for messages: "models[0]", or "--model".
+  std::string key_path;
+};
+
+struct ServerConfig {
+  // The config file, for messages; "" when the config comes from flags only.
+  std::string source;
+  std::string listen = "0.0.0.0:50051";
+  std::string metrics_listen = "0.0.0.0:9464";
+  int64_t max_queued_requests = 256;
+  int64_t max_message_bytes = 4 << 20;
+  int64_t shutdown_grace_seconds = 30;
+  int64_t threads = 0;  // 0: one per core
+  std::vector<ModelServingConfig> models;
+};
+
+// Parses a config file's text; `source_name` starts every error message.
+// A file without models is accepted here: --model may supply one (see
+// ApplyFlagOverrides).
+absl::StatusOr<ServerConfig> ParseServerConfig(std::string_view yaml_text,
+                                               const std::string& source_name);
+// Reads and parses the file at `path` (at most 1 MiB).
+absl::StatusOr<ServerConfig> LoadServerConfig(const std::string& path);
+
+// Command-line values that replace the file's.
+struct FlagOverrides {
+  std::optional<std::string> listen;
+  std::optional<std::string> metrics_listen;
+  std::optional<int64_t> max_queued_requests;
+  std::optional<int64_t> threads;
+  // --model PATH: when the file lists no models, serves this one alone, named
+  // after the file stem (models/SmolLM2.Q4_1.gguf -> SmolLM2.Q4_1), on the cpu.
+  std::optional<std::string> model;
+};
+
+// Applies `flags` to `config` with the file's rules (errors name the flag),
+// then checks at least one model is configured. Call it once after loading,
+// even with no flags set.
+absl::Status ApplyFlagOverrides(ServerConfig* config, const FlagOverrides& flags);
+
+// Opens the model file(s) of `model` (headers only) and checks its device map
+// places every tensor and that every key of the map matches some tensor.
+// Errors start with `source` (the config file) and name the key path.
+absl::Status CheckDeviceMapCoversModel(const ModelServingConfig& model, const std::string& source);
+
+}  // namespace tierserve
+
+#endif  // TIERSERVE_SERVER_CONFIG_H_

@@ -1,0 +1,304 @@
+#include "server/device_map.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "runtime/base/status_macros.h"
+#include "server/config_node.h"
+
+namespace tierserve {
+
+namespace {
+
+// The one list of precision names.
+constexpr std::pair<Precision, const char*> kPrecisions[] = {
+    {Precision::kFp32, "fp32"},      {Precision::kFp16, "fp16"},      {Precision::kBf16, "bf16"},
+    {Precision::kInt8, "int8"},      {Precision::kNf4, "nf4"},        {Precision::kFp4, "fp4"},
+    {Precision::kInt8Wo, "int8_wo"}, {Precision::kInt4Wo, "int4_wo"}, {Precision::kQ8_0, "q8_0"},
+    {Precision::kQ4_0, "q4_0"},      {Precision::kQ4_1, "q4_1"},
+};
+
+constexpr int kMaxCudaIndex = 255;
+// Far more layers than any model has; a bigger range is a typo.
+constexpr int64_t kMaxRangeSize = 4096;
+
+constexpr char kKeyForms[] =
+    "expected a module path of dot-separated names made of letters, digits and _ "
+    "(model.layers.3), where one part may be a layer range lo-hi (model.layers.0-14), "
+    "or \"\" for everything";
+constexpr char kMapForms[] = "auto or a map from module-path prefix to placement";
+
+// A non-negative decimal number without leading zeros, at most 9 digits.
+std::optional<int64_t> ParseIndex(absl::string_view s) {
+  if (s.empty() || s.size() > 9 || (s.size() > 1 && s[0] == '0')) return std::nullopt;
+  if (!std::all_of(s.begin(), s.end(), [](char c) { return absl::ascii_isdigit(c); })) {
+    return std::nullopt;
+  }
+  int64_t v = 0;
+  if (!absl::SimpleAtoi(s, &v)) return std::nullopt;
+  return v;
+}
+
+bool IsNamePart(absl::string_view part) {
+  return !part.empty() && std::all_of(part.begin(), part.end(),
+                                      [](char c) { return absl::ascii_isalnum(c) || c == '_'; });
+}
+
+absl::StatusOr<Placement> ReadPlacement(const ConfigNode& node) {
+  Placement p;
+  if (node.yaml().IsScalar()) {
+    std::optional<Device> d = ParseDevice(node.yaml().Scalar());
+    if (!d.has_value()) {
+      return node.Error(absl::StrCat(node.Describe(), " is not a placement; expected ",
+                                     kDeviceForms, ", or a map {device: ..., precision: ...}"));
+    }
+    p.device = *d;
+    return p;
+  }
+  TS_RETURN_IF_ERROR(node.CheckMap({"device", "precision"},
+                                   "a placement (cuda:N, N, cpu, disk) or a map "
+                                   "{device: ..., precision: ...}"));
+  std::optional<ConfigNode> device = node.Get("device");
+  if (!device.has_value()) {
+    return node.Error(absl::StrCat("no device; expected a map {device: <", kDeviceForms,
+                                   ">, precision: <optional>}"));
+  }
+  std::optional<Device> d;
+  if (device->yaml().IsScalar()) d = ParseDevice(device->yaml().Scalar());
+  if (!d.has_value()) {
+    return device->Error(
+        absl::StrCat(device->Describe(), " is not a device; expected ", kDeviceForms));
+  }
+  p.device = *d;
+  if (std::optional<ConfigNode> precision = node.Get("precision")) {
+    std::optional<Precision> pr;
+    if (precision->yaml().IsScalar()) pr = ParsePrecision(precision->yaml().Scalar());
+    if (!pr.has_value()) {
+      return precision->Error(
+          absl::StrCat(precision->Describe(), " is not one of ", PrecisionNames()));
+    }
+    p.precision = *pr;
+  }
+  return p;
+}
+
+}  // namespace
+
+const char* PrecisionName(Precision p) {
+  for (const auto& [value, name] : kPrecisions)
+    if (value == p) return name;
+  return "?";
+}
+
+std::optional<Precision> ParsePrecision(absl::string_view name) {
+  for (const auto& [value, n] : kPrecisions)
+    if (name == n) return value;
+  return std::nullopt;
+}
+
+std::string PrecisionNames() {
+  std::string out;
+  for (const auto& [value, name] : kPrecisions)
+    absl::StrAppend(&out, out.empty() ? "" : ", ", name);
+  return out;
+}
+
+std::string Device::ToString() const {
+  switch (tier) {
+    case Tier::kCuda:
+      return absl::StrCat("cuda:", index);
+    case Tier::kCpu:
+      return "cpu";
+    case Tier::kDisk:
+      return "disk";
+  }
+  return "?";
+}
+
+std::optional<Device> ParseDevice(absl::string_view text) {
+  if (text == "cpu") return Device{Device::Tier::kCpu, 0};
+  if (text == "disk") return Device{Device::Tier::kDisk, 0};
+  absl::ConsumePrefix(&text, "cuda:");  // "cuda:N" or the bare index N
+  std::optional<int64_t> index = ParseIndex(text);
+  if (!index.has_value() || *index > kMaxCudaIndex) return std::nullopt;
+  return Device{Device::Tier::kCuda, static_cast<int>(*index)};
+}
+
+std::string Placement::ToString() const {
+  if (!precision.has_value()) return device.ToString();
+  return absl::StrCat(device.ToString(), " (", PrecisionName(*precision), ")");
+}
+
+DeviceMap DeviceMap::Everything(Placement placement, std::string source, std::string key_path) {
+  DeviceMap m;
+  m.source_ = std::move(source);
+  m.key_path_ = std::move(key_path);
+  m.entries_.push_back(Entry{"", placement, ""});
+  m.by_prefix_[""] = 0;
+  return m;
+}
+
+DeviceMap DeviceMap::Auto(std::string source, std::string key_path) {
+  DeviceMap m;
+  m.auto_ = true;
+  m.source_ = std::move(source);
+  m.key_path_ = std::move(key_path);
+  return m;
+}
+
+absl::StatusOr<DeviceMap> DeviceMap::FromConfig(const ConfigNode& node) {
+  if (node.yaml().IsScalar() && node.yaml().Scalar() == "auto") {
+    return Auto(node.source(), node.key_path());
+  }
+  if (!node.IsMap()) {
+    return node.Error(absl::StrCat(node.Describe(), " is not a device map; expected ", kMapForms));
+  }
+  if (node.yaml().size() == 0) {
+    return node.Error(absl::StrCat("an empty map places nothing; expected ", kMapForms));
+  }
+  DeviceMap m;
+  m.source_ = node.source();
+  m.key_path_ = node.key_path();
+  TS_RETURN_IF_ERROR(
+      node.ForEachEntry(kMapForms, [&](const std::string& key, const ConfigNode& value) {
+        TS_ASSIGN_OR_RETURN(const Placement placement, ReadPlacement(value));
+        if (absl::Status s = m.Add(key, placement); !s.ok()) return value.Error(s.message());
+        return absl::OkStatus();
+      }));
+  return m;
+}
+
+absl::Status DeviceMap::Add(const std::string& key, const Placement& placement) {
+  std::vector<std::string> prefixes;
+  if (key.empty()) {
+    prefixes.push_back("");
+  } else {
+    std::vector<std::string> parts = absl::StrSplit(key, '.');
+    int range_part = -1;
+    int64_t lo = 0, hi = 0;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      if (IsNamePart(parts[i])) continue;
+      std::vector<absl::string_view> ends = absl::StrSplit(parts[i], absl::MaxSplits('-', 1));
+      std::optional<int64_t> a, b;
+      if (ends.size() == 2) {
+        a = ParseIndex(ends[0]);
+        b = ParseIndex(ends[1]);
+      }
+      if (!a.has_value() || !b.has_value()) {
+        return absl::InvalidArgumentError(absl::StrCat("not a module path; ", kKeyForms));
+      }
+      if (range_part >= 0) {
+        return absl::InvalidArgumentError(absl::StrCat("has two ranges (", parts[range_part],
+                                                       " and ", parts[i],
+                                                       "); expected at most one range per key"));
+      }
+      if (*a > *b) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("the range ", parts[i], " runs backwards; expected lo-hi with lo <= hi"));
+      }
+      if (*b - *a + 1 > kMaxRangeSize) {
+        return absl::InvalidArgumentError(absl::StrCat("the range ", parts[i], " spans ",
+                                                       *b - *a + 1, " layers; expected at most ",
+                                                       kMaxRangeSize));
+      }
+      range_part = static_cast<int>(i);
+      lo = *a;
+      hi = *b;
+    }
+    if (range_part < 0) {
+      prefixes.push_back(key);
+    } else {
+      for (int64_t n = lo; n <= hi; ++n) {
+        parts[range_part] = absl::StrCat(n);
+        prefixes.push_back(absl::StrJoin(parts, "."));
+      }
+    }
+  }
+  for (std::string& prefix : prefixes) {
+    if (auto it = by_prefix_.find(prefix); it != by_prefix_.end()) {
+      const std::string shown = prefix.empty() ? "\"\" (everything)" : prefix;
+      return absl::InvalidArgumentError(absl::StrCat(shown, " is already placed by the key \"",
+                                                     entries_[it->second].key,
+                                                     "\"; each module path may be placed once"));
+    }
+    by_prefix_[prefix] = entries_.size();
+    entries_.push_back(Entry{std::move(prefix), placement, key});
+  }
+  return absl::OkStatus();
+}
+
+const DeviceMap::Entry* DeviceMap::Match(std::string_view name) const {
+  absl::string_view candidate(name.data(), name.size());
+  while (!candidate.empty()) {
+    if (auto it = by_prefix_.find(candidate); it != by_prefix_.end()) return &entries_[it->second];
+    const size_t dot = candidate.rfind('.');
+    candidate = dot == absl::string_view::npos ? absl::string_view() : candidate.substr(0, dot);
+  }
+  if (auto it = by_prefix_.find(""); it != by_prefix_.end()) return &entries_[it->second];
+  return nullptr;
+}
+
+absl::StatusOr<Placement> DeviceMap::Resolve(std::string_view tensor_name) const {
+  if (auto_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        source_, ": ", key_path_, " is auto: placements come from the planner, not the map"));
+  }
+  if (const Entry* e = Match(tensor_name)) return e->placement;
+  return absl::NotFoundError(
+      absl::StrCat(source_, ": ", key_path_, ": no key places ",
+                   absl::string_view(tensor_name.data(), tensor_name.size())));
+}
+
+absl::Status DeviceMap::CheckCovers(const std::vector<std::string>& tensor_names,
+                                    const std::string& source) const {
+  if (auto_) return absl::OkStatus();
+  const std::string* first = nullptr;
+  size_t uncovered = 0;
+  for (const std::string& name : tensor_names) {
+    if (Match(name) != nullptr) continue;
+    if (first == nullptr) first = &name;
+    ++uncovered;
+  }
+  if (first == nullptr) return absl::OkStatus();
+  const size_t dot = first->rfind('.');
+  const std::string module = dot == std::string::npos ? *first : first->substr(0, dot);
+  return ConfigError(
+      source, key_path_,
+      absl::StrCat("tensor ", *first, " has no placement",
+                   uncovered == 2  ? " (nor has 1 more tensor)"
+                   : uncovered > 2 ? absl::StrCat(" (nor have ", uncovered - 1, " more tensors)")
+                                   : "",
+                   "; every tensor needs a key that is a prefix of its name, such as \"", module,
+                   "\", or \"\" for everything not placed otherwise"));
+}
+
+absl::Status DeviceMap::CheckEveryKeyUsed(const std::vector<std::string>& tensor_names,
+                                          const std::string& source) const {
+  if (auto_ || tensor_names.empty()) return absl::OkStatus();
+  absl::flat_hash_set<absl::string_view> prefixes;  // every boundary prefix of every name
+  for (const std::string& name : tensor_names) {
+    absl::string_view n = name;
+    prefixes.insert(n);
+    for (size_t dot = n.find('.'); dot != absl::string_view::npos; dot = n.find('.', dot + 1)) {
+      prefixes.insert(n.substr(0, dot));
+    }
+  }
+  for (const Entry& e : entries_) {
+    if (e.prefix.empty() || prefixes.contains(e.prefix)) continue;
+    return ConfigError(source, ChildKeyPath(key_path_, e.key),
+                       absl::StrCat(e.prefix,
+                                    " matches no tensor of the model; keys must be module paths of "
+                                    "the model, whose tensors are named like ",
+                                    tensor_names.front()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tierserve
