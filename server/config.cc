@@ -56,7 +56,7 @@ const std::vector<std::string> kQuantizationKeys = {
 
 constexpr char kHostPortForms[] =
     "expected host:port with a host name, an IPv4 address or an [IPv6] address, and a port from "
-    "1 to 65535, like 0.0.0.0:50051";
+    "0 to 65535 (0: any free port, which the daemon logs), like 0.0.0.0:50051";
 constexpr char kModelNameForms[] =
     "expected 1 to 128 letters, digits and . _ - / :, starting with a letter or digit";
 constexpr char kModelPathForms[] = "expected a .gguf file or a HF model folder with config.json";
@@ -92,9 +92,9 @@ std::optional<int> PortOf(absl::string_view address) {
   }
   int p = 0;
   const bool port_ok =
-      !port.empty() && port.size() <= 5 && port[0] != '0' &&
+      !port.empty() && port.size() <= 5 && (port[0] != '0' || port == "0") &&
       std::all_of(port.begin(), port.end(), [](char c) { return absl::ascii_isdigit(c); }) &&
-      absl::SimpleAtoi(port, &p) && p >= 1 && p <= 65535;
+      absl::SimpleAtoi(port, &p) && p >= 0 && p <= 65535;
   if (!host_ok || !port_ok) return std::nullopt;
   return p;
 }
@@ -105,7 +105,8 @@ bool IsWildcardHost(absl::string_view address) {
 
 // The two servers cannot bind the same port on overlapping addresses.
 bool AddressesClash(const std::string& a, const std::string& b) {
-  if (PortOf(a) != PortOf(b)) return false;
+  // Port 0 asks the kernel for a free port: two such never clash.
+  if (PortOf(a) != PortOf(b) || PortOf(a) == 0) return false;
   return a == b || IsWildcardHost(a) || IsWildcardHost(b);
 }
 

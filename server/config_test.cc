@@ -267,9 +267,10 @@ TEST(ConfigTest, ListenAddresses) {
   EXPECT_EQ(
       ErrorOf("server:\n  listen: 50051\n"),
       "x.yaml: server.listen: \"50051\" is not host:port; expected host:port with a host name, an "
-      "IPv4 address or an [IPv6] address, and a port from 1 to 65535, like 0.0.0.0:50051");
+      "IPv4 address or an [IPv6] address, and a port from 0 to 65535 (0: any free port, which the "
+      "daemon logs), like 0.0.0.0:50051");
   for (const char* bad :
-       {"localhost", ":50051", "host:0", "host:65536", "host:", "host:05", "[::1:50051",
+       {"localhost", ":50051", "host:65536", "host:", "host:05", "[::1:50051",
         "::1:50051", "999.1.1.1:80", "1.2.3:80", "-bad-:80", "a b:80", "[]:80", "host:http"}) {
     EXPECT_NE(ErrorOf(absl::StrCat("server:\n  listen: \"", bad, "\"\n")).find("is not host:port"),
               std::string::npos)
@@ -280,6 +281,10 @@ TEST(ConfigTest, ListenAddresses) {
             "expected a different port");
   EXPECT_TRUE(ParseServerConfig(
                   "server:\n  listen: 127.0.0.1:7000\n  metrics_listen: 127.0.0.2:7000\n", "x.yaml")
+                  .ok());
+  // Port 0: any free port, for both servers.
+  EXPECT_TRUE(ParseServerConfig(
+                  "server:\n  listen: 127.0.0.1:0\n  metrics_listen: 127.0.0.1:0\n", "x.yaml")
                   .ok());
 }
 
@@ -469,7 +474,8 @@ TEST(FlagOverridesTest, BadFlagValuesNameTheFlag) {
   EXPECT_EQ(ApplyFlagOverrides(&c, f).message(),
             "--listen: \"nowhere\" is not host:port; expected host:port with a host name, an IPv4 "
             "address "
-            "or an [IPv6] address, and a port from 1 to 65535, like 0.0.0.0:50051");
+            "or an [IPv6] address, and a port from 0 to 65535 (0: any free port, which the daemon "
+            "logs), like 0.0.0.0:50051");
   f = FlagOverrides{};
   f.max_queued_requests = 0;
   EXPECT_EQ(ApplyFlagOverrides(&c, f).message(),

@@ -14,8 +14,8 @@
 #include "runtime/generate/chat_prompt.h"
 #include "runtime/generate/generator.h"
 #include "runtime/model/model_loader.h"
+#include "server/common_flags.h"
 
-ABSL_FLAG(std::string, model, "", "Model to load: a .gguf file or a Hugging Face model folder.");
 ABSL_FLAG(std::string, prompt, "", "The prompt text (or the user message with --chat).");
 ABSL_FLAG(bool, chat, false, "Treat --prompt as a user message and apply the model's chat template.");
 ABSL_FLAG(std::string, system, "",
@@ -29,7 +29,6 @@ ABSL_FLAG(float, repetition_penalty, 1.0f, "CTRL-style repetition penalty (1: of
 ABSL_FLAG(uint64_t, seed, 0, "Random seed; the same seed gives the same text.");
 ABSL_FLAG(std::vector<std::string>, stop, {}, "Comma-separated stop strings.");
 ABSL_FLAG(bool, ignore_eos, false, "Keep generating past the end-of-sequence token.");
-ABSL_FLAG(int32_t, threads, 0, "Worker threads (0: one per core).");
 ABSL_FLAG(bool, stats, true, "Print token counts and speeds to stderr at the end.");
 
 namespace tierserve {
@@ -43,7 +42,7 @@ int RunGenerateCommand(const std::vector<std::string>& args) {
   // --help lists this command's flags (those defined in this file).
   absl::FlagsUsageConfig usage;
   usage.contains_help_flags = [](absl::string_view file) {
-    return absl::StrContains(file, "generate_command");
+    return absl::StrContains(file, "generate_command") || absl::StrContains(file, "common_flags");
   };
   usage.contains_helpshort_flags = usage.contains_help_flags;
   absl::SetFlagsUsageConfig(usage);

@@ -20,6 +20,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/base/thread_pool.h"
+#include "server/common_flags.h"
 #include "server/config.h"
 #include "server/generation_service.h"
 #include "server/metrics/metrics.h"
@@ -30,9 +31,6 @@ ABSL_FLAG(std::optional<std::string>, metrics_listen, std::nullopt,
           "Prometheus /metrics address host:port (overrides server.metrics_listen).");
 ABSL_FLAG(std::optional<int64_t>, max_queued_requests, std::nullopt,
           "Requests that may wait per model before RESOURCE_EXHAUSTED (overrides the file).");
-ABSL_FLAG(std::optional<int64_t>, threads, std::nullopt, "Compute threads, 0 = one per core (overrides the file).");
-ABSL_FLAG(std::optional<std::string>, model, std::nullopt,
-          "Serve this model file or folder when the config names no model (its name: the file stem).");
 
 namespace tierserve {
 namespace {
@@ -66,7 +64,9 @@ int RunServeCommand(const std::vector<std::string>& args) {
   std::vector<std::string> copy = args;
   for (std::string& a : copy) argv.push_back(a.data());
   absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view file) { return absl::StrContains(file, "serve_command"); };
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "serve_command") || absl::StrContains(file, "common_flags");
+  };
   usage.contains_helpshort_flags = usage.contains_help_flags;
   absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage(
@@ -85,8 +85,8 @@ int RunServeCommand(const std::vector<std::string>& args) {
   overrides.listen = absl::GetFlag(FLAGS_listen);
   overrides.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   overrides.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
-  overrides.threads = absl::GetFlag(FLAGS_threads);
-  overrides.model = absl::GetFlag(FLAGS_model);
+  if (absl::GetFlag(FLAGS_threads) >= 0) overrides.threads = absl::GetFlag(FLAGS_threads);
+  if (!absl::GetFlag(FLAGS_model).empty()) overrides.model = absl::GetFlag(FLAGS_model);
   if (absl::Status s = ApplyFlagOverrides(&config, overrides); !s.ok()) return Fail(s);
   if (config.models.empty()) {
     return Fail(absl::InvalidArgumentError("no model to serve: give --config FILE with models, or --model PATH"));
