@@ -477,6 +477,7 @@ grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerCont
                                                         const v1::ListModelsRequest*,
                                                         v1::ListModelsResponse* resp) {
   const Clock::time_point t0 = Clock::now();
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [name, m] : models_) {
@@ -510,8 +511,8 @@ grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerCont
       }
     }
   }
-  FinishUnary(ctx->DefaultReactor(), observer_, "ListModels", t0, grpc::Status::OK);
-  return ctx->DefaultReactor();
+  FinishUnary(reactor, observer_, "ListModels", t0, grpc::Status::OK);
+  return reactor;
 }
 
 }  // namespace tierserve

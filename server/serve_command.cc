@@ -115,6 +115,10 @@ int RunServeCommand(const std::vector<std::string>& args) {
     if (waiting != 0) mm->AddRequestsWaiting(waiting);
     if (running != 0) mm->AddRequestsRunning(running);
   };
+  // The pool outlives the service: its engines may be mid-step until they are destroyed.
+  const int threads = config.threads > 0 ? static_cast<int>(config.threads)
+                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  ThreadPool pool(threads);
   GenerationService service(observer);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -137,9 +141,6 @@ int RunServeCommand(const std::vector<std::string>& args) {
   if (!config.metrics_listen.empty()) std::cerr << ", metrics on port " << metrics.listening_port();
   std::cerr << std::endl;
 
-  const int threads = config.threads > 0 ? static_cast<int>(config.threads)
-                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  ThreadPool pool(threads);
   for (const ModelServingConfig& m : config.models) {
     service.AddLoading(m.name, m.max_sequence_length.value_or(0));
   }
