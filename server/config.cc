@@ -465,4 +465,36 @@ absl::Status CheckDeviceMapCoversModel(const ModelServingConfig& model, const st
   return model.device_map.CheckEveryKeyUsed(names, source);
 }
 
+absl::Status CheckServable(const ModelServingConfig& model, const std::string& source) {
+  const std::string q = ChildKeyPath(model.key_path, "quantization");
+  if (model.quantization.load_in_8bit) {
+    return ConfigError(source, ChildKeyPath(q, "load_in_8bit"),
+                       "LLM.int8() quantization is not implemented yet; remove it to serve the "
+                       "weights in their stored precision");
+  }
+  if (model.quantization.load_in_4bit) {
+    return ConfigError(source, ChildKeyPath(q, "load_in_4bit"),
+                       "4-bit NF4/FP4 quantization is not implemented yet; remove it to serve the "
+                       "weights in their stored precision");
+  }
+  if (model.device_map.is_auto()) return absl::OkStatus();  // everything on the cpu
+  const std::string dm = ChildKeyPath(model.key_path, "device_map");
+  for (const DeviceMap::Entry& e : model.device_map.entries()) {
+    const Placement& p = e.placement;
+    if (p.device.tier != Device::Tier::kCpu) {
+      return ConfigError(source, ChildKeyPath(dm, e.key),
+                         absl::StrCat(p.device.ToString(),
+                                      " placement is not available yet: modules are served on the "
+                                      "cpu only; expected cpu"));
+    }
+    if (p.precision.has_value()) {
+      return ConfigError(source, ChildKeyPath(dm, e.key),
+                         absl::StrCat("precision ", PrecisionName(*p.precision),
+                                      " is not implemented yet; give the placement alone to serve "
+                                      "the stored precision"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace tierserve

@@ -120,6 +120,12 @@ absl::Status ApplyFlagOverrides(ServerConfig* config, const FlagOverrides& flags
 // Errors start with `source` (the config file) and name the key path.
 absl::Status CheckDeviceMapCoversModel(const ModelServingConfig& model, const std::string& source);
 
+// Fails, naming the key path, for what the config may say but this build
+// cannot serve yet: bitsandbytes quantization, placements other than cpu
+// (cuda:N needs the CUDA runtime path; disk needs the weight streamer),
+// explicit per-module precisions. Nothing is guessed silently.
+absl::Status CheckServable(const ModelServingConfig& model, const std::string& source);
+
 }  // namespace tierserve
 
 #endif  // TIERSERVE_SERVER_CONFIG_H_

@@ -32,6 +32,10 @@ ABSL_FLAG(std::optional<std::string>, metrics_listen, std::nullopt,
 ABSL_FLAG(std::optional<int64_t>, max_queued_requests, std::nullopt,
           "Requests that may wait per model before RESOURCE_EXHAUSTED (overrides the file).");
 
+ABSL_FLAG(int32_t, testing_load_delay_ms, 0,
+          "For tests: wait this long after listening before loading the models, so the "
+          "loading state (health NOT_SERVING, UNAVAILABLE) can be observed.");
+
 namespace tierserve {
 namespace {
 
@@ -92,6 +96,12 @@ int RunServeCommand(const std::vector<std::string>& args) {
     return Fail(absl::InvalidArgumentError("no model to serve: give --config FILE with models, or --model PATH"));
   }
 
+  // Everything a model needs is checked before the daemon listens.
+  for (const ModelServingConfig& m : config.models) {
+    if (absl::Status s = CheckServable(m, config.source); !s.ok()) return Fail(s);
+    if (absl::Status s = CheckDeviceMapCoversModel(m, config.source); !s.ok()) return Fail(s);
+  }
+
   // Metrics first: the observer records into them from every thread.
   ServerMetrics metrics;
   if (!config.metrics_listen.empty()) {
@@ -144,6 +154,9 @@ int RunServeCommand(const std::vector<std::string>& args) {
   for (const ModelServingConfig& m : config.models) {
     service.AddLoading(m.name, m.max_sequence_length.value_or(0));
   }
+  if (absl::GetFlag(FLAGS_testing_load_delay_ms) > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(absl::GetFlag(FLAGS_testing_load_delay_ms)));
+  }
   for (const ModelServingConfig& m : config.models) {
     absl::StatusOr<LoadedModel> loaded = LoadModel(m.path, &pool);
     if (!loaded.ok()) {
@@ -155,10 +168,11 @@ int RunServeCommand(const std::vector<std::string>& args) {
     model_metrics.at(m.name)->SetWeightBytes("cpu", loaded->model->WeightBytes());
     Engine::Options options{m.name, static_cast<int>(config.max_queued_requests)};
     service.SetReady(m.name, std::make_unique<Engine>(std::move(*loaded), options));
-    std::cerr << "tierserve: model " << m.name << " ready" << std::endl;
+    std::cerr << "tierserve: model " << m.name << " loaded" << std::endl;
   }
   health->SetServingStatus(true);
   health->SetServingStatus(kServiceName, true);
+  std::cerr << "tierserve: serving" << std::endl;
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

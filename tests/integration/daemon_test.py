@@ -153,7 +153,7 @@ class Daemon:
             if m:
                 self.port, self.metrics_port = int(m.group(1)), int(m.group(2))
                 self.listening.set()
-            if "ready" in line:
+            if line.startswith("tierserve: serving"):
                 self.ready.set()
 
     def metrics(self):
@@ -312,6 +312,29 @@ class DaemonTest(unittest.TestCase):
         self.assertGreater(metric_value(text, "tierserve_model_weight_bytes", model="tiny_llama"), 0)
         self.assertIsNotNone(metric_value(text, "tierserve_requests_running", model="tiny_llama"))
         self.assertIsNotNone(metric_value(text, "tierserve_requests_waiting", model="tiny_llama"))
+
+
+class LoadingTest(unittest.TestCase):
+    def test_not_serving_until_loaded(self):
+        import grpc
+        from tierserve.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc
+        d = Daemon("--testing_load_delay_ms=3000")
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{d.port}") as ch:
+                self.assertFalse(d.ready.is_set())
+                self.assertEqual(health_check(ch), "NOT_SERVING")
+                self.assertEqual(health_check(ch, "tierserve.v1.Generation"), "NOT_SERVING")
+                stub = pb_grpc.GenerationStub(ch)
+                with self.assertRaises(grpc.RpcError) as cm:
+                    stub.Generate(pb.GenerateRequest(model="tiny_llama", prompts=[pb.Prompt(text="x")]), timeout=10)
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+                self.assertIn("still loading", cm.exception.details())
+                models = stub.ListModels(pb.ListModelsRequest(), timeout=10).models
+                self.assertEqual(models[0].state, pb.MODEL_STATE_LOADING)
+                self.assertTrue(d.ready.wait(60))
+                self.assertEqual(health_check(ch), "SERVING")
+        finally:
+            d.kill()
 
 
 class ShutdownTest(unittest.TestCase):
