@@ -140,7 +140,14 @@ void TrackJob(const ServiceObserver& obs, const std::string& model, GenerationJo
 
 }  // namespace
 
-GenerationService::GenerationService(ServiceObserver observer) : observer_(std::move(observer)) {}
+GenerationService::GenerationService(ServiceObserver observer) : observer_(std::move(observer)) {
+  // Every call ends through on_request; count calls in and out around it.
+  auto inner = std::move(observer_.on_request);
+  observer_.on_request = [this, inner](const std::string& method, grpc::StatusCode code, double s) {
+    if (inner) inner(method, code, s);
+    active_calls_.fetch_sub(1);
+  };
+}
 GenerationService::~GenerationService() = default;
 
 void GenerationService::AddLoading(const std::string& name, int64_t max_sequence_length) {
@@ -206,6 +213,7 @@ absl::StatusOr<Engine*> GenerationService::FindEngine(const std::string& name, i
 grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContext* ctx,
                                                       const v1::GenerateRequest* req,
                                                       v1::GenerateResponse* resp) {
+  active_calls_.fetch_add(1);
   const Clock::time_point t0 = Clock::now();
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   int64_t max_seq = 0;
@@ -392,6 +400,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamRe
 
 grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::GenerateStream(
     grpc::CallbackServerContext* ctx, const v1::GenerateStreamRequest* req) {
+  active_calls_.fetch_add(1);
   auto* reactor = new StreamReactor(observer_);
   std::shared_ptr<StreamReactor::State> state = reactor->state();
   int64_t max_seq = 0;
@@ -450,6 +459,7 @@ grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::Generat
 grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* ctx,
                                                       const v1::TokenizeRequest* req,
                                                       v1::TokenizeResponse* resp) {
+  active_calls_.fetch_add(1);
   const Clock::time_point t0 = Clock::now();
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   int64_t max_seq = 0;
@@ -476,6 +486,7 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerContext* ctx,
                                                         const v1::ListModelsRequest*,
                                                         v1::ListModelsResponse* resp) {
+  active_calls_.fetch_add(1);
   const Clock::time_point t0 = Clock::now();
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   {

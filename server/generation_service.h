@@ -9,6 +9,7 @@
 #ifndef TIERSERVE_SERVER_GENERATION_SERVICE_H_
 #define TIERSERVE_SERVER_GENERATION_SERVICE_H_
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -58,6 +59,8 @@ class GenerationService final : public v1::Generation::CallbackService {
   // Running / waiting requests of a model (0 when unknown).
   int Running(const std::string& name) const;
   int Waiting(const std::string& name) const;
+  // Calls that have started and not yet finished.
+  int ActiveCalls() const { return active_calls_.load(); }
 
   grpc::ServerUnaryReactor* Generate(grpc::CallbackServerContext* ctx, const v1::GenerateRequest* req,
                                      v1::GenerateResponse* resp) override;
@@ -73,6 +76,7 @@ class GenerationService final : public v1::Generation::CallbackService {
   absl::StatusOr<Engine*> FindEngine(const std::string& name, int64_t* max_sequence_length) const;
 
   ServiceObserver observer_;
+  std::atomic<int> active_calls_{0};
   mutable std::mutex mu_;
   std::map<std::string, ServedModel> models_;  // guarded by mu_
 };

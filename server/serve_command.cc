@@ -180,8 +180,18 @@ int RunServeCommand(const std::vector<std::string>& args) {
             << ": draining (grace " << config.shutdown_grace_seconds << " s)" << std::endl;
   health->SetServingStatus(false);
   health->SetServingStatus(kServiceName, false);
-  service.Drain();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(config.shutdown_grace_seconds));
+  service.Drain();  // new work now fails with UNAVAILABLE
+  // Let the calls in flight end by themselves within the grace period, then
+  // give clients a moment to read their last frames: gRPC closes a connection
+  // as soon as its calls are done, and a close with unread client frames (RST)
+  // makes the client drop what it had not read yet.
+  const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(config.shutdown_grace_seconds);
+  while (service.ActiveCalls() > 0 && std::chrono::system_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Calls still running past the grace period are cancelled here.
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   server->Wait();
   std::cerr << "tierserve: stopped" << std::endl;
   return 0;

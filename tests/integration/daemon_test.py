@@ -351,7 +351,15 @@ class ShutdownTest(unittest.TestCase):
                     parameters=pb.GenerationParameters(max_new_tokens=200, temperature=0.0)), timeout=60)
                 first = next(call)
                 d.proc.send_signal(signal.SIGTERM)
-                rest = list(call)  # the stream runs to its end despite the signal
+                rest = []
+                try:
+                    for m in call:  # the stream runs to its end despite the signal
+                        rest.append(m)
+                except grpc.RpcError as e:
+                    d.proc.wait(30)
+                    d.reader.join(5)
+                    self.fail(f"stream failed after SIGTERM and {len(rest) + 1} messages: {e.code()} {e.details()}; exit {d.proc.returncode}; "
+                              + "".join(d.log))
                 final = rest[-1]
                 self.assertNotEqual(final.finish_reason, pb.FINISH_REASON_UNSPECIFIED)
                 self.assertEqual(len([first] + rest[:-1]), final.usage.completion_tokens)
