@@ -283,13 +283,13 @@ grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContex
     const int64_t prompt_tokens = static_cast<int64_t>(job->request.prompt.size());
     job->cancelled = [state, ctx] { return state->cancel.load() || ctx->IsCancelled(); };
     job->on_delta = [this, first, t0, model](const GenerationDelta&) {
-      if (*first && observer_.on_sequence) observer_.on_sequence(model, 0, 0, SecondsSince(t0));
+      if (*first && observer_.on_first_token) observer_.on_first_token(model, SecondsSince(t0));
       *first = false;
       return true;
     };
     job->on_done = [this, state, i, finish_one, model, prompt_tokens](absl::StatusOr<GenerationResult> r) {
       if (r.ok() && observer_.on_sequence) {
-        observer_.on_sequence(model, prompt_tokens, static_cast<int64_t>(r->tokens.size()), -1);
+        observer_.on_sequence(model, prompt_tokens, static_cast<int64_t>(r->tokens.size()));
       }
       if (r.ok() && r->finish_reason == FinishReason::kCancelled) {
         r = absl::CancelledError("the client cancelled the request or its deadline expired");
@@ -421,7 +421,7 @@ grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::Generat
   auto first = std::make_shared<bool>(true);
   job->cancelled = [state, ctx] { return state->cancelled.load() || ctx->IsCancelled(); };
   job->on_delta = [this, state, e, logprobs, first, t0, model](const GenerationDelta& d) {
-    if (*first && observer_.on_sequence) observer_.on_sequence(model, 0, 0, SecondsSince(t0));
+    if (*first && observer_.on_first_token) observer_.on_first_token(model, SecondsSince(t0));
     *first = false;
     v1::GenerateStreamResponse msg;
     msg.set_text(d.text);
@@ -434,7 +434,7 @@ grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::Generat
       StreamReactor::Complete(state, ToGrpcStatus(r.status()));
       return;
     }
-    if (observer_.on_sequence) observer_.on_sequence(model, prompt_tokens, static_cast<int64_t>(r->tokens.size()), -1);
+    if (observer_.on_sequence) observer_.on_sequence(model, prompt_tokens, static_cast<int64_t>(r->tokens.size()));
     if (r->finish_reason == FinishReason::kCancelled) {
       StreamReactor::Complete(state, grpc::Status(grpc::StatusCode::CANCELLED,
                                                   "the client cancelled the request or its deadline expired"));
@@ -464,14 +464,16 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   int64_t max_seq = 0;
   absl::StatusOr<Engine*> engine = FindEngine(req->model(), &max_seq);
-  absl::StatusOr<std::string> text = engine.ok() && (*engine)->model().tokenizer
-                                         ? PromptText(*(*engine)->model().tokenizer, req->prompt())
-                                         : absl::StatusOr<std::string>(engine.ok() ? absl::FailedPreconditionError("the model has no tokenizer") : engine.status());
+  const Tokenizer* tokenizer = engine.ok() ? (*engine)->model().tokenizer.get() : nullptr;
+  absl::StatusOr<std::string> text =
+      !engine.ok()          ? absl::StatusOr<std::string>(engine.status())
+      : tokenizer == nullptr ? absl::FailedPreconditionError("the model has no tokenizer")
+                             : PromptText(*tokenizer, req->prompt());
   if (!text.ok()) {
     FinishUnary(reactor, observer_, "Tokenize", t0, ToGrpcStatus(text.status()));
     return reactor;
   }
-  const Tokenizer& tok = *(*engine)->model().tokenizer;
+  const Tokenizer& tok = *tokenizer;
   if (req->prompt().has_chat()) resp->set_rendered_prompt(*text);
   for (int32_t id : tok.Encode(*text)) {
     v1::Token* t = resp->add_tokens();

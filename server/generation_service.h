@@ -28,9 +28,10 @@ namespace tierserve {
 struct ServiceObserver {
   // One finished RPC: method name, gRPC status code, seconds end to end.
   std::function<void(const std::string& method, grpc::StatusCode code, double seconds)> on_request;
-  // A generated sequence: model, prompt tokens, generated tokens, time to the first token.
-  std::function<void(const std::string& model, int64_t prompt_tokens, int64_t generated, double ttft)>
-      on_sequence;
+  // The first token of a sequence of `model`, `seconds` after its call began.
+  std::function<void(const std::string& model, double seconds)> on_first_token;
+  // A sequence of `model` ended with these token counts.
+  std::function<void(const std::string& model, int64_t prompt_tokens, int64_t generated)> on_sequence;
   // A job of `model` entered the queue (+1, 0), started (-1, +1) or ended (0, -1).
   std::function<void(const std::string& model, int waiting_delta, int running_delta)> on_job;
 };

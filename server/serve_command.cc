@@ -113,12 +113,12 @@ int RunServeCommand(const std::vector<std::string>& args) {
   observer.on_request = [&metrics](const std::string& method, grpc::StatusCode code, double seconds) {
     if (auto m = MethodFromName(method)) metrics.RecordRequest(*m, static_cast<absl::StatusCode>(code), seconds);
   };
-  observer.on_sequence = [&model_metrics](const std::string& model, int64_t prompt, int64_t generated,
-                                           double ttft) {
-    ModelMetrics* mm = model_metrics.at(model);
-    if (ttft >= 0) mm->RecordTimeToFirstToken(ttft);
-    mm->AddPromptTokens(prompt);
-    mm->AddGeneratedTokens(generated);
+  observer.on_first_token = [&model_metrics](const std::string& model, double seconds) {
+    model_metrics.at(model)->RecordTimeToFirstToken(seconds);
+  };
+  observer.on_sequence = [&model_metrics](const std::string& model, int64_t prompt, int64_t generated) {
+    model_metrics.at(model)->AddPromptTokens(prompt);
+    model_metrics.at(model)->AddGeneratedTokens(generated);
   };
   observer.on_job = [&model_metrics](const std::string& model, int waiting, int running) {
     ModelMetrics* mm = model_metrics.at(model);
