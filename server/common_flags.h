@@ -5,10 +5,20 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/flags/declare.h"
 
 ABSL_DECLARE_FLAG(std::string, model);
 ABSL_DECLARE_FLAG(int32_t, threads);
+
+namespace tierserve {
+
+// Parses the arguments of `tierserve <command>` into the flags. --help lists
+// the flags defined in <command>_command.cc and here; `usage` heads it.
+void ParseCommandFlags(const std::string& command, const char* usage,
+                       const std::vector<std::string>& args);
+
+}  // namespace tierserve
 
 #endif  // TIERSERVE_SERVER_COMMON_FLAGS_H_

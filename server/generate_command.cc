@@ -5,10 +5,6 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/base/thread_pool.h"
 #include "runtime/generate/chat_prompt.h"
@@ -34,22 +30,10 @@ ABSL_FLAG(bool, stats, true, "Print token counts and speeds to stderr at the end
 namespace tierserve {
 
 int RunGenerateCommand(const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  std::string prog = "tierserve generate";
-  argv.push_back(prog.data());
-  std::vector<std::string> copy = args;
-  for (std::string& a : copy) argv.push_back(a.data());
-  // --help lists this command's flags (those defined in this file).
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view file) {
-    return absl::StrContains(file, "generate_command") || absl::StrContains(file, "common_flags");
-  };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
-  absl::SetProgramUsageMessage(
-      "tierserve generate --model PATH --prompt TEXT [--chat] [sampling flags]\n"
-      "Loads a model and prints the completion of a prompt as it is generated.");
-  absl::ParseCommandLine(static_cast<int>(argv.size()), argv.data());
+  ParseCommandFlags("generate",
+                    "tierserve generate --model PATH --prompt TEXT [--chat] [sampling flags]\n"
+                    "Loads a model and prints the completion of a prompt as it is generated.",
+                    args);
 
   auto fail = [](const absl::Status& s) {
     std::cerr << "tierserve generate: " << s.message() << "\n";

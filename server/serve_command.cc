@@ -14,10 +14,6 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/base/thread_pool.h"
 #include "server/common_flags.h"
@@ -62,22 +58,11 @@ int RunServeCommand(const std::vector<std::string>& args) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  std::vector<char*> argv;
-  std::string prog = "tierserve serve";
-  argv.push_back(prog.data());
-  std::vector<std::string> copy = args;
-  for (std::string& a : copy) argv.push_back(a.data());
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view file) {
-    return absl::StrContains(file, "serve_command") || absl::StrContains(file, "common_flags");
-  };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
-  absl::SetProgramUsageMessage(
-      "tierserve serve [--config FILE] [flags]\n"
-      "Serves the models of the config over gRPC (tierserve.v1.Generation, health, reflection)\n"
-      "and Prometheus metrics. Flags override the file.");
-  absl::ParseCommandLine(static_cast<int>(argv.size()), argv.data());
+  ParseCommandFlags("serve",
+                    "tierserve serve [--config FILE] [flags]\n"
+                    "Serves the models of the config over gRPC (tierserve.v1.Generation, health,\n"
+                    "reflection) and Prometheus metrics. Flags override the file.",
+                    args);
 
   ServerConfig config;
   if (!absl::GetFlag(FLAGS_config).empty()) {
