@@ -1,5 +1,6 @@
 #include "runtime/model/linear.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/cpu/dequantize.h"
@@ -45,28 +46,54 @@ void Linear::Row(int64_t r, float* out) const {
   }
 }
 
-void Linear::Forward(const float* x, int64_t M, float* y, ThreadPool* pool) const {
+void Linear::ForwardRows(const float* x, int64_t M, float* y, int64_t n0, int64_t n1) const {
   const int64_t in = in_, out = out_;
-  // Split the output features among threads; 16-row chunks keep the kernels'
-  // row tiles whole and each thread's slice of W contiguous.
+  if (!packed_.empty()) {
+    cpu::RepackedMatMulF32(packed_type_, x, in, packed_.data(), y, out, M, in, n0, n1);
+  } else if (blocks_) {
+    cpu::QuantMatMulF32(blocks_->type(), x, in, blocks_->data(), blocks_->row_bytes(), y, out, M, in,
+                        n0, n1);
+  } else {
+    cpu::MatMulF32(x, in, weight_.data(), y, out, M, in, n0, n1);
+  }
+  if (!bias_.empty()) {
+    const float* b = bias_.data();
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = n0; n < n1; ++n) y[m * out + n] += b[n];
+  }
+}
+
+// Threads take output features in 16-row chunks: the kernels' row tiles stay
+// whole and each thread's slice of W is contiguous.
+constexpr int64_t kRowGrain = 16;
+
+void Linear::Forward(const float* x, int64_t M, float* y, ThreadPool* pool) const {
+  pool->ParallelFor(out_, [&](int64_t n0, int64_t n1) { ForwardRows(x, M, y, n0, n1); }, kRowGrain);
+}
+
+void Linear::ForwardShared(absl::Span<const Linear* const> layers, const float* x, int64_t M,
+                           absl::Span<float* const> ys, ThreadPool* pool) {
+  int64_t total = 0;
+  for (const Linear* l : layers) {
+    if (l->out_ % kRowGrain != 0) {
+      // A layer edge off the grain would split another layer's row tiles.
+      for (size_t i = 0; i < layers.size(); ++i) layers[i]->Forward(x, M, ys[i], pool);
+      return;
+    }
+    total += l->out_;
+  }
   pool->ParallelFor(
-      out,
+      total,
       [&](int64_t n0, int64_t n1) {
-        if (!packed_.empty()) {
-          cpu::RepackedMatMulF32(packed_type_, x, in, packed_.data(), y, out, M, in, n0, n1);
-        } else if (blocks_) {
-          cpu::QuantMatMulF32(blocks_->type(), x, in, blocks_->data(), blocks_->row_bytes(), y, out,
-                              M, in, n0, n1);
-        } else {
-          cpu::MatMulF32(x, in, weight_.data(), y, out, M, in, n0, n1);
-        }
-        if (!bias_.empty()) {
-          const float* b = bias_.data();
-          for (int64_t m = 0; m < M; ++m)
-            for (int64_t n = n0; n < n1; ++n) y[m * out + n] += b[n];
+        int64_t offset = 0;
+        for (size_t i = 0; i < layers.size(); ++i) {
+          const int64_t out = layers[i]->out_;
+          const int64_t a = std::max(n0, offset), b = std::min(n1, offset + out);
+          if (a < b) layers[i]->ForwardRows(x, M, ys[i], a - offset, b - offset);
+          offset += out;
         }
       },
-      /*grain=*/16);
+      kRowGrain);
 }
 
 int64_t Linear::WeightBytes() const {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "runtime/base/thread_pool.h"
 #include "runtime/model/weight_source.h"
 
@@ -33,6 +34,13 @@ class Linear {
   // y[M, out] = x[M, in] W^T + b. Rows are contiguous (strides in, out).
   void Forward(const float* x, int64_t M, float* y, ThreadPool* pool) const;
 
+  // ys[i] = x W_i^T + b_i for several layers that read the same x (Q, K, V;
+  // gate and up): one parallel loop over all their rows, so threads meet once.
+  // REQUIRES: the same in_features. (Layers whose out_features are not
+  // multiples of 16 run one after the other instead.)
+  static void ForwardShared(absl::Span<const Linear* const> layers, const float* x, int64_t M,
+                            absl::Span<float* const> ys, ThreadPool* pool);
+
   // Row r of W (out_features rows of in_features) as fp32: the lookup of an
   // embedding table, which a tied lm_head shares.
   void Row(int64_t r, float* out) const;
@@ -42,6 +50,9 @@ class Linear {
   int64_t WeightBytes() const;
 
  private:
+  // Output features [n0, n1) of Forward, on the calling thread.
+  void ForwardRows(const float* x, int64_t M, float* y, int64_t n0, int64_t n1) const;
+
   int64_t in_ = 0;
   int64_t out_ = 0;
   F32Weight weight_;                  // [out, in], unless blocks_ holds it

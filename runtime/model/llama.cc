@@ -118,9 +118,9 @@ class Llama final : public CausalLM {
       const LlamaLayer& L = layers_[l];
       // Attention block.
       RmsNormRows(s.x.data(), L.input_norm.data(), s.xn.data(), T);
-      L.q_proj.Forward(s.xn.data(), T, s.q.data(), pool_);
-      L.k_proj.Forward(s.xn.data(), T, s.k.data(), pool_);
-      L.v_proj.Forward(s.xn.data(), T, s.v.data(), pool_);
+      const Linear* qkv[] = {&L.q_proj, &L.k_proj, &L.v_proj};
+      float* qkv_out[] = {s.q.data(), s.k.data(), s.v.data()};
+      Linear::ForwardShared(qkv, s.xn.data(), T, qkv_out, pool_);
       for (int64_t t = 0; t < T; ++t) {
         cpu::RopeRotateHalf(&s.q[t * qd], nh, hd, &s.cos_sin[t * hd]);
         cpu::RopeRotateHalf(&s.k[t * kvd], nkv, hd, &s.cos_sin[t * hd]);
@@ -133,8 +133,9 @@ class Llama final : public CausalLM {
       cpu::AddInPlace(s.x.data(), s.xn.data(), T * H);
       // MLP block.
       RmsNormRows(s.x.data(), L.post_norm.data(), s.xn.data(), T);
-      L.gate_proj.Forward(s.xn.data(), T, s.gate.data(), pool_);
-      L.up_proj.Forward(s.xn.data(), T, s.up.data(), pool_);
+      const Linear* gate_up[] = {&L.gate_proj, &L.up_proj};
+      float* gate_up_out[] = {s.gate.data(), s.up.data()};
+      Linear::ForwardShared(gate_up, s.xn.data(), T, gate_up_out, pool_);
       cpu::SiluMul(s.gate.data(), s.up.data(), T * I);
       L.down_proj.Forward(s.gate.data(), T, s.xn.data(), pool_);
       cpu::AddInPlace(s.x.data(), s.xn.data(), T * H);
