@@ -71,6 +71,7 @@ absl::StatusOr<GenerationRequest> BuildRequest(const Engine& engine, int64_t max
   s.seed = p.has_seed() ? p.seed() : std::random_device{}();
   s.logprobs = p.top_logprobs();
   TS_RETURN_IF_ERROR(ValidateSamplingParams(s));
+  req.ignore_eos = p.ignore_eos();
   req.stop.assign(p.stop().begin(), p.stop().end());
   TS_RETURN_IF_ERROR(StopMatcher::Create(req.stop).status());
 
@@ -170,6 +171,16 @@ void GenerationService::SetFailed(const std::string& name, const std::string& re
   std::lock_guard<std::mutex> lock(mu_);
   models_[name].state = v1::MODEL_STATE_FAILED;
   models_[name].state_message = reason;
+}
+
+void GenerationService::AbortAll() { aborting_ = true; }
+
+absl::Status GenerationService::CancelledStatus() const {
+  if (aborting_) {
+    return absl::UnavailableError(
+        "the server is shutting down and the grace period for requests in flight has passed");
+  }
+  return absl::CancelledError("the client cancelled the request or its deadline expired");
 }
 
 void GenerationService::Drain() {
@@ -281,7 +292,7 @@ grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContex
     job->request = std::move(requests[i]);
     auto first = std::make_shared<bool>(true);
     const int64_t prompt_tokens = static_cast<int64_t>(job->request.prompt.size());
-    job->cancelled = [state, ctx] { return state->cancel.load() || ctx->IsCancelled(); };
+    job->cancelled = [this, state, ctx] { return state->cancel.load() || aborting_ || ctx->IsCancelled(); };
     job->on_delta = [this, first, t0, model](const GenerationDelta&) {
       if (*first && observer_.on_first_token) observer_.on_first_token(model, SecondsSince(t0));
       *first = false;
@@ -291,9 +302,7 @@ grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContex
       if (r.ok() && observer_.on_sequence) {
         observer_.on_sequence(model, prompt_tokens, static_cast<int64_t>(r->tokens.size()));
       }
-      if (r.ok() && r->finish_reason == FinishReason::kCancelled) {
-        r = absl::CancelledError("the client cancelled the request or its deadline expired");
-      }
+      if (r.ok() && r->finish_reason == FinishReason::kCancelled) r = CancelledStatus();
       {
         std::lock_guard<std::mutex> lock(state->mu);
         state->results[i] = std::move(r);
@@ -419,7 +428,7 @@ grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::Generat
   job->request = std::move(*request);
   const int64_t prompt_tokens = static_cast<int64_t>(job->request.prompt.size());
   auto first = std::make_shared<bool>(true);
-  job->cancelled = [state, ctx] { return state->cancelled.load() || ctx->IsCancelled(); };
+  job->cancelled = [this, state, ctx] { return state->cancelled.load() || aborting_ || ctx->IsCancelled(); };
   job->on_delta = [this, state, e, logprobs, first, t0, model](const GenerationDelta& d) {
     if (*first && observer_.on_first_token) observer_.on_first_token(model, SecondsSince(t0));
     *first = false;
@@ -436,8 +445,7 @@ grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::Generat
     }
     if (observer_.on_sequence) observer_.on_sequence(model, prompt_tokens, static_cast<int64_t>(r->tokens.size()));
     if (r->finish_reason == FinishReason::kCancelled) {
-      StreamReactor::Complete(state, grpc::Status(grpc::StatusCode::CANCELLED,
-                                                  "the client cancelled the request or its deadline expired"));
+      StreamReactor::Complete(state, ToGrpcStatus(CancelledStatus()));
       return;
     }
     v1::GenerateStreamResponse last;

@@ -57,6 +57,9 @@ class GenerationService final : public v1::Generation::CallbackService {
   void SetFailed(const std::string& name, const std::string& reason);
   // Stops every engine from accepting work; running work finishes.
   void Drain();
+  // Ends the work still running at its next step: calls fail with UNAVAILABLE
+  // (the grace period of a shutdown has passed).
+  void AbortAll();
   // Running / waiting requests of a model (0 when unknown).
   int Running(const std::string& name) const;
   int Waiting(const std::string& name) const;
@@ -73,11 +76,14 @@ class GenerationService final : public v1::Generation::CallbackService {
                                        v1::ListModelsResponse* resp) override;
 
  private:
+  // The status of a call whose work was cancelled: by its client, or by AbortAll.
+  absl::Status CancelledStatus() const;
   // The engine serving `name`, or NOT_FOUND / UNAVAILABLE.
   absl::StatusOr<Engine*> FindEngine(const std::string& name, int64_t* max_sequence_length) const;
 
   ServiceObserver observer_;
   std::atomic<int> active_calls_{0};
+  std::atomic<bool> aborting_{false};
   mutable std::mutex mu_;
   std::map<std::string, ServedModel> models_;  // guarded by mu_
 };

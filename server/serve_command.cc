@@ -171,11 +171,20 @@ int RunServeCommand(const std::vector<std::string>& args) {
   // as soon as its calls are done, and a close with unread client frames (RST)
   // makes the client drop what it had not read yet.
   const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(config.shutdown_grace_seconds);
-  while (service.ActiveCalls() > 0 && std::chrono::system_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto wait_calls = [&](std::chrono::system_clock::time_point until) {
+    while (service.ActiveCalls() > 0 && std::chrono::system_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  };
+  wait_calls(deadline);
+  if (service.ActiveCalls() > 0) {
+    // Past the grace period: the work still running ends at its next step
+    // and its calls fail with UNAVAILABLE.
+    std::cerr << "tierserve: grace period over; ending " << service.ActiveCalls() << " calls" << std::endl;
+    service.AbortAll();
+    wait_calls(std::chrono::system_clock::now() + std::chrono::seconds(5));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  // Calls still running past the grace period are cancelled here.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   server->Wait();
   std::cerr << "tierserve: stopped" << std::endl;

@@ -131,9 +131,10 @@ def list_services(channel):
 class Daemon:
     """A running `tierserve serve` on loopback ports chosen by the kernel."""
 
-    def __init__(self, *extra):
+    def __init__(self, *extra, model=MODEL):
+        source = [] if any(a.startswith("--config") for a in extra) else [f"--model={model}"]
         self.proc = subprocess.Popen(
-            [BINARY, "serve", f"--model={MODEL}", "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
+            [BINARY, "serve", *source, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
              "--threads=2", *extra],
             stderr=subprocess.PIPE, text=True, cwd=ROOT)
         self.log = []
@@ -366,6 +367,40 @@ class ShutdownTest(unittest.TestCase):
             self.assertEqual(d.proc.wait(30), 0, "".join(d.log))
         finally:
             d.kill()
+
+
+class GracePeriodTest(unittest.TestCase):
+    def test_stream_past_the_grace_period_ends_unavailable(self):
+        import grpc
+        from tierserve.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc
+        smollm2 = os.path.join(ROOT, "models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        if not os.path.exists(smollm2):
+            self.fail(f"{smollm2} is missing: run scripts/fetch_model.sh")
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as cfg:
+            cfg.write(f"server:\n  shutdown_grace_seconds: 1\nmodels:\n  - name: smollm2\n    path: {smollm2}\n")
+            cfg.flush()
+            d = Daemon(f"--config={cfg.name}")
+            try:
+                self.assertTrue(d.ready.wait(60), "".join(d.log))
+                with grpc.insecure_channel(f"127.0.0.1:{d.port}") as ch:
+                    stub = pb_grpc.GenerationStub(ch)
+                    # About 10 s of decoding: far past the 1 s grace period.
+                    call = stub.GenerateStream(pb.GenerateStreamRequest(
+                        model="smollm2", prompt=pb.Prompt(text="Once upon a time"),
+                        parameters=pb.GenerationParameters(max_new_tokens=1500, temperature=0.0, ignore_eos=True)),
+                        timeout=60)
+                    next(call)
+                    t0 = time.time()
+                    d.proc.send_signal(signal.SIGTERM)
+                    with self.assertRaises(grpc.RpcError) as cm:
+                        for _ in call:
+                            pass
+                    self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE, cm.exception.details())
+                    self.assertIn("grace period", cm.exception.details())
+                    self.assertLess(time.time() - t0, 5)
+                self.assertEqual(d.proc.wait(30), 0, "".join(d.log))
+            finally:
+                d.kill()
 
 
 def main():
