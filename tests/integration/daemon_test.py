@@ -403,6 +403,36 @@ class GracePeriodTest(unittest.TestCase):
                 d.kill()
 
 
+class QueueLimitTest(unittest.TestCase):
+    def test_full_queue_is_resource_exhausted(self):
+        import grpc
+        from tierserve.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc
+        d = Daemon("--max_queued_requests=1", model=os.path.join(ROOT, "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+        try:
+            self.assertTrue(d.ready.wait(60), "".join(d.log))
+            with grpc.insecure_channel(f"127.0.0.1:{d.port}") as ch:
+                stub = pb_grpc.GenerationStub(ch)
+                long = pb.GenerationParameters(max_new_tokens=1500, temperature=0.0, ignore_eos=True)
+                running = stub.GenerateStream(pb.GenerateStreamRequest(
+                    model="SmolLM2-135M-Instruct.Q4_1", prompt=pb.Prompt(text="a"), parameters=long), timeout=60)
+                next(running)  # generating
+                waiting = stub.GenerateStream(pb.GenerateStreamRequest(
+                    model="SmolLM2-135M-Instruct.Q4_1", prompt=pb.Prompt(text="b"), parameters=long), timeout=60)
+                for _ in range(100):  # until the second request sits in the queue
+                    if metric_value(d.metrics(), "tierserve_requests_waiting", model="SmolLM2-135M-Instruct.Q4_1") == 1:
+                        break
+                    time.sleep(0.05)
+                with self.assertRaises(grpc.RpcError) as cm:
+                    stub.Generate(pb.GenerateRequest(model="SmolLM2-135M-Instruct.Q4_1",
+                                                     prompts=[pb.Prompt(text="c")]), timeout=10)
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+                self.assertIn("max_queued_requests", cm.exception.details())
+                running.cancel()
+                waiting.cancel()
+        finally:
+            d.kill()
+
+
 def main():
     global BINARY
     BINARY = os.path.abspath(sys.argv.pop(1))
