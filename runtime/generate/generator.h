@@ -45,6 +45,12 @@ struct GenerationResult {
   int64_t prompt_tokens = 0;
   double prefill_seconds = 0;  // time to the first sampled token
   double decode_seconds = 0;   // time of the remaining steps
+
+  std::vector<int32_t> TokenIds() const {
+    std::vector<int32_t> ids;
+    for (const SampledToken& t : tokens) ids.push_back(t.id);
+    return ids;
+  }
 };
 
 class Generator {

@@ -44,9 +44,7 @@ TEST_F(GeneratorTest, LengthLimitAndStreamedTextAddUp) {
   EXPECT_EQ(r->tokens.size(), 12u);
   EXPECT_EQ(deltas, 12);
   EXPECT_EQ(streamed, r->text);
-  std::vector<int32_t> ids;
-  for (const SampledToken& t : r->tokens) ids.push_back(t.id);
-  EXPECT_EQ(r->text, loaded_.tokenizer->Decode(ids, /*skip_special=*/true));
+  EXPECT_EQ(r->text, loaded_.tokenizer->Decode(r->TokenIds(), /*skip_special=*/true));
 }
 
 TEST_F(GeneratorTest, StopStringEndsTheTextBeforeIt) {

@@ -156,9 +156,7 @@ TEST_F(SmolLm2Test, ChatAnswersLikeTransformers) {
     req.ignore_eos = true;
     absl::StatusOr<GenerationResult> r = gen.Generate(req);
     ASSERT_TRUE(r.ok()) << r.status();
-    std::vector<int32_t> got;
-    for (const SampledToken& t : r->tokens) got.push_back(t.id);
-    EXPECT_EQ(got, want) << label;
+    EXPECT_EQ(r->TokenIds(), want) << label;
 
     // Stopping at EOS: the answer text.
     req.ignore_eos = false;

@@ -102,9 +102,7 @@ TEST_P(TinyModelTest, GreedyTokensMatchTransformers) {
     req.ignore_eos = true;
     absl::StatusOr<GenerationResult> r = gen.Generate(req);
     ASSERT_TRUE(r.ok()) << r.status();
-    std::vector<int32_t> got;
-    for (const SampledToken& t : r->tokens) got.push_back(t.id);
-    EXPECT_EQ(got, want);
+    EXPECT_EQ(r->TokenIds(), want);
   }
 }
 

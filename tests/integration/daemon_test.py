@@ -50,38 +50,37 @@ def encode_string_field(field, s):
     return _varint(field << 3 | 2) + _varint(len(data)) + data
 
 
+def _read_varint(buf, i):
+    """(value, next index) of the varint at buf[i]."""
+    v = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return v, i
+
+
 def decode_fields(buf):
     """Yields (field, wire_type, value) of one message."""
     i = 0
     while i < len(buf):
-        key = 0
-        shift = 0
-        while True:
-            b = buf[i]; i += 1
-            key |= (b & 0x7F) << shift; shift += 7
-            if not b & 0x80:
-                break
+        key, i = _read_varint(buf, i)
         field, wt = key >> 3, key & 7
         if wt == 0:
-            v = 0; shift = 0
-            while True:
-                b = buf[i]; i += 1
-                v |= (b & 0x7F) << shift; shift += 7
-                if not b & 0x80:
-                    break
+            v, i = _read_varint(buf, i)
             yield field, wt, v
         elif wt == 2:
-            n = 0; shift = 0
-            while True:
-                b = buf[i]; i += 1
-                n |= (b & 0x7F) << shift; shift += 7
-                if not b & 0x80:
-                    break
-            yield field, wt, buf[i:i + n]; i += n
+            n, i = _read_varint(buf, i)
+            yield field, wt, buf[i:i + n]
+            i += n
         elif wt == 5:
-            yield field, wt, buf[i:i + 4]; i += 4
+            yield field, wt, buf[i:i + 4]
+            i += 4
         elif wt == 1:
-            yield field, wt, buf[i:i + 8]; i += 8
+            yield field, wt, buf[i:i + 8]
+            i += 8
         else:
             raise ValueError(f"wire type {wt}")
 
