@@ -239,6 +239,18 @@ class DaemonTest(unittest.TestCase):
         self.assertGreater(m.parameter_count, 0)
         self.assertEqual(sum(x.parameter_count for x in m.modules), m.parameter_count)
 
+    def test_tokenize(self):
+        text = "hello world, 123"
+        resp = self.stub.Tokenize(self.pb.TokenizeRequest(model="tiny_llama", prompt=self.pb.Prompt(text=text)),
+                                  timeout=10)
+        self.assertGreater(len(resp.tokens), 1)
+        self.assertEqual(b"".join(t.piece for t in resp.tokens).decode(), text)
+        # The ids are the prompt the model sees: the usage of a generation counts them.
+        gen = self.stub.Generate(self.pb.GenerateRequest(
+            model="tiny_llama", prompts=[self.pb.Prompt(text=text)], parameters=self.params(max_new_tokens=1)),
+            timeout=10)
+        self.assertEqual(gen.completions[0].usage.prompt_tokens, len(resp.tokens))
+
     def test_health_and_reflection(self):
         self.assertEqual(health_check(self.channel), "SERVING")
         self.assertEqual(health_check(self.channel, "tierserve.v1.Generation"), "SERVING")
