@@ -189,18 +189,6 @@ void GenerationService::Drain() {
     if (m.engine) m.engine->Shutdown();
 }
 
-int GenerationService::Running(const std::string& name) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = models_.find(name);
-  return it != models_.end() && it->second.engine ? it->second.engine->running() : 0;
-}
-
-int GenerationService::Waiting(const std::string& name) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = models_.find(name);
-  return it != models_.end() && it->second.engine ? it->second.engine->waiting() : 0;
-}
-
 absl::StatusOr<Engine*> GenerationService::FindEngine(const std::string& name, int64_t* max_seq) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = models_.find(name);

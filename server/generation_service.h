@@ -60,9 +60,6 @@ class GenerationService final : public v1::Generation::CallbackService {
   // Ends the work still running at its next step: calls fail with UNAVAILABLE
   // (the grace period of a shutdown has passed).
   void AbortAll();
-  // Running / waiting requests of a model (0 when unknown).
-  int Running(const std::string& name) const;
-  int Waiting(const std::string& name) const;
   // Calls that have started and not yet finished.
   int ActiveCalls() const { return active_calls_.load(); }
 

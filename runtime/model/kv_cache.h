@@ -26,7 +26,7 @@ class KvCache {
 class ContiguousKvCache final : public KvCache {
  public:
   ContiguousKvCache(int64_t num_layers, int64_t capacity, int64_t kv_dim)
-      : layers_(num_layers), capacity_(capacity), kv_dim_(kv_dim),
+      : capacity_(capacity), kv_dim_(kv_dim),
         keys_(static_cast<size_t>(num_layers * capacity * kv_dim)),
         values_(static_cast<size_t>(num_layers * capacity * kv_dim)) {}
 
@@ -39,7 +39,6 @@ class ContiguousKvCache final : public KvCache {
   }
 
  private:
-  int64_t layers_;
   int64_t capacity_;
   int64_t kv_dim_;
   std::vector<float> keys_;
