@@ -58,6 +58,21 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
     fn(0, n);
     return;
   }
+  {
+    absl::MutexLock lock(&turn_mu_);
+    const uint64_t ticket = next_ticket_++;
+    auto my_turn = [this, ticket]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(turn_mu_) {
+      return now_serving_ == ticket;
+    };
+    turn_mu_.Await(absl::Condition(&my_turn));
+  }
+  RunLoop(n, fn, grain, blocks);
+  absl::MutexLock lock(&turn_mu_);
+  ++now_serving_;
+}
+
+void ThreadPool::RunLoop(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
+                         int64_t grain, int64_t blocks) {
   job_ = &fn;
   job_n_ = n;
   job_grain_ = grain;

@@ -6,7 +6,11 @@
 // Workers spin briefly between loops (a forward pass issues one every few
 // microseconds) and then sleep.
 //
-// Thread-safety: ParallelFor may be called from one thread at a time.
+// Thread-safety: ParallelFor may be called from several threads at once (the
+// engines of several models share one pool). Callers take turns in arrival
+// order, a whole loop at a time: loops are short, so turns interleave finely,
+// and no caller waits behind a stream of later ones. A loop body must not
+// call ParallelFor on the same pool.
 #ifndef TIERSERVE_RUNTIME_BASE_THREAD_POOL_H_
 #define TIERSERVE_RUNTIME_BASE_THREAD_POOL_H_
 
@@ -17,6 +21,9 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace tierserve {
 
@@ -40,7 +47,17 @@ class ThreadPool {
   // Claims and runs chunks of loop `generation` until none is left.
   void RunChunks(uint32_t generation);
 
+  // Runs one loop with the workers; the caller holds the turn.
+  void RunLoop(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain,
+               int64_t blocks);
+
   std::vector<std::thread> workers_;
+
+  // Turns of the callers of ParallelFor: a ticket lock, so they are served in
+  // arrival order.
+  absl::Mutex turn_mu_;
+  uint64_t next_ticket_ ABSL_GUARDED_BY(turn_mu_) = 0;
+  uint64_t now_serving_ ABSL_GUARDED_BY(turn_mu_) = 0;
 
   // The loop being run. Written by the caller before it publishes a new
   // generation in state_, read by workers only after they claimed a chunk of

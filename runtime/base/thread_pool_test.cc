@@ -1,6 +1,8 @@
 #include "runtime/base/thread_pool.h"
 
+#include <algorithm>
 #include <atomic>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -35,6 +37,32 @@ TEST(ThreadPoolTest, ManyBackToBackLoops) {
     pool.ParallelFor(64, [&](int64_t b, int64_t e) { total += e - b; });
   }
   EXPECT_EQ(total.load(), 2000 * 64);
+}
+
+// The engines of several models share one pool: their loops must each cover
+// every index exactly once, whatever the interleaving.
+TEST(ThreadPoolTest, SeveralCallersAtOnce) {
+  ThreadPool pool(2);
+  constexpr int kCallers = 3, kLoops = 3000, kN = 96;
+  std::vector<std::thread> callers;
+  std::atomic<int> bad{0};
+  for (int c = 0; c < kCallers; ++c) {
+    callers.emplace_back([&, c] {
+      std::vector<int> hits(kN);
+      for (int r = 0; r < kLoops; ++r) {
+        std::fill(hits.begin(), hits.end(), 0);
+        pool.ParallelFor(
+            kN,
+            [&](int64_t b, int64_t e) {
+              for (int64_t i = b; i < e; ++i) hits[i] += c + 1;
+            },
+            4);
+        for (int v : hits) bad += v != c + 1;
+      }
+    });
+  }
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(bad.load(), 0);
 }
 
 }  // namespace
