@@ -57,16 +57,19 @@ void Engine::WorkerLoop() {
       running_.fetch_add(1);
     }
     if (job->on_start) job->on_start();
-    if (job->cancelled && job->cancelled()) {
-      job->on_done(absl::CancelledError("the request was cancelled before it started"));
-    } else {
+    absl::StatusOr<GenerationResult> result =
+        absl::CancelledError("the request was cancelled before it started");
+    if (!(job->cancelled && job->cancelled())) {
       auto on_delta = [&](const GenerationDelta& d) {
         if (job->on_delta && !job->on_delta(d)) return false;
         return !(job->cancelled && job->cancelled());
       };
-      job->on_done(generator_.Generate(job->request, on_delta));
+      result = generator_.Generate(job->request, on_delta);
     }
+    // No longer running once its result is handed over: whoever waits on
+    // on_done sees the count without it.
     running_.fetch_sub(1);
+    job->on_done(std::move(result));
   }
 }
 
