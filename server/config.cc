@@ -21,6 +21,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "runtime/base/status_macros.h"
+#include "runtime/quant/quantize_weight.h"
+#include "server/device_map_config.h"
 #include "runtime/model/weight_source.h"
 #include "server/config_node.h"
 #include "yaml-cpp/depthguard.h"
@@ -50,9 +52,16 @@ const std::vector<std::string> kModelKeys = {
     "name",       "path",           "quantization",   "device_map",
     "max_memory", "offload_folder", "max_batch_size", "max_sequence_length"};
 const std::vector<std::string> kQuantizationKeys = {
-    "load_in_8bit",          "load_in_4bit",        "llm_int8_threshold",
-    "llm_int8_skip_modules", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant",
-    "bnb_4bit_compute_dtype"};
+    "load_in_8bit",
+    "load_in_4bit",
+    "llm_int8_threshold",
+    "llm_int8_skip_modules",
+    "llm_int8_enable_fp32_cpu_offload",
+    "llm_int8_has_fp16_weight",
+    "bnb_4bit_quant_type",
+    "bnb_4bit_use_double_quant",
+    "bnb_4bit_compute_dtype",
+    "bnb_4bit_quant_storage"};
 
 constexpr char kHostPortForms[] =
     "expected host:port with a host name, an IPv4 address or an [IPv6] address, and a port from "
@@ -205,15 +214,26 @@ absl::StatusOr<QuantizationConfig> ReadQuantization(const ConfigNode& node) {
   };
   if (std::optional<ConfigNode> v = node.Get("llm_int8_threshold")) {
     TS_RETURN_IF_ERROR(requires_mode(*v));
-    TS_ASSIGN_OR_RETURN(q.llm_int8_threshold, v->PositiveDouble());
+    absl::StatusOr<double> t = v->NonNegativeDouble();
+    if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat(t.status().message(), " (0 turns the outlier split off)"));
+    q.llm_int8_threshold = *t;
   }
   if (std::optional<ConfigNode> v = node.Get("llm_int8_skip_modules")) {
     TS_RETURN_IF_ERROR(requires_mode(*v));
     TS_ASSIGN_OR_RETURN(std::vector<ConfigNode> items, v->Items("a list of module paths"));
+    q.llm_int8_skip_modules.emplace();
     for (const ConfigNode& item : items) {
       TS_ASSIGN_OR_RETURN(std::string module, item.String("a module path like lm_head"));
-      q.llm_int8_skip_modules.push_back(std::move(module));
+      q.llm_int8_skip_modules->push_back(std::move(module));
     }
+  }
+  if (std::optional<ConfigNode> v = node.Get("llm_int8_enable_fp32_cpu_offload")) {
+    TS_RETURN_IF_ERROR(requires_mode(*v));
+    TS_ASSIGN_OR_RETURN(q.llm_int8_enable_fp32_cpu_offload, v->Bool());
+  }
+  if (std::optional<ConfigNode> v = node.Get("llm_int8_has_fp16_weight")) {
+    TS_RETURN_IF_ERROR(requires_mode(*v));
+    TS_ASSIGN_OR_RETURN(q.llm_int8_has_fp16_weight, v->Bool());
   }
   if (std::optional<ConfigNode> v = node.Get("bnb_4bit_quant_type")) {
     TS_RETURN_IF_ERROR(requires_mode(*v));
@@ -228,9 +248,13 @@ absl::StatusOr<QuantizationConfig> ReadQuantization(const ConfigNode& node) {
   if (std::optional<ConfigNode> v = node.Get("bnb_4bit_compute_dtype")) {
     TS_RETURN_IF_ERROR(requires_mode(*v));
     TS_ASSIGN_OR_RETURN(const std::string t, v->OneOf({"fp32", "fp16", "bf16"}));
-    q.bnb_4bit_compute_dtype = t == "fp32"   ? QuantizationConfig::ComputeDType::kFp32
-                               : t == "fp16" ? QuantizationConfig::ComputeDType::kFp16
-                                             : QuantizationConfig::ComputeDType::kBf16;
+    q.bnb_4bit_compute_dtype = t == "fp32"   ? ComputeDType::kFp32
+                               : t == "fp16" ? ComputeDType::kFp16
+                                             : ComputeDType::kBf16;
+  }
+  if (std::optional<ConfigNode> v = node.Get("bnb_4bit_quant_storage")) {
+    TS_RETURN_IF_ERROR(requires_mode(*v));
+    TS_ASSIGN_OR_RETURN(q.bnb_4bit_quant_storage, v->OneOf({"uint8", "int8", "fp16", "bf16", "fp32"}));
   }
   return q;
 }
@@ -285,7 +309,7 @@ absl::StatusOr<ModelServingConfig> ReadModel(const ConfigNode& node) {
     TS_ASSIGN_OR_RETURN(m.quantization, ReadQuantization(*v));
   }
   if (std::optional<ConfigNode> v = node.Get("device_map")) {
-    TS_ASSIGN_OR_RETURN(m.device_map, DeviceMap::FromConfig(*v));
+    TS_ASSIGN_OR_RETURN(m.device_map, ReadDeviceMap(*v));
   } else {
     m.device_map =
         DeviceMap::Everything(Placement{Device{Device::Tier::kCpu, 0}, std::nullopt}, node.source(),
@@ -337,6 +361,14 @@ absl::Status CheckRange(absl::string_view flag, int64_t v, int64_t lo, int64_t h
 }
 
 }  // namespace
+
+absl::StatusOr<QuantizationConfig> ParseQuantizationConfig(std::string_view yaml_text,
+                                                           const std::string& source_name) {
+  TS_ASSIGN_OR_RETURN(const YAML::Node doc,
+                      LoadYaml(std::string(yaml_text.data(), yaml_text.size()), source_name));
+  if (doc.IsNull()) return QuantizationConfig();
+  return ReadQuantization(ConfigNode(doc, source_name, ""));
+}
 
 absl::StatusOr<ServerConfig> ParseServerConfig(std::string_view yaml_text,
                                                const std::string& source_name) {
@@ -466,16 +498,15 @@ absl::Status CheckDeviceMapCoversModel(const ModelServingConfig& model, const st
 }
 
 absl::Status CheckServable(const ModelServingConfig& model, const std::string& source) {
-  const std::string q = ChildKeyPath(model.key_path, "quantization");
-  if (model.quantization.load_in_8bit) {
-    return ConfigError(source, ChildKeyPath(q, "load_in_8bit"),
-                       "LLM.int8() quantization is not implemented yet; remove it to serve the "
-                       "weights in their stored precision");
+  if (!model.max_memory.empty()) {
+    return ConfigError(source, ChildKeyPath(model.key_path, "max_memory"),
+                       "memory budgets are not honoured yet (they feed the planner of "
+                       "device_map: auto, which places everything on the cpu today); remove it");
   }
-  if (model.quantization.load_in_4bit) {
-    return ConfigError(source, ChildKeyPath(q, "load_in_4bit"),
-                       "4-bit NF4/FP4 quantization is not implemented yet; remove it to serve the "
-                       "weights in their stored precision");
+  if (!model.offload_folder.empty()) {
+    return ConfigError(source, ChildKeyPath(model.key_path, "offload_folder"),
+                       "disk offload is not available yet, so nothing would be written there; "
+                       "remove it");
   }
   if (model.device_map.is_auto()) return absl::OkStatus();  // everything on the cpu
   const std::string dm = ChildKeyPath(model.key_path, "device_map");
@@ -487,11 +518,11 @@ absl::Status CheckServable(const ModelServingConfig& model, const std::string& s
                                       " placement is not available yet: modules are served on the "
                                       "cpu only; expected cpu"));
     }
-    if (p.precision.has_value()) {
-      return ConfigError(source, ChildKeyPath(dm, e.key),
+    if (p.precision.has_value() && !CanQuantizeAtLoad(*p.precision)) {
+      return ConfigError(source, ChildKeyPath(ChildKeyPath(dm, e.key), "precision"),
                          absl::StrCat("precision ", PrecisionName(*p.precision),
-                                      " is not implemented yet; give the placement alone to serve "
-                                      "the stored precision"));
+                                      " cannot be made at load yet; expected fp32, int8, nf4 or "
+                                      "fp4, or no precision to serve the stored one"));
     }
   }
   return absl::OkStatus();

@@ -16,14 +16,19 @@
 //         load_in_8bit: false      # LLM.int8 for the linear layers
 //         load_in_4bit: false      # at most one of the two; the keys below are
 //                                  # errors unless one is true
-//         llm_int8_threshold: 6.0  # outlier threshold, > 0 (used by 8-bit)
-//         llm_int8_skip_modules: [lm_head]  # module paths kept unquantized
+//         llm_int8_threshold: 6.0  # outlier threshold, >= 0; 0 turns the outlier split off (8-bit)
+//         llm_int8_skip_modules: [lm_head]  # module-path prefixes kept unquantized; default: lm_head
+//         llm_int8_enable_fp32_cpu_offload: false  # offloaded modules stay fp32 (none today)
+//         llm_int8_has_fp16_weight: false  # accepted; inference numbers are the same
 //         bnb_4bit_quant_type: fp4 # nf4 | fp4 (used by 4-bit; default fp4 as in transformers)
 //         bnb_4bit_use_double_quant: false  # (used by 4-bit)
 //         bnb_4bit_compute_dtype: fp32      # fp32 | fp16 | bf16 (used by 4-bit)
-//       device_map: {"": cpu}      # or auto; see device_map.h. Default: everything on cpu
-//       max_memory: {cuda:0: 2GiB, cpu: 8GiB}  # per device, for auto; sizes as in config_node.h
-//       offload_folder: /var/lib/tierserve/offload  # folder for weights placed on disk
+//         bnb_4bit_quant_storage: uint8     # uint8 | int8 | fp16 | bf16 | fp32: a view of the same bytes
+//       device_map: {"": cpu}      # or auto; see runtime/placement/device_map.h. Default: everything
+//                                  # on cpu. A value {device: cpu, precision: P} sets the precision
+//                                  # of the linear layers under the key: fp32, int8, nf4 or fp4.
+//       max_memory: {cuda:0: 2GiB, cpu: 8GiB}  # per device, for auto; refused until honoured
+//       offload_folder: /var/lib/tierserve/offload  # for weights on disk; refused until used
 //       max_batch_size: 8          # 1..4096 sequences per step; default 8
 //       max_sequence_length: 2048  # 1..1048576 tokens; default: the model's context length
 //
@@ -46,24 +51,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "server/device_map.h"
+#include "runtime/placement/device_map.h"
+#include "runtime/placement/quantization_config.h"
 
 namespace tierserve {
-
-// bitsandbytes-style quantization of a model's linear layers, with the
-// defaults of transformers' BitsAndBytesConfig.
-struct QuantizationConfig {
-  enum class QuantType { kNf4, kFp4 };
-  enum class ComputeDType { kFp32, kFp16, kBf16 };
-
-  bool load_in_8bit = false;
-  bool load_in_4bit = false;
-  double llm_int8_threshold = 6.0;
-  std::vector<std::string> llm_int8_skip_modules;
-  QuantType bnb_4bit_quant_type = QuantType::kFp4;
-  bool bnb_4bit_use_double_quant = false;
-  ComputeDType bnb_4bit_compute_dtype = ComputeDType::kFp32;
-};
 
 // One model the daemon serves.
 struct ModelServingConfig {
@@ -96,6 +87,11 @@ struct ServerConfig {
 // ApplyFlagOverrides).
 absl::StatusOr<ServerConfig> ParseServerConfig(std::string_view yaml_text,
                                                const std::string& source_name);
+// Parses a `quantization` section given on its own as YAML text (the
+// generate command builds one from its flags), with the rules of the config
+// file; `source_name` starts every error message. Empty text: no quantization.
+absl::StatusOr<QuantizationConfig> ParseQuantizationConfig(std::string_view yaml_text,
+                                                           const std::string& source_name);
 // Reads and parses the file at `path` (at most 1 MiB).
 absl::StatusOr<ServerConfig> LoadServerConfig(const std::string& path);
 
@@ -121,9 +117,9 @@ absl::Status ApplyFlagOverrides(ServerConfig* config, const FlagOverrides& flags
 absl::Status CheckDeviceMapCoversModel(const ModelServingConfig& model, const std::string& source);
 
 // Fails, naming the key path, for what the config may say but this build
-// cannot serve yet: bitsandbytes quantization, placements other than cpu
-// (cuda:N needs the CUDA runtime path; disk needs the weight streamer),
-// explicit per-module precisions. Nothing is guessed silently.
+// cannot serve yet: placements other than cpu (cuda:N needs the CUDA runtime
+// path; disk needs the weight streamer) and explicit per-module precisions
+// other than fp32, int8, nf4 and fp4. Nothing is guessed silently.
 absl::Status CheckServable(const ModelServingConfig& model, const std::string& source);
 
 }  // namespace tierserve

@@ -16,19 +16,6 @@ namespace tierserve {
 
 namespace {
 
-// Text quoted for a one-line message: control characters escaped, long text cut.
-std::string Quote(absl::string_view text) {
-  constexpr size_t kMaxShown = 60;
-  const bool cut = text.size() > kMaxShown;
-  return absl::StrCat("\"", absl::CHexEscape(text.substr(0, kMaxShown)), cut ? "...\"" : "\"");
-}
-
-bool IsIdentifier(absl::string_view key) {
-  if (key.empty()) return false;
-  return std::all_of(key.begin(), key.end(),
-                     [](char c) { return absl::ascii_isalnum(c) || c == '_' || c == '-'; });
-}
-
 std::string RangeText(int64_t lo, int64_t hi) {
   if (hi == std::numeric_limits<int64_t>::max()) return absl::StrCat("an integer >= ", lo);
   return absl::StrCat("an integer from ", lo, " to ", hi);
@@ -44,21 +31,6 @@ bool IsDecimalInteger(absl::string_view s) {
 }
 
 }  // namespace
-
-absl::Status ConfigError(absl::string_view source, absl::string_view key_path,
-                         absl::string_view what) {
-  std::string message;
-  if (!source.empty()) absl::StrAppend(&message, source, ": ");
-  if (!key_path.empty()) absl::StrAppend(&message, key_path, ": ");
-  absl::StrAppend(&message, what);
-  return absl::InvalidArgumentError(message);
-}
-
-std::string ChildKeyPath(absl::string_view parent, absl::string_view key) {
-  if (!IsIdentifier(key)) return absl::StrCat(parent, "[", Quote(key), "]");
-  if (parent.empty()) return std::string(key);
-  return absl::StrCat(parent, ".", key);
-}
 
 std::optional<int64_t> ParseByteSize(absl::string_view text) {
   text = absl::StripAsciiWhitespace(text);
@@ -113,7 +85,7 @@ absl::Status ConfigNode::Error(absl::string_view what) const {
 std::string ConfigNode::Describe() const {
   switch (node_.Type()) {
     case YAML::NodeType::Scalar:
-      return Quote(node_.Scalar());
+      return QuoteForMessage(node_.Scalar());
     case YAML::NodeType::Sequence:
       return "a list";
     case YAML::NodeType::Map:
@@ -201,12 +173,12 @@ absl::StatusOr<bool> ConfigNode::Bool() const {
   return Error(absl::StrCat(Describe(), " is not a boolean; expected true or false"));
 }
 
-absl::StatusOr<double> ConfigNode::PositiveDouble() const {
+absl::StatusOr<double> ConfigNode::NonNegativeDouble() const {
   double v = 0;
   if (!IsPlainScalar() || !absl::SimpleAtod(node_.Scalar(), &v) || !std::isfinite(v)) {
-    return Error(absl::StrCat(Describe(), " is not a number; expected a number > 0"));
+    return Error(absl::StrCat(Describe(), " is not a number; expected a number >= 0"));
   }
-  if (v <= 0) return Error(absl::StrCat(node_.Scalar(), " is out of range; expected a number > 0"));
+  if (v < 0) return Error(absl::StrCat(node_.Scalar(), " is out of range; expected a number >= 0"));
   return v;
 }
 

@@ -22,17 +22,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "runtime/base/config_error.h"
 #include "yaml-cpp/yaml.h"
 
 namespace tierserve {
-
-// "<source>: <key_path>: <what>"; an empty source or key path is left out.
-absl::Status ConfigError(absl::string_view source, absl::string_view key_path,
-                         absl::string_view what);
-
-// `parent.key`, or `parent["key"]` when the key is not a plain identifier
-// (dots, colons, spaces, empty); just the key at the top level.
-std::string ChildKeyPath(absl::string_view parent, absl::string_view key);
 
 // Parses a byte size: a whole number of bytes, or a number (fractions
 // allowed) with a unit: B, KB/MB/GB/TB (powers of 1000), KiB/MiB/GiB/TiB
@@ -83,7 +76,7 @@ class ConfigNode {
   // true or false (also True/TRUE/False/FALSE; never yes/no/on/off).
   absl::StatusOr<bool> Bool() const;
   // A finite number > 0.
-  absl::StatusOr<double> PositiveDouble() const;
+  absl::StatusOr<double> NonNegativeDouble() const;
   // A byte size (see ParseByteSize) in [lo, hi].
   absl::StatusOr<int64_t> ByteSize(int64_t lo, int64_t hi) const;
   // One of `choices`, spelled exactly.

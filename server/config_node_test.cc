@@ -79,11 +79,12 @@ TEST(ConfigNodeTest, BoolIsStrict) {
   }
 }
 
-TEST(ConfigNodeTest, PositiveDouble) {
-  EXPECT_DOUBLE_EQ(*ValueOf("k: 6.0").PositiveDouble(), 6.0);
-  EXPECT_DOUBLE_EQ(*ValueOf("k: 3").PositiveDouble(), 3.0);
-  for (const char* bad : {"k: 0", "k: -1.5", "k: .inf", "k: nan", "k: \"6.0\"", "k: six"}) {
-    EXPECT_FALSE(ValueOf(bad).PositiveDouble().ok()) << bad;
+TEST(ConfigNodeTest, NonNegativeDouble) {
+  EXPECT_DOUBLE_EQ(*ValueOf("k: 6.0").NonNegativeDouble(), 6.0);
+  EXPECT_DOUBLE_EQ(*ValueOf("k: 3").NonNegativeDouble(), 3.0);
+  EXPECT_DOUBLE_EQ(*ValueOf("k: 0").NonNegativeDouble(), 0.0);
+  for (const char* bad : {"k: -0.5", "k: -1.5", "k: .inf", "k: nan", "k: \"6.0\"", "k: six"}) {
+    EXPECT_FALSE(ValueOf(bad).NonNegativeDouble().ok()) << bad;
   }
 }
 

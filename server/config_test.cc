@@ -81,7 +81,7 @@ models:
   EXPECT_EQ(m.quantization.llm_int8_skip_modules, std::vector<std::string>{"lm_head"});
   EXPECT_EQ(m.quantization.bnb_4bit_quant_type, QuantizationConfig::QuantType::kNf4);
   EXPECT_TRUE(m.quantization.bnb_4bit_use_double_quant);
-  EXPECT_EQ(m.quantization.bnb_4bit_compute_dtype, QuantizationConfig::ComputeDType::kBf16);
+  EXPECT_EQ(m.quantization.bnb_4bit_compute_dtype, ComputeDType::kBf16);
   EXPECT_EQ(m.device_map.entries().size(), 1u + 15 + 15 + 1 + 1);
   EXPECT_EQ(m.device_map.Resolve("model.layers.20.mlp.up_proj.weight")->device.ToString(), "cpu");
   EXPECT_EQ(m.device_map.Resolve("lm_head.weight")->device.ToString(), "disk");
@@ -109,7 +109,7 @@ TEST(ConfigTest, Defaults) {
   EXPECT_FALSE(m.quantization.load_in_4bit);
   // transformers' BitsAndBytesConfig defaults.
   EXPECT_EQ(m.quantization.bnb_4bit_quant_type, QuantizationConfig::QuantType::kFp4);
-  EXPECT_EQ(m.quantization.bnb_4bit_compute_dtype, QuantizationConfig::ComputeDType::kFp32);
+  EXPECT_EQ(m.quantization.bnb_4bit_compute_dtype, ComputeDType::kFp32);
   EXPECT_FALSE(m.device_map.is_auto());
   EXPECT_EQ(m.device_map.key_path(), "models[0].device_map");
   EXPECT_EQ(m.device_map.Resolve("model.layers.0.mlp.up_proj.weight")->device.ToString(), "cpu");
@@ -163,8 +163,9 @@ TEST(ConfigTest, UnknownKeysNameTheFullPath) {
       "max_memory, offload_folder, max_batch_size, max_sequence_length");
   EXPECT_EQ(ErrorOf(OneModel("    quantization: {load_in_8bit: true, load_in_2bit: true}\n")),
             "x.yaml: models[0].quantization.load_in_2bit: unknown key; known keys: load_in_8bit, "
-            "load_in_4bit, llm_int8_threshold, llm_int8_skip_modules, bnb_4bit_quant_type, "
-            "bnb_4bit_use_double_quant, bnb_4bit_compute_dtype");
+            "load_in_4bit, llm_int8_threshold, llm_int8_skip_modules, "
+            "llm_int8_enable_fp32_cpu_offload, llm_int8_has_fp16_weight, bnb_4bit_quant_type, "
+            "bnb_4bit_use_double_quant, bnb_4bit_compute_dtype, bnb_4bit_quant_storage");
   EXPECT_EQ(
       ErrorOf(OneModel("    device_map: {lm_head: {device: cpu, precison: int8}}\n")),
       "x.yaml: models[0].device_map.lm_head.precison: unknown key; known keys: device, precision");
@@ -228,9 +229,9 @@ TEST(ConfigTest, LimitsMustBePositive) {
       ErrorOf(OneModel("    max_sequence_length: -2048\n")),
       "x.yaml: models[0].max_sequence_length: -2048 is out of range; expected an integer from 1 to "
       "1048576");
-  EXPECT_EQ(ErrorOf(OneModel("    quantization: {load_in_8bit: true, llm_int8_threshold: 0}\n")),
-            "x.yaml: models[0].quantization.llm_int8_threshold: 0 is out of range; expected a "
-            "number > 0");
+  EXPECT_EQ(ErrorOf(OneModel("    quantization: {load_in_8bit: true, llm_int8_threshold: -1}\n")),
+            "x.yaml: models[0].quantization.llm_int8_threshold: -1 is out of range; expected a "
+            "number >= 0 (0 turns the outlier split off)");
   EXPECT_EQ(ErrorOf(OneModel("    max_memory: {cpu: -1GiB}\n")),
             absl::StrCat("x.yaml: models[0].max_memory.cpu: \"-1GiB\" is not a size; expected ",
                          kByteSizeForms));

@@ -1,6 +1,6 @@
 // Device maps: placements and precisions, layer ranges, longest-prefix
 // resolution at dot boundaries, and coverage of real models' tensors.
-#include "server/device_map.h"
+#include "server/device_map_config.h"
 
 #include <filesystem>
 #include <memory>
@@ -18,7 +18,7 @@ namespace {
 constexpr char kPath[] = "models[0].device_map";
 
 absl::StatusOr<DeviceMap> MapOf(const std::string& yaml) {
-  return DeviceMap::FromConfig(ConfigNode(YAML::Load(yaml), "x.yaml", kPath));
+  return ReadDeviceMap(ConfigNode(YAML::Load(yaml), "x.yaml", kPath));
 }
 
 std::string ErrorOf(const std::string& yaml) {

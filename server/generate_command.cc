@@ -5,12 +5,14 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/base/thread_pool.h"
 #include "runtime/generate/chat_prompt.h"
 #include "runtime/generate/generator.h"
 #include "runtime/model/model_loader.h"
 #include "server/common_flags.h"
+#include "server/config.h"
 
 ABSL_FLAG(std::string, prompt, "", "The prompt text (or the user message with --chat).");
 ABSL_FLAG(bool, chat, false, "Treat --prompt as a user message and apply the model's chat template.");
@@ -26,8 +28,58 @@ ABSL_FLAG(uint64_t, seed, 0, "Random seed; the same seed gives the same text.");
 ABSL_FLAG(std::vector<std::string>, stop, {}, "Comma-separated stop strings.");
 ABSL_FLAG(bool, ignore_eos, false, "Keep generating past the end-of-sequence token.");
 ABSL_FLAG(bool, stats, true, "Print token counts and speeds to stderr at the end.");
+// Quantization, as the config file's `quantization` section (transformers'
+// BitsAndBytesConfig); the same checks apply.
+ABSL_FLAG(bool, load_in_8bit, false, "Quantize the linear layers with LLM.int8().");
+ABSL_FLAG(bool, load_in_4bit, false, "Quantize the linear layers to 4 bits (see --bnb_4bit_quant_type).");
+ABSL_FLAG(std::string, llm_int8_threshold, "",
+          "LLM.int8() outlier threshold, >= 0 (default 6.0; 0 turns the outlier split off).");
+ABSL_FLAG(std::vector<std::string>, llm_int8_skip_modules, {},
+          "Comma-separated module-path prefixes kept unquantized (default: lm_head).");
+ABSL_FLAG(bool, llm_int8_enable_fp32_cpu_offload, false,
+          "Keep modules offloaded from the execution device in fp32.");
+ABSL_FLAG(bool, llm_int8_has_fp16_weight, false,
+          "Accepted for compatibility; inference numbers are the same either way.");
+ABSL_FLAG(std::string, bnb_4bit_quant_type, "", "nf4 or fp4 (default fp4, as transformers).");
+ABSL_FLAG(bool, bnb_4bit_use_double_quant, false, "Quantize the 4-bit absmax values again.");
+ABSL_FLAG(std::string, bnb_4bit_compute_dtype, "", "fp32, fp16 or bf16: the 4-bit matmul precision (default fp32).");
+ABSL_FLAG(std::string, bnb_4bit_quant_storage, "", "uint8, int8, fp16, bf16 or fp32 (storage view; default uint8).");
 
 namespace tierserve {
+namespace {
+
+// The quantization flags as a `quantization` section: only the flags given.
+std::string QuantizationYaml() {
+  std::string yaml;
+  auto add = [&](const char* key, const std::string& value) {
+    absl::StrAppend(&yaml, key, ": ", value, "\n");
+  };
+  auto add_bool = [&](const char* key, bool value) {
+    if (value) add(key, "true");
+  };
+  auto add_text = [&](const char* key, const std::string& value) {
+    if (!value.empty()) add(key, value);
+  };
+  add_bool("load_in_8bit", absl::GetFlag(FLAGS_load_in_8bit));
+  add_bool("load_in_4bit", absl::GetFlag(FLAGS_load_in_4bit));
+  add_text("llm_int8_threshold", absl::GetFlag(FLAGS_llm_int8_threshold));
+  if (!absl::GetFlag(FLAGS_llm_int8_skip_modules).empty()) {
+    std::string list;
+    for (const std::string& m : absl::GetFlag(FLAGS_llm_int8_skip_modules)) {
+      absl::StrAppend(&list, list.empty() ? "" : ", ", "\"", absl::CEscape(m), "\"");
+    }
+    add("llm_int8_skip_modules", absl::StrCat("[", list, "]"));
+  }
+  add_bool("llm_int8_enable_fp32_cpu_offload", absl::GetFlag(FLAGS_llm_int8_enable_fp32_cpu_offload));
+  add_bool("llm_int8_has_fp16_weight", absl::GetFlag(FLAGS_llm_int8_has_fp16_weight));
+  add_text("bnb_4bit_quant_type", absl::GetFlag(FLAGS_bnb_4bit_quant_type));
+  add_bool("bnb_4bit_use_double_quant", absl::GetFlag(FLAGS_bnb_4bit_use_double_quant));
+  add_text("bnb_4bit_compute_dtype", absl::GetFlag(FLAGS_bnb_4bit_compute_dtype));
+  add_text("bnb_4bit_quant_storage", absl::GetFlag(FLAGS_bnb_4bit_quant_storage));
+  return yaml;
+}
+
+}  // namespace
 
 int RunGenerateCommand(const std::vector<std::string>& args) {
   ParseCommandFlags("generate",
@@ -45,9 +97,23 @@ int RunGenerateCommand(const std::vector<std::string>& args) {
   int threads = absl::GetFlag(FLAGS_threads);
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
+  ModelLoadOptions load_options;
+  {
+    absl::StatusOr<QuantizationConfig> q = ParseQuantizationConfig(QuantizationYaml(), "flags");
+    if (!q.ok()) return fail(q.status());
+    load_options.quantization = *q;
+  }
   ThreadPool pool(threads);
-  absl::StatusOr<LoadedModel> loaded = LoadModel(path, &pool);
+  load_options.pool = &pool;
+  absl::StatusOr<LoadedModel> loaded = LoadModel(path, load_options);
   if (!loaded.ok()) return fail(loaded.status());
+  for (const std::string& w : loaded->warnings) std::cerr << "tierserve generate: warning: " << w << "\n";
+  if (absl::GetFlag(FLAGS_stats)) {
+    for (const MemoryLine& line : MemoryByPrecision(loaded->modules)) {
+      std::cerr << absl::StrCat("[weights: ", line.device, " ", PrecisionName(line.precision), ": ",
+                                line.parameters, " parameters, ", line.bytes, " bytes]\n");
+    }
+  }
   if (loaded->tokenizer == nullptr) {
     return fail(absl::FailedPreconditionError(absl::StrCat(path, ": the model ships no tokenizer")));
   }

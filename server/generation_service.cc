@@ -1,5 +1,7 @@
 #include "server/generation_service.h"
 
+#include "runtime/placement/module_report.h"
+
 #include <chrono>
 #include <deque>
 #include <random>
@@ -501,22 +503,15 @@ grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerCont
       info->set_context_length(static_cast<int32_t>(m.max_sequence_length));
       info->set_execution_device("cpu");
       int64_t params = 0;
-      std::map<std::string, std::pair<int64_t, int64_t>> by_precision;  // precision -> (params, bytes)
-      for (const std::string& tname : lm.source->store().Names()) {
-        const TensorView* t = lm.source->store().Find(tname);
-        params += t->NumElements();
-        auto& [p, b] = by_precision[std::string(DTypeName(t->dtype))];
-        p += t->NumElements();
-        b += static_cast<int64_t>(t->nbytes);
-      }
+      for (const ModuleRecord& r : lm.modules) params += r.parameters;
       info->set_parameter_count(params);
-      for (const auto& [precision, pb] : by_precision) {
+      for (const ModuleRecord& g : GroupModules(lm.modules)) {
         v1::ModulePlacement* mp = info->add_modules();
-        mp->set_modules("*");
-        mp->set_placement("cpu");
-        mp->set_precision(precision);
-        mp->set_parameter_count(pb.first);
-        mp->set_weight_bytes(pb.second);
+        mp->set_modules(g.module);
+        mp->set_placement(g.device);
+        mp->set_precision(PrecisionName(g.precision));
+        mp->set_parameter_count(g.parameters);
+        mp->set_weight_bytes(g.bytes);
       }
     }
   }

@@ -10,12 +10,15 @@
 
 #include <chrono>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/base/thread_pool.h"
+#include "runtime/model/model_loader.h"
+#include "runtime/placement/module_report.h"
 #include "server/common_flags.h"
 #include "server/config.h"
 #include "server/generation_service.h"
@@ -143,14 +146,30 @@ int RunServeCommand(const std::vector<std::string>& args) {
     std::this_thread::sleep_for(std::chrono::milliseconds(absl::GetFlag(FLAGS_testing_load_delay_ms)));
   }
   for (const ModelServingConfig& m : config.models) {
-    absl::StatusOr<LoadedModel> loaded = LoadModel(m.path, &pool);
+    ModelLoadOptions load_options;
+    load_options.quantization = m.quantization;
+    load_options.device_map = m.device_map;
+    load_options.pool = &pool;
+    absl::StatusOr<LoadedModel> loaded = LoadModel(m.path, load_options);
     if (!loaded.ok()) {
       service.SetFailed(m.name, std::string(loaded.status().message()));
       server->Shutdown();
       return Fail(absl::Status(loaded.status().code(),
                                absl::StrCat(m.key_path, ".path: ", loaded.status().message())));
     }
-    model_metrics.at(m.name)->SetWeightBytes("cpu", loaded->model->WeightBytes());
+    for (const std::string& w : loaded->warnings) {
+      std::cerr << "tierserve: warning: " << m.key_path << ".quantization." << w << std::endl;
+    }
+    std::map<std::string, int64_t> bytes_by_device;
+    for (const MemoryLine& line : MemoryByPrecision(loaded->modules)) {
+      std::cerr << "tierserve: model " << m.name << ": " << line.device << " "
+                << PrecisionName(line.precision) << ": " << line.parameters << " parameters, "
+                << line.bytes << " bytes" << std::endl;
+      bytes_by_device[line.device] += line.bytes;
+    }
+    for (const auto& [device, bytes] : bytes_by_device) {
+      model_metrics.at(m.name)->SetWeightBytes(device, bytes);
+    }
     Engine::Options options{m.name, static_cast<int>(config.max_queued_requests)};
     service.SetReady(m.name, std::make_unique<Engine>(std::move(*loaded), options));
     std::cerr << "tierserve: model " << m.name << " loaded" << std::endl;

@@ -14,6 +14,7 @@
 #include "runtime/base/status_macros.h"
 #include "runtime/model/attention.h"
 #include "runtime/model/linear.h"
+#include "runtime/model/module_loader.h"
 
 namespace tierserve {
 namespace {
@@ -41,24 +42,24 @@ class Gpt2 final : public CausalLM {
  public:
   Gpt2(ModelConfig config, ThreadPool* pool) : c_(std::move(config)), pool_(pool) {}
 
-  absl::Status Load(const WeightSource& src) {
+  absl::Status Load(ModuleLoader& loader) {
     const int64_t H = c_.hidden_size, I = c_.intermediate_size;
-    TS_ASSIGN_OR_RETURN(lm_head_, Linear::Load(src, "transformer.wte", H, c_.vocab_size, false));
-    TS_ASSIGN_OR_RETURN(wpe_, src.Load("transformer.wpe.weight", {c_.max_position_embeddings, H}));
-    TS_ASSIGN_OR_RETURN(ln_f_w_, src.Load("transformer.ln_f.weight", {H}));
-    TS_ASSIGN_OR_RETURN(ln_f_b_, src.Load("transformer.ln_f.bias", {H}));
+    TS_ASSIGN_OR_RETURN(lm_head_, loader.LoadEmbedding("transformer.wte", c_.vocab_size, H));
+    TS_ASSIGN_OR_RETURN(wpe_, loader.LoadF32("transformer.wpe.weight", {c_.max_position_embeddings, H}));
+    TS_ASSIGN_OR_RETURN(ln_f_w_, loader.LoadF32("transformer.ln_f.weight", {H}));
+    TS_ASSIGN_OR_RETURN(ln_f_b_, loader.LoadF32("transformer.ln_f.bias", {H}));
     layers_.resize(c_.num_layers);
     for (int64_t l = 0; l < c_.num_layers; ++l) {
       const std::string p = absl::StrCat("transformer.h.", l, ".");
       Gpt2Layer& L = layers_[l];
-      TS_ASSIGN_OR_RETURN(L.ln_1_w, src.Load(p + "ln_1.weight", {H}));
-      TS_ASSIGN_OR_RETURN(L.ln_1_b, src.Load(p + "ln_1.bias", {H}));
-      TS_ASSIGN_OR_RETURN(L.c_attn, Linear::Load(src, p + "attn.c_attn", H, 3 * H, true, true));
-      TS_ASSIGN_OR_RETURN(L.attn_proj, Linear::Load(src, p + "attn.c_proj", H, H, true, true));
-      TS_ASSIGN_OR_RETURN(L.ln_2_w, src.Load(p + "ln_2.weight", {H}));
-      TS_ASSIGN_OR_RETURN(L.ln_2_b, src.Load(p + "ln_2.bias", {H}));
-      TS_ASSIGN_OR_RETURN(L.c_fc, Linear::Load(src, p + "mlp.c_fc", H, I, true, true));
-      TS_ASSIGN_OR_RETURN(L.mlp_proj, Linear::Load(src, p + "mlp.c_proj", I, H, true, true));
+      TS_ASSIGN_OR_RETURN(L.ln_1_w, loader.LoadF32(p + "ln_1.weight", {H}));
+      TS_ASSIGN_OR_RETURN(L.ln_1_b, loader.LoadF32(p + "ln_1.bias", {H}));
+      TS_ASSIGN_OR_RETURN(L.c_attn, loader.LoadLinear(p + "attn.c_attn", H, 3 * H, true, true));
+      TS_ASSIGN_OR_RETURN(L.attn_proj, loader.LoadLinear(p + "attn.c_proj", H, H, true, true));
+      TS_ASSIGN_OR_RETURN(L.ln_2_w, loader.LoadF32(p + "ln_2.weight", {H}));
+      TS_ASSIGN_OR_RETURN(L.ln_2_b, loader.LoadF32(p + "ln_2.bias", {H}));
+      TS_ASSIGN_OR_RETURN(L.c_fc, loader.LoadLinear(p + "mlp.c_fc", H, I, true, true));
+      TS_ASSIGN_OR_RETURN(L.mlp_proj, loader.LoadLinear(p + "mlp.c_proj", I, H, true, true));
     }
     return absl::OkStatus();
   }
@@ -144,9 +145,9 @@ class Gpt2 final : public CausalLM {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CausalLM>> LoadGpt2(const WeightSource& src, ThreadPool* pool) {
-  auto model = std::make_unique<Gpt2>(src.config(), pool);
-  TS_RETURN_IF_ERROR(model->Load(src));
+absl::StatusOr<std::unique_ptr<CausalLM>> LoadGpt2(ModuleLoader& loader, ThreadPool* pool) {
+  auto model = std::make_unique<Gpt2>(loader.source().config(), pool);
+  TS_RETURN_IF_ERROR(model->Load(loader));
   return model;
 }
 

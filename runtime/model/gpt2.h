@@ -7,12 +7,12 @@
 #include "absl/status/statusor.h"
 #include "runtime/base/thread_pool.h"
 #include "runtime/model/causal_lm.h"
-#include "runtime/model/weight_source.h"
+#include "runtime/model/module_loader.h"
 
 namespace tierserve {
 
 // `pool` must outlive the model.
-absl::StatusOr<std::unique_ptr<CausalLM>> LoadGpt2(const WeightSource& src, ThreadPool* pool);
+absl::StatusOr<std::unique_ptr<CausalLM>> LoadGpt2(ModuleLoader& loader, ThreadPool* pool);
 
 }  // namespace tierserve
 

@@ -14,6 +14,7 @@
 #include "runtime/base/status_macros.h"
 #include "runtime/model/attention.h"
 #include "runtime/model/linear.h"
+#include "runtime/model/module_loader.h"
 
 namespace tierserve {
 namespace {
@@ -48,29 +49,29 @@ class Llama final : public CausalLM {
  public:
   Llama(ModelConfig config, ThreadPool* pool) : c_(std::move(config)), pool_(pool) {}
 
-  absl::Status Load(const WeightSource& src) {
+  absl::Status Load(ModuleLoader& loader) {
     const int64_t H = c_.hidden_size, I = c_.intermediate_size, hd = c_.head_dim;
     const int64_t qd = c_.num_heads * hd, kvd = c_.num_kv_heads * hd;
     const bool ab = c_.attention_bias, mb = c_.mlp_bias;
-    // A tied head is the embedding table itself.
-    TS_ASSIGN_OR_RETURN(embed_, Linear::Load(src, "model.embed_tokens", H, c_.vocab_size, false));
+      // A tied head is the embedding table itself.
+    TS_ASSIGN_OR_RETURN(embed_, loader.LoadEmbedding("model.embed_tokens", c_.vocab_size, H));
     if (!c_.tie_word_embeddings) {
-      TS_ASSIGN_OR_RETURN(lm_head_, Linear::Load(src, "lm_head", H, c_.vocab_size, false));
+      TS_ASSIGN_OR_RETURN(lm_head_, loader.LoadLinear("lm_head", H, c_.vocab_size, false));
     }
-    TS_ASSIGN_OR_RETURN(final_norm_, src.Load("model.norm.weight", {H}));
+    TS_ASSIGN_OR_RETURN(final_norm_, loader.LoadF32("model.norm.weight", {H}));
     layers_.resize(c_.num_layers);
     for (int64_t l = 0; l < c_.num_layers; ++l) {
       const std::string p = absl::StrCat("model.layers.", l, ".");
       LlamaLayer& L = layers_[l];
-      TS_ASSIGN_OR_RETURN(L.input_norm, src.Load(p + "input_layernorm.weight", {H}));
-      TS_ASSIGN_OR_RETURN(L.q_proj, Linear::Load(src, p + "self_attn.q_proj", H, qd, ab));
-      TS_ASSIGN_OR_RETURN(L.k_proj, Linear::Load(src, p + "self_attn.k_proj", H, kvd, ab));
-      TS_ASSIGN_OR_RETURN(L.v_proj, Linear::Load(src, p + "self_attn.v_proj", H, kvd, ab));
-      TS_ASSIGN_OR_RETURN(L.o_proj, Linear::Load(src, p + "self_attn.o_proj", qd, H, ab));
-      TS_ASSIGN_OR_RETURN(L.post_norm, src.Load(p + "post_attention_layernorm.weight", {H}));
-      TS_ASSIGN_OR_RETURN(L.gate_proj, Linear::Load(src, p + "mlp.gate_proj", H, I, mb));
-      TS_ASSIGN_OR_RETURN(L.up_proj, Linear::Load(src, p + "mlp.up_proj", H, I, mb));
-      TS_ASSIGN_OR_RETURN(L.down_proj, Linear::Load(src, p + "mlp.down_proj", I, H, mb));
+      TS_ASSIGN_OR_RETURN(L.input_norm, loader.LoadF32(p + "input_layernorm.weight", {H}));
+      TS_ASSIGN_OR_RETURN(L.q_proj, loader.LoadLinear(p + "self_attn.q_proj", H, qd, ab));
+      TS_ASSIGN_OR_RETURN(L.k_proj, loader.LoadLinear(p + "self_attn.k_proj", H, kvd, ab));
+      TS_ASSIGN_OR_RETURN(L.v_proj, loader.LoadLinear(p + "self_attn.v_proj", H, kvd, ab));
+      TS_ASSIGN_OR_RETURN(L.o_proj, loader.LoadLinear(p + "self_attn.o_proj", qd, H, ab));
+      TS_ASSIGN_OR_RETURN(L.post_norm, loader.LoadF32(p + "post_attention_layernorm.weight", {H}));
+      TS_ASSIGN_OR_RETURN(L.gate_proj, loader.LoadLinear(p + "mlp.gate_proj", H, I, mb));
+      TS_ASSIGN_OR_RETURN(L.up_proj, loader.LoadLinear(p + "mlp.up_proj", H, I, mb));
+      TS_ASSIGN_OR_RETURN(L.down_proj, loader.LoadLinear(p + "mlp.down_proj", I, H, mb));
     }
     inv_freq_ = RopeInverseFrequencies(c_);
     return absl::OkStatus();
@@ -171,9 +172,9 @@ class Llama final : public CausalLM {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CausalLM>> LoadLlama(const WeightSource& src, ThreadPool* pool) {
-  auto model = std::make_unique<Llama>(src.config(), pool);
-  TS_RETURN_IF_ERROR(model->Load(src));
+absl::StatusOr<std::unique_ptr<CausalLM>> LoadLlama(ModuleLoader& loader, ThreadPool* pool) {
+  auto model = std::make_unique<Llama>(loader.source().config(), pool);
+  TS_RETURN_IF_ERROR(model->Load(loader));
   return model;
 }
 

@@ -2,25 +2,35 @@
 
 #include <sys/stat.h>
 
+#include "absl/strings/str_cat.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/format/gguf.h"
 #include "runtime/model/gpt2.h"
 #include "runtime/model/llama.h"
+#include "runtime/model/module_loader.h"
 
 namespace tierserve {
 
-absl::StatusOr<LoadedModel> LoadModel(const std::string& path, ThreadPool* pool) {
+absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const ModelLoadOptions& options) {
+  if (options.pool == nullptr) return absl::InvalidArgumentError("LoadModel needs a compute pool");
   LoadedModel m;
   TS_ASSIGN_OR_RETURN(m.source, WeightSource::Open(path));
+  ModuleLoader loader(*m.source, options.quantization, options.device_map);
   switch (m.source->config().arch) {
     case Architecture::kLlama: {
-      TS_ASSIGN_OR_RETURN(m.model, LoadLlama(*m.source, pool));
+      TS_ASSIGN_OR_RETURN(m.model, LoadLlama(loader, options.pool));
       break;
     }
     case Architecture::kGpt2: {
-      TS_ASSIGN_OR_RETURN(m.model, LoadGpt2(*m.source, pool));
+      TS_ASSIGN_OR_RETURN(m.model, LoadGpt2(loader, options.pool));
       break;
     }
+  }
+  m.modules = loader.records();
+  for (const std::string& skip : loader.UnusedSkipModules()) {
+    m.warnings.push_back(absl::StrCat("llm_int8_skip_modules: ", skip,
+                                      " matches no linear module of ", path,
+                                      "; nothing was kept unquantized for it"));
   }
   if (m.source->gguf() != nullptr) {
     TS_ASSIGN_OR_RETURN(m.tokenizer, Tokenizer::FromGguf(*m.source->gguf()));

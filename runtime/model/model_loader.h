@@ -1,28 +1,51 @@
-// Loads a model of any supported architecture from a GGUF file or HF folder.
+// Loads a model of any supported architecture from a GGUF file or HF folder,
+// each module in the precision and placement its options give it.
 #ifndef TIERSERVE_RUNTIME_MODEL_MODEL_LOADER_H_
 #define TIERSERVE_RUNTIME_MODEL_MODEL_LOADER_H_
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "runtime/base/thread_pool.h"
 #include "runtime/model/causal_lm.h"
 #include "runtime/model/weight_source.h"
+#include "runtime/placement/device_map.h"
+#include "runtime/placement/module_report.h"
+#include "runtime/placement/quantization_config.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 namespace tierserve {
 
+struct ModelLoadOptions {
+  // bitsandbytes-style quantization of the linear layers; off by default.
+  QuantizationConfig quantization;
+  // Placements and explicit precisions; empty: everything on the cpu as stored.
+  DeviceMap device_map;
+  // The compute pool the model runs on; must outlive the model. Required.
+  ThreadPool* pool = nullptr;
+};
+
 // A loaded model with what it needs to serve text: its weights' source (kept
-// open: fp32 weights may be views into its mapped files) and its tokenizer.
+// open: fp32 weights may be views into its mapped files), its tokenizer, and
+// where each module rests in which precision.
 struct LoadedModel {
   std::unique_ptr<WeightSource> source;
   std::unique_ptr<CausalLM> model;
   std::unique_ptr<Tokenizer> tokenizer;  // null when the model ships none
+  std::vector<ModuleRecord> modules;     // in load order
+  // Notes worth a warning line (a skip module that matched nothing).
+  std::vector<std::string> warnings;
 };
 
-// `pool` must outlive the result.
-absl::StatusOr<LoadedModel> LoadModel(const std::string& path, ThreadPool* pool);
+absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const ModelLoadOptions& options);
+// Everything on the cpu, as stored.
+inline absl::StatusOr<LoadedModel> LoadModel(const std::string& path, ThreadPool* pool) {
+  ModelLoadOptions options;
+  options.pool = pool;
+  return LoadModel(path, options);
+}
 
 }  // namespace tierserve
 

@@ -16,12 +16,6 @@
 
 namespace tierserve {
 
-int64_t F32Weight::size() const {
-  int64_t n = 1;
-  for (int64_t d : shape_) n *= d;
-  return n;
-}
-
 namespace {
 
 bool IsDirectory(const std::string& p) {

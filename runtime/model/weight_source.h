@@ -16,50 +16,12 @@
 
 #include "absl/status/statusor.h"
 #include "runtime/format/weight_store.h"
+#include "runtime/format/weight_views.h"
 #include "runtime/model/model_config.h"
 
 namespace tierserve {
 
 class GgufFile;
-
-// fp32 weights: a view into a mapped file when the stored bytes are already
-// fp32 in the right layout and aligned, else an owned, converted copy.
-class F32Weight {
- public:
-  F32Weight() = default;
-  const float* data() const { return data_; }
-  const std::vector<int64_t>& shape() const { return shape_; }
-  int64_t size() const;
-  bool empty() const { return data_ == nullptr; }
-
- private:
-  friend class WeightSource;
-  const float* data_ = nullptr;
-  std::vector<int64_t> shape_;
-  std::vector<float> owned_;
-};
-
-// A weight matrix kept in the GGUF block format it is stored in: `rows` rows
-// of `cols / 32` blocks each, `row_bytes` apart. A view into the mapped file,
-// or an owned copy when rows had to be reordered.
-class BlockWeight {
- public:
-  DType type() const { return type_; }
-  const uint8_t* data() const { return data_; }
-  int64_t rows() const { return rows_; }
-  int64_t cols() const { return cols_; }
-  int64_t row_bytes() const { return row_bytes_; }
-  int64_t bytes() const { return rows_ * row_bytes_; }
-
- private:
-  friend class WeightSource;
-  DType type_ = DType::kF32;
-  const uint8_t* data_ = nullptr;
-  int64_t rows_ = 0;
-  int64_t cols_ = 0;
-  int64_t row_bytes_ = 0;
-  std::vector<uint8_t> owned_;
-};
 
 class WeightSource {
  public:

@@ -1,4 +1,4 @@
-#include "server/device_map.h"
+#include "runtime/placement/device_map.h"
 
 #include <algorithm>
 #include <utility>
@@ -11,19 +11,11 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "runtime/base/status_macros.h"
-#include "server/config_node.h"
+#include "runtime/base/config_error.h"
 
 namespace tierserve {
 
 namespace {
-
-// The one list of precision names.
-constexpr std::pair<Precision, const char*> kPrecisions[] = {
-    {Precision::kFp32, "fp32"},      {Precision::kFp16, "fp16"},      {Precision::kBf16, "bf16"},
-    {Precision::kInt8, "int8"},      {Precision::kNf4, "nf4"},        {Precision::kFp4, "fp4"},
-    {Precision::kInt8Wo, "int8_wo"}, {Precision::kInt4Wo, "int4_wo"}, {Precision::kQ8_0, "q8_0"},
-    {Precision::kQ4_0, "q4_0"},      {Precision::kQ4_1, "q4_1"},
-};
 
 constexpr int kMaxCudaIndex = 255;
 // Far more layers than any model has; a bigger range is a typo.
@@ -33,7 +25,6 @@ constexpr char kKeyForms[] =
     "expected a module path of dot-separated names made of letters, digits and _ "
     "(model.layers.3), where one part may be a layer range lo-hi (model.layers.0-14), "
     "or \"\" for everything";
-constexpr char kMapForms[] = "auto or a map from module-path prefix to placement";
 
 // A non-negative decimal number without leading zeros, at most 9 digits.
 std::optional<int64_t> ParseIndex(absl::string_view s) {
@@ -51,64 +42,7 @@ bool IsNamePart(absl::string_view part) {
                                       [](char c) { return absl::ascii_isalnum(c) || c == '_'; });
 }
 
-absl::StatusOr<Placement> ReadPlacement(const ConfigNode& node) {
-  Placement p;
-  if (node.yaml().IsScalar()) {
-    std::optional<Device> d = ParseDevice(node.yaml().Scalar());
-    if (!d.has_value()) {
-      return node.Error(absl::StrCat(node.Describe(), " is not a placement; expected ",
-                                     kDeviceForms, ", or a map {device: ..., precision: ...}"));
-    }
-    p.device = *d;
-    return p;
-  }
-  TS_RETURN_IF_ERROR(node.CheckMap({"device", "precision"},
-                                   "a placement (cuda:N, N, cpu, disk) or a map "
-                                   "{device: ..., precision: ...}"));
-  std::optional<ConfigNode> device = node.Get("device");
-  if (!device.has_value()) {
-    return node.Error(absl::StrCat("no device; expected a map {device: <", kDeviceForms,
-                                   ">, precision: <optional>}"));
-  }
-  std::optional<Device> d;
-  if (device->yaml().IsScalar()) d = ParseDevice(device->yaml().Scalar());
-  if (!d.has_value()) {
-    return device->Error(
-        absl::StrCat(device->Describe(), " is not a device; expected ", kDeviceForms));
-  }
-  p.device = *d;
-  if (std::optional<ConfigNode> precision = node.Get("precision")) {
-    std::optional<Precision> pr;
-    if (precision->yaml().IsScalar()) pr = ParsePrecision(precision->yaml().Scalar());
-    if (!pr.has_value()) {
-      return precision->Error(
-          absl::StrCat(precision->Describe(), " is not one of ", PrecisionNames()));
-    }
-    p.precision = *pr;
-  }
-  return p;
-}
-
 }  // namespace
-
-const char* PrecisionName(Precision p) {
-  for (const auto& [value, name] : kPrecisions)
-    if (value == p) return name;
-  return "?";
-}
-
-std::optional<Precision> ParsePrecision(absl::string_view name) {
-  for (const auto& [value, n] : kPrecisions)
-    if (name == n) return value;
-  return std::nullopt;
-}
-
-std::string PrecisionNames() {
-  std::string out;
-  for (const auto& [value, name] : kPrecisions)
-    absl::StrAppend(&out, out.empty() ? "" : ", ", name);
-  return out;
-}
 
 std::string Device::ToString() const {
   switch (tier) {
@@ -153,29 +87,7 @@ DeviceMap DeviceMap::Auto(std::string source, std::string key_path) {
   return m;
 }
 
-absl::StatusOr<DeviceMap> DeviceMap::FromConfig(const ConfigNode& node) {
-  if (node.yaml().IsScalar() && node.yaml().Scalar() == "auto") {
-    return Auto(node.source(), node.key_path());
-  }
-  if (!node.IsMap()) {
-    return node.Error(absl::StrCat(node.Describe(), " is not a device map; expected ", kMapForms));
-  }
-  if (node.yaml().size() == 0) {
-    return node.Error(absl::StrCat("an empty map places nothing; expected ", kMapForms));
-  }
-  DeviceMap m;
-  m.source_ = node.source();
-  m.key_path_ = node.key_path();
-  TS_RETURN_IF_ERROR(
-      node.ForEachEntry(kMapForms, [&](const std::string& key, const ConfigNode& value) {
-        TS_ASSIGN_OR_RETURN(const Placement placement, ReadPlacement(value));
-        if (absl::Status s = m.Add(key, placement); !s.ok()) return value.Error(s.message());
-        return absl::OkStatus();
-      }));
-  return m;
-}
-
-absl::Status DeviceMap::Add(const std::string& key, const Placement& placement) {
+absl::Status DeviceMap::AddKey(const std::string& key, const Placement& placement) {
   std::vector<std::string> prefixes;
   if (key.empty()) {
     prefixes.push_back("");

@@ -18,42 +18,22 @@
 // but not `model.layers.10.mlp.x`. Each path may be placed once.
 //
 // Thread-safety: immutable after construction; safe to share.
-#ifndef TIERSERVE_SERVER_DEVICE_MAP_H_
-#define TIERSERVE_SERVER_DEVICE_MAP_H_
+#ifndef TIERSERVE_RUNTIME_PLACEMENT_DEVICE_MAP_H_
+#define TIERSERVE_RUNTIME_PLACEMENT_DEVICE_MAP_H_
 
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "runtime/placement/precision.h"
 
 namespace tierserve {
-
-class ConfigNode;
-
-// The storage format of a module's weights (DESIGN.md, "precision").
-enum class Precision {
-  kFp32,
-  kFp16,
-  kBf16,
-  kInt8,
-  kNf4,
-  kFp4,
-  kInt8Wo,
-  kInt4Wo,
-  kQ8_0,
-  kQ4_0,
-  kQ4_1
-};
-
-const char* PrecisionName(Precision p);
-std::optional<Precision> ParsePrecision(absl::string_view name);
-// Every precision name, in declaration order: "fp32, fp16, ...".
-std::string PrecisionNames();
 
 // A memory tier and, for cuda, the device index.
 struct Device {
@@ -92,13 +72,18 @@ class DeviceMap {
 
   // An empty map: places nothing.
   DeviceMap() = default;
+  // An empty map that came from `key_path` of the config file `source`;
+  // AddKey fills it.
+  DeviceMap(std::string source, std::string key_path)
+      : source_(std::move(source)), key_path_(std::move(key_path)) {}
   // A map that places everything (the "" prefix) on `placement`.
   static DeviceMap Everything(Placement placement, std::string source, std::string key_path);
   // `device_map: auto`.
   static DeviceMap Auto(std::string source, std::string key_path);
-  // Reads `auto` or a map of prefix -> placement from a config file node.
-  // Errors are one line naming the file and the key path.
-  static absl::StatusOr<DeviceMap> FromConfig(const ConfigNode& node);
+
+  // Adds `key` (a prefix or a range) with `placement`; the error says what is
+  // wrong with the key, without file or key path.
+  absl::Status AddKey(const std::string& key, const Placement& placement);
 
   bool is_auto() const { return auto_; }
   // In file order, ranges expanded. Empty when is_auto().
@@ -123,9 +108,6 @@ class DeviceMap {
                                  const std::string& source) const;
 
  private:
-  // Adds `key` (a prefix or a range) with `placement`; the error says what is
-  // wrong with the key, without file or key path.
-  absl::Status Add(const std::string& key, const Placement& placement);
   // The entry of the longest prefix of `name`, or nullptr.
   const Entry* Match(std::string_view name) const;
 
@@ -138,4 +120,4 @@ class DeviceMap {
 
 }  // namespace tierserve
 
-#endif  // TIERSERVE_SERVER_DEVICE_MAP_H_
+#endif  // TIERSERVE_RUNTIME_PLACEMENT_DEVICE_MAP_H_

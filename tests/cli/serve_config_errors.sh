@@ -9,8 +9,10 @@ failures=0
 MODEL=$(pwd)/tests/data/tiny_llama
 
 # expect_error NAME KEYPATH YAML
+checks=0
 expect_error() {
   local name=$1 key=$2
+  checks=$((checks + 1))
   printf '%s\n' "$3" >"$tmp/$name.yaml"
   timeout 20 "$BIN" serve --config "$tmp/$name.yaml" --listen 127.0.0.1:0 --metrics_listen 127.0.0.1:0 \
     >"$tmp/out" 2>"$tmp/err"
@@ -61,12 +63,42 @@ models:
       model.norm: cpu
       lm_head: cpu"
 
-expect_error int8_not_yet "models[0].quantization.load_in_8bit" "
+quant_error() {  # NAME KEY QUANTIZATION-MAP
+  expect_error "$1" "models[0].quantization.$2" "
 models:
   - name: tiny
     path: $MODEL
-    quantization:
-      load_in_8bit: true"
+    quantization: $3"
+}
+expect_error both_8_and_4_bit "models[0].quantization: load_in_8bit and load_in_4bit" "
+models:
+  - name: tiny
+    path: $MODEL
+    quantization: {load_in_8bit: true, load_in_4bit: true}"
+quant_error unknown_quant_type bnb_4bit_quant_type "{load_in_4bit: true, bnb_4bit_quant_type: nf3}"
+quant_error negative_threshold llm_int8_threshold "{load_in_8bit: true, llm_int8_threshold: -1}"
+quant_error unknown_compute_dtype bnb_4bit_compute_dtype "{load_in_4bit: true, bnb_4bit_compute_dtype: fp8}"
+quant_error threshold_without_mode llm_int8_threshold "{llm_int8_threshold: 4}"
 
-echo "$((5 - failures)) passed, $failures failed"
+expect_error precision_not_makeable 'models[0].device_map.lm_head.precision' "
+models:
+  - name: tiny
+    path: $MODEL
+    device_map:
+      \"\": cpu
+      lm_head: {device: cpu, precision: q4_0}"
+
+expect_error max_memory_not_honoured "models[0].max_memory" "
+models:
+  - name: tiny
+    path: $MODEL
+    max_memory: {cpu: 1GiB}"
+
+expect_error offload_folder_unused "models[0].offload_folder" "
+models:
+  - name: tiny
+    path: $MODEL
+    offload_folder: $tmp"
+
+echo "$checks checks, $failures failed"
 [ "$failures" -eq 0 ]

@@ -1,0 +1,79 @@
+// Loads a model's modules from its WeightSource in the precision and
+// placement the load options give each one, and records what it loaded.
+// The architectures call it module by module, in order:
+//
+//   TS_ASSIGN_OR_RETURN(L.q_proj, loader.LoadLinear(p + "self_attn.q_proj", H, qd, bias));
+//
+// Precision of a linear module: the device map's explicit precision for it,
+// else the quantization config's (int8, nf4, fp4; skip list aside), else as
+// stored (GGUF Q8_0/Q4_0/Q4_1 blocks stay as they are; other types become
+// fp32). A quantized module is read as fp32, quantized, and its fp32 copy
+// dropped before the next module is read, so loading peaks near the
+// quantized size. Embeddings and norms are never quantized, as in
+// bitsandbytes, which replaces only linear layers.
+//
+// Thread-safety: one loader per load, on one thread.
+#ifndef TIERSERVE_RUNTIME_MODEL_MODULE_LOADER_H_
+#define TIERSERVE_RUNTIME_MODEL_MODULE_LOADER_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/model/linear.h"
+#include "runtime/model/weight_source.h"
+#include "runtime/placement/device_map.h"
+#include "runtime/placement/module_report.h"
+#include "runtime/placement/quantization_config.h"
+
+namespace tierserve {
+
+class ModuleLoader {
+ public:
+  // `device_map` may be empty (everything on the cpu). Both must outlive the
+  // loader.
+  ModuleLoader(const WeightSource& src, const QuantizationConfig& quantization,
+               const DeviceMap& device_map);
+
+  const WeightSource& source() const { return src_; }
+
+  // The linear module `name`: `name.weight` as [out, in] (a Conv1D stores
+  // [in, out]: `conv1d`), and `name.bias` [out] when `bias`.
+  absl::StatusOr<Linear> LoadLinear(const std::string& name, int64_t in_features,
+                                    int64_t out_features, bool bias, bool conv1d = false);
+  // An embedding table `name.weight` [rows, cols], kept as stored.
+  absl::StatusOr<Linear> LoadEmbedding(const std::string& name, int64_t rows, int64_t cols);
+  // A tensor kept in fp32 (norm weights and biases, position tables).
+  absl::StatusOr<F32Weight> LoadF32(const std::string& tensor_name,
+                                    const std::vector<int64_t>& shape);
+
+  // What was loaded, module by module, in load order.
+  const std::vector<ModuleRecord>& records() const { return records_; }
+  // Skip-list entries of the quantization config that matched no linear
+  // module: worth a warning (transformers warns too), not an error.
+  std::vector<std::string> UnusedSkipModules() const;
+
+ private:
+  // The precision the linear module `name` is to take; nullopt: as stored.
+  std::optional<Precision> LinearPrecision(const std::string& name);
+  // The weight of a linear or embedding in `precision`.
+  absl::StatusOr<std::unique_ptr<WeightFormat>> LoadWeight(const std::string& tensor,
+                                                           int64_t rows, int64_t cols,
+                                                           bool conv1d,
+                                                           std::optional<Precision> precision);
+  void Record(const std::string& module, Precision precision, int64_t parameters, int64_t bytes);
+
+  const WeightSource& src_;
+  const QuantizationConfig& quantization_;
+  const DeviceMap& device_map_;
+  std::vector<std::string> skip_;
+  std::vector<bool> skip_used_;
+  std::vector<ModuleRecord> records_;
+};
+
+}  // namespace tierserve
+
+#endif  // TIERSERVE_RUNTIME_MODEL_MODULE_LOADER_H_

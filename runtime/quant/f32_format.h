@@ -1,0 +1,28 @@
+// fp32 weights, [rows, cols] row-major: a view into the mapped model file
+// when the stored bytes are already that, else an owned converted copy.
+#ifndef TIERSERVE_RUNTIME_QUANT_F32_FORMAT_H_
+#define TIERSERVE_RUNTIME_QUANT_F32_FORMAT_H_
+
+#include "runtime/format/weight_views.h"
+#include "runtime/quant/weight_format.h"
+
+namespace tierserve {
+
+class F32Format final : public WeightFormat {
+ public:
+  // REQUIRES: w.shape() == {rows, cols}.
+  explicit F32Format(F32Weight w);
+
+  Precision precision() const override { return Precision::kFp32; }
+  int64_t bytes() const override;
+  void ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y, int64_t ldy,
+                   int64_t n0, int64_t n1) const override;
+  void Row(int64_t r, float* out) const override;
+
+ private:
+  F32Weight w_;
+};
+
+}  // namespace tierserve
+
+#endif  // TIERSERVE_RUNTIME_QUANT_F32_FORMAT_H_

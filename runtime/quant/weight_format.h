@@ -1,0 +1,68 @@
+// The bytes of one weight matrix W [rows = out features, cols = in features]
+// in one precision, and how it multiplies: one class per precision (fp32,
+// GGUF blocks as stored, LLM.int8, NF4/FP4), so a Linear holds one format
+// and adding a precision adds a type, not a branch in every method.
+//
+//   y[m, n] = sum_k x[m, k] * W[n, k]          (W as the format defines it)
+//
+// A forward runs in two phases: Prepare (once per call, on the calling
+// thread) turns the fp32 activations into what the format's kernel reads
+// (int8 per token for LLM.int8); then ForwardRows runs on disjoint row
+// ranges, possibly on several threads at once.
+//
+// Thread-safety: immutable after construction; every method is const and
+// safe to call concurrently (each call brings its own scratch).
+#ifndef TIERSERVE_RUNTIME_QUANT_WEIGHT_FORMAT_H_
+#define TIERSERVE_RUNTIME_QUANT_WEIGHT_FORMAT_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "runtime/placement/precision.h"
+
+namespace tierserve {
+
+// What Prepare makes of the activations; owned by the caller of Forward.
+class PreparedInput {
+ public:
+  virtual ~PreparedInput() = default;
+};
+
+class WeightFormat {
+ public:
+  virtual ~WeightFormat() = default;
+
+  virtual Precision precision() const = 0;
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  // Bytes this weight occupies at rest, scales and tables included: what one
+  // forward step reads.
+  virtual int64_t bytes() const = 0;
+
+  // The activations x [M, cols] as this format's kernel reads them, or
+  // nullptr when it reads fp32 x directly (the default).
+  virtual std::unique_ptr<PreparedInput> Prepare(const float* /*x*/, int64_t /*M*/) const {
+    return nullptr;
+  }
+  // y[m, n] for m < M, n0 <= n < n1; x is [M, cols] contiguous, y has row
+  // stride ldy. `prepared` is what Prepare returned for this x.
+  // REQUIRES: n0 and n1 multiples of kRowGrain, or n1 == rows().
+  virtual void ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y,
+                           int64_t ldy, int64_t n0, int64_t n1) const = 0;
+  // Row r of W as fp32 (an embedding lookup; a tied head's table).
+  virtual void Row(int64_t r, float* out) const = 0;
+
+  // Threads split rows in chunks of this many, so kernels keep whole tiles.
+  static constexpr int64_t kRowGrain = 16;
+
+ protected:
+  WeightFormat(int64_t rows, int64_t cols) : rows_(rows), cols_(cols) {}
+
+ private:
+  int64_t rows_;
+  int64_t cols_;
+};
+
+}  // namespace tierserve
+
+#endif  // TIERSERVE_RUNTIME_QUANT_WEIGHT_FORMAT_H_
