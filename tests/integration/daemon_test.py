@@ -23,6 +23,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINARY = None
 MODEL = os.path.join(ROOT, "tests/data/tiny_llama")
+SMOLLM2 = os.path.join(ROOT, "models/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def generate_stubs(out_dir):
@@ -418,7 +419,7 @@ class QueueLimitTest(unittest.TestCase):
     def test_full_queue_is_resource_exhausted(self):
         import grpc
         from tierserve.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc
-        d = Daemon("--max_queued_requests=1", model=os.path.join(ROOT, "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+        d = Daemon("--max_queued_requests=1", model=SMOLLM2)
         try:
             self.assertTrue(d.ready.wait(60), "".join(d.log))
             with grpc.insecure_channel(f"127.0.0.1:{d.port}") as ch:
@@ -442,6 +443,55 @@ class QueueLimitTest(unittest.TestCase):
                 waiting.cancel()
         finally:
             d.kill()
+
+
+class TwoModelsTest(unittest.TestCase):
+    """Two models share the daemon's compute pool: concurrent streams across
+    both must each give what the model gives alone (greedy)."""
+
+    def test_concurrent_streams_across_two_models_match_single_runs(self):
+        import grpc
+        from tierserve.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc
+        with tempfile.TemporaryDirectory() as tmp:
+            config = os.path.join(tmp, "two.yaml")
+            with open(config, "w") as f:
+                f.write(f"models:\n  - name: a\n    path: {SMOLLM2}\n  - name: b\n    path: {SMOLLM2}\n")
+            # threads 0: one per core, the default that crashed with a shared single-caller pool.
+            d = Daemon(f"--config={config}", "--threads=0")
+            try:
+                self.assertTrue(d.ready.wait(120), "".join(d.log))
+                with grpc.insecure_channel(f"127.0.0.1:{d.port}") as ch:
+                    stub = pb_grpc.GenerationStub(ch)
+                    prompts = [f"Count to {n}:" for n in range(4)]
+                    params = pb.GenerationParameters(max_new_tokens=24, temperature=0.0, ignore_eos=True)
+
+                    def run(model, text):
+                        msgs = list(stub.GenerateStream(pb.GenerateStreamRequest(
+                            model=model, prompt=pb.Prompt(text=text), parameters=params), timeout=120))
+                        return [t.id for m in msgs[:-1] for t in m.tokens]
+
+                    alone = {p: run("a", p) for p in prompts}
+                    results, errors = {}, []
+
+                    def worker(model, text):
+                        try:
+                            results[(model, text)] = run(model, text)
+                        except Exception as e:  # reported below, with the daemon's log
+                            errors.append(f"{model}/{text}: {e}")
+
+                    threads = [threading.Thread(target=worker, args=(m, p)) for m in "ab" for p in prompts]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join(180)
+                    self.assertEqual(errors, [], "".join(d.log))
+                    self.assertEqual(len(results), 8)
+                    for (model, text), ids in results.items():
+                        self.assertEqual(len(ids), 24)
+                        self.assertEqual(ids, alone[text], f"model {model}, prompt {text!r}")
+                self.assertIsNone(d.proc.poll(), "the daemon exited:\n" + "".join(d.log))
+            finally:
+                d.kill()
 
 
 def main():
