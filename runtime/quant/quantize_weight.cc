@@ -1,6 +1,8 @@
 #include "runtime/quant/quantize_weight.h"
 
 #include "absl/strings/str_cat.h"
+#include "runtime/quant/four_bit_format.h"
+#include "runtime/quant/int8_format.h"
 
 namespace tierserve {
 
@@ -10,8 +12,20 @@ bool CanQuantizeAtLoad(Precision precision) {
 }
 
 absl::StatusOr<std::unique_ptr<WeightFormat>> QuantizeWeight(Precision precision,
-                                                             const F32Weight& /*w*/,
-                                                             const QuantizeOptions& /*options*/) {
+                                                             const F32Weight& w,
+                                                             const QuantizeOptions& options) {
+  if (w.shape().size() != 2) return absl::InvalidArgumentError("only matrices are quantized");
+  const int64_t rows = w.shape()[0], cols = w.shape()[1];
+  switch (precision) {
+    case Precision::kInt8:
+      return std::make_unique<Int8Format>(w.data(), rows, cols, options.int8_threshold);
+    case Precision::kNf4:
+    case Precision::kFp4:
+      return std::make_unique<FourBitFormat>(w.data(), rows, cols, precision, options.double_quant,
+                                             options.compute);
+    default:
+      break;
+  }
   return absl::UnimplementedError(
       absl::StrCat("precision ", PrecisionName(precision), " cannot be made at load yet"));
 }

@@ -1,0 +1,43 @@
+// LLM.int8() weights (bitsandbytes' Linear8bitLt): int8 rows with their
+// absmax scales (CB, SCB), multiplied against activations quantized to int8
+// per token, the outlier activations (|x| >= threshold) in fp32
+// (kernels/cpu/int8_matmul.h states the math).
+#ifndef TIERSERVE_RUNTIME_QUANT_INT8_FORMAT_H_
+#define TIERSERVE_RUNTIME_QUANT_INT8_FORMAT_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cpu/int8_matmul.h"
+#include "runtime/quant/weight_format.h"
+
+namespace tierserve {
+
+class Int8Format final : public WeightFormat {
+ public:
+  // Quantizes w [rows, cols] as bitsandbytes' Linear8bitLt does: its fp16
+  // cast, by int8_vectorwise_quant. Activations too are quantized from their
+  // fp16 cast (outliers are decided on it), while the outlier part multiplies
+  // the fp32 values, as bitsandbytes' MatMul8bitLt does on the CPU.
+  Int8Format(const float* w, int64_t rows, int64_t cols, float threshold);
+
+  Precision precision() const override { return Precision::kInt8; }
+  int64_t bytes() const override;
+  std::unique_ptr<PreparedInput> Prepare(const float* x, int64_t M) const override;
+  void ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y, int64_t ldy,
+                   int64_t n0, int64_t n1) const override;
+  void Row(int64_t r, float* out) const override;
+
+  const std::vector<int8_t>& cb() const { return cb_; }
+  const std::vector<float>& scb() const { return scb_; }
+
+ private:
+  float threshold_;
+  std::vector<int8_t> cb_;  // [rows, cols]
+  std::vector<float> scb_;  // [rows]
+  cpu::Int8WeightAux aux_;
+};
+
+}  // namespace tierserve
+
+#endif  // TIERSERVE_RUNTIME_QUANT_INT8_FORMAT_H_
