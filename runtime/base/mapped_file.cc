@@ -16,6 +16,14 @@
 #include "absl/strings/str_cat.h"
 
 namespace tierserve {
+
+void ReleaseMappedPages(const void* data, uint64_t bytes) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+  // Advice only: a failure leaves the pages resident, which is still correct.
+  if (begin < end) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
 namespace {
 
 absl::Status ErrnoError(int err, const std::string& path, const char* op) {

@@ -40,6 +40,12 @@ class MappedFile {
   uint64_t size_;
 };
 
+// Drops the resident pages that lie wholly inside [data, data + bytes) of a
+// read-only file mapping, so they stop counting in the process's memory;
+// a later read faults them back in from the page cache. For a tensor whose
+// bytes were copied or converted and will not be read from the mapping again.
+void ReleaseMappedPages(const void* data, uint64_t bytes);
+
 }  // namespace tierserve
 
 #endif  // TIERSERVE_RUNTIME_BASE_MAPPED_FILE_H_

@@ -25,6 +25,8 @@ class F32Weight {
     return n;
   }
   bool empty() const { return data_ == nullptr; }
+  // True when the data are the mapped file's own bytes, not a copy.
+  bool is_view() const { return data_ != nullptr && owned_.empty(); }
 
  private:
   friend class WeightSource;
@@ -44,6 +46,8 @@ class BlockWeight {
   int64_t cols() const { return cols_; }
   int64_t row_bytes() const { return row_bytes_; }
   int64_t bytes() const { return rows_ * row_bytes_; }
+  // True when the data are the mapped file's own bytes, not a copy.
+  bool is_view() const { return data_ != nullptr && owned_.empty(); }
 
  private:
   friend class WeightSource;

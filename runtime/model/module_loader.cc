@@ -63,6 +63,7 @@ absl::StatusOr<Linear> ModuleLoader::LoadLinear(const std::string& name, int64_t
   TS_ASSIGN_OR_RETURN(std::unique_ptr<WeightFormat> w,
                       LoadWeight(name + ".weight", out_features, in_features, conv1d,
                                  LinearPrecision(name)));
+  if (!w->ViewsSource()) src_.ReleaseStored(name + ".weight");
   F32Weight b;
   if (bias) {
     TS_ASSIGN_OR_RETURN(b, src_.Load(name + ".bias", {out_features}));
@@ -76,6 +77,7 @@ absl::StatusOr<Linear> ModuleLoader::LoadEmbedding(const std::string& name, int6
                                                    int64_t cols) {
   TS_ASSIGN_OR_RETURN(std::unique_ptr<WeightFormat> w,
                       LoadWeight(name + ".weight", rows, cols, false, std::nullopt));
+  if (!w->ViewsSource()) src_.ReleaseStored(name + ".weight");
   Record(name, w->precision(), rows * cols, w->bytes());
   return Linear(std::move(w), F32Weight());
 }

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/format/gguf.h"
+#include "runtime/base/mapped_file.h"
 #include "runtime/format/safetensors.h"
 
 namespace tierserve {
@@ -153,6 +154,11 @@ const TensorView* WeightSource::Resolve(const std::string& hf_name, int64_t* per
   if (absl::StrContains(g, ".attn_q.")) *permute_heads = config_.num_heads;
   if (absl::StrContains(g, ".attn_k.")) *permute_heads = config_.num_kv_heads;
   return gguf_->Find(g);
+}
+
+void WeightSource::ReleaseStored(const std::string& hf_name) const {
+  int64_t unused;
+  if (const TensorView* t = Resolve(hf_name, &unused)) ReleaseMappedPages(t->data, t->nbytes);
 }
 
 bool WeightSource::Has(const std::string& hf_name) const {

@@ -54,6 +54,11 @@ class WeightSource {
   absl::StatusOr<std::optional<BlockWeight>> LoadBlocks(const std::string& hf_name, int64_t rows,
                                                         int64_t cols) const;
 
+  // Releases the resident mapped pages of `hf_name`'s stored bytes (see
+  // ReleaseMappedPages): for a tensor that was copied, converted or
+  // quantized, whose stored bytes will not be read again.
+  void ReleaseStored(const std::string& hf_name) const;
+
  private:
   WeightSource() = default;
   // The stored tensor behind `hf_name` and how to fix its rows, or nullptr.

@@ -22,6 +22,7 @@ class GgufBlockFormat final : public WeightFormat {
   void ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y, int64_t ldy,
                    int64_t n0, int64_t n1) const override;
   void Row(int64_t r, float* out) const override;
+  bool ViewsSource() const override { return packed_.empty() && blocks_.is_view(); }
 
  private:
   DType type_;
