@@ -2,11 +2,6 @@
 // memory read bandwidth measured in the same run, and the fraction of the
 // decode roofline reached (bytes of weights read per token / time per token /
 // bandwidth). Prints figures and ratios; asserts nothing.
-// GCC 12's AVX-512 headers trip -Wuninitialized once inlined.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -18,6 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "runtime/base/thread_pool.h"
+#include "bench/read_bandwidth.h"
 #include "runtime/model/model_loader.h"
 
 ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf", "Model path.");
@@ -30,56 +26,7 @@ ABSL_FLAG(int64_t, bandwidth_mib, 1024, "Buffer size of the bandwidth probe, MiB
 namespace tierserve {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double Seconds(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
-
-// Best-of-N read bandwidth over a buffer far larger than the caches, read by
-// `pool` with wide loads, as the decode kernels read weights.
-double MeasureReadBandwidth(ThreadPool* pool, int64_t bytes, int repeats) {
-  const int64_t n = bytes / sizeof(float);
-  std::vector<float> buf(n, 1.0f);
-  double best = 0;
-  std::vector<float> sink(pool->num_threads() * 16);
-  for (int r = 0; r < repeats + 1; ++r) {
-    const auto t0 = Clock::now();
-    pool->ParallelFor(
-        n,
-        [&](int64_t b, int64_t e) {
-          // Eight independent add chains keep enough loads in flight to
-          // saturate a core's share of the memory bandwidth.
-#if defined(__AVX512F__)
-          using V = __m512;
-          constexpr int W = 16;
-          auto zero = [] { return _mm512_setzero_ps(); };
-          auto add = [](V a, const float* p) { return _mm512_add_ps(a, _mm512_loadu_ps(p)); };
-#else
-          using V = __m256;
-          constexpr int W = 8;
-          auto zero = [] { return _mm256_setzero_ps(); };
-          auto add = [](V a, const float* p) { return _mm256_add_ps(a, _mm256_loadu_ps(p)); };
-#endif
-          V acc[8];
-          for (V& a : acc) a = zero();
-          int64_t i = b;
-          for (; i + 8 * W <= e; i += 8 * W) {
-            for (int j = 0; j < 8; ++j) acc[j] = add(acc[j], &buf[i + W * j]);
-          }
-          float tail = 0;
-          for (; i < e; ++i) tail += buf[i];
-          alignas(64) float out[8][W];
-          for (int j = 0; j < 8; ++j) std::memcpy(out[j], &acc[j], sizeof(V));
-          sink[(b * pool->num_threads() / n) * 16] = out[0][0] + out[7][W - 1] + tail;
-        },
-        1 << 16);
-    const double s = Seconds(t0, Clock::now());
-    if (r > 0) best = std::max(best, static_cast<double>(bytes) / s);  // first pass warms up
-  }
-  volatile float keep = sink[0];
-  (void)keep;
-  return best;
-}
+using Clock = BenchClock;
 
 int Run() {
   const int threads = absl::GetFlag(FLAGS_threads);
