@@ -174,7 +174,114 @@ void RegisterPath(const float* x, int64_t ldx, const uint8_t* w, float* y, int64
   }
 }
 
-#endif  // __AVX512F__
+#elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+
+// The AVX2 register path: a 16-row group is two 8-lane halves. MR rows of X
+// against one group, two partial sums per half (alternate columns) so the
+// FMA chains stay short.
+template <DType kType, int MR>
+void GroupKernel(const float* x, int64_t ldx, const uint8_t* group, int64_t nb, const float* sums,
+                 float* y, int64_t ldy) {
+  const Layout L = LayoutOf(kType);
+  __m256 acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* gb = group + b * L.group_block_bytes;
+    for (int64_t off = 0; off < L.group_block_bytes; off += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(gb + kPrefetchGroupBlocks * L.group_block_bytes + off),
+                   _MM_HINT_T0);
+    }
+    const __m256 d[2] = {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb))),
+                         _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb + 16)))};
+    __m256 part[MR][2][2];
+    for (int i = 0; i < MR; ++i)
+      for (int h = 0; h < 2; ++h) part[i][h][0] = part[i][h][1] = _mm256_setzero_ps();
+    const uint8_t* q = gb + L.q_offset;
+    if constexpr (kType == DType::kQ8_0) {
+      for (int64_t k = 0; k < kQK; ++k) {
+        const uint8_t* col = q + k * kR;
+        const __m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(col))));
+        const __m256 w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(col + 8))));
+        const int p = k % 2;
+        for (int i = 0; i < MR; ++i) {
+          const __m256 xv = _mm256_set1_ps(x[i * ldx + b * kQK + k]);
+          part[i][0][p] = _mm256_fmadd_ps(w0, xv, part[i][0][p]);
+          part[i][1][p] = _mm256_fmadd_ps(w1, xv, part[i][1][p]);
+        }
+      }
+    } else {
+      const __m128i mask = _mm_set1_epi8(0x0F);
+      for (int64_t j = 0; j < kQK / 2; ++j) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j * kR));
+        const __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+        const __m256 lo0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+        const __m256 lo1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+        const __m256 hi0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+        const __m256 hi1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+        for (int i = 0; i < MR; ++i) {
+          const float* xb = x + i * ldx + b * kQK;
+          const __m256 xl = _mm256_set1_ps(xb[j]), xh = _mm256_set1_ps(xb[j + 16]);
+          part[i][0][0] = _mm256_fmadd_ps(lo0, xl, part[i][0][0]);
+          part[i][1][0] = _mm256_fmadd_ps(lo1, xl, part[i][1][0]);
+          part[i][0][1] = _mm256_fmadd_ps(hi0, xh, part[i][0][1]);
+          part[i][1][1] = _mm256_fmadd_ps(hi1, xh, part[i][1][1]);
+        }
+      }
+    }
+    // Per row of W: d * (q . x) + offset * sum(x), offset = m (Q4_1) or -8 d (Q4_0).
+    __m256 offset[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    if constexpr (kType == DType::kQ4_1) {
+      offset[0] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb + L.m_offset)));
+      offset[1] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb + L.m_offset + 16)));
+    } else if constexpr (kType == DType::kQ4_0) {
+      offset[0] = _mm256_mul_ps(d[0], _mm256_set1_ps(-8.0f));
+      offset[1] = _mm256_mul_ps(d[1], _mm256_set1_ps(-8.0f));
+    }
+    for (int i = 0; i < MR; ++i) {
+      for (int h = 0; h < 2; ++h) {
+        const __m256 dot = _mm256_add_ps(part[i][h][0], part[i][h][1]);
+        acc[i][h] = _mm256_fmadd_ps(dot, d[h], acc[i][h]);
+        if constexpr (kType != DType::kQ8_0) {
+          acc[i][h] = _mm256_fmadd_ps(offset[h], _mm256_set1_ps(sums[i * nb + b]), acc[i][h]);
+        }
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    _mm256_storeu_ps(y + i * ldy, acc[i][0]);
+    _mm256_storeu_ps(y + i * ldy + 8, acc[i][1]);
+  }
+}
+
+template <DType kType>
+void RegisterPath(const float* x, int64_t ldx, const uint8_t* w, float* y, int64_t ldy, int64_t M,
+                  int64_t K, int64_t n0, int64_t n1) {
+  const Layout L = LayoutOf(kType);
+  const int64_t nb = K / kQK;
+  thread_local std::vector<float> sums;
+  if (static_cast<int64_t>(sums.size()) < M * nb) sums.resize(M * nb);
+  if constexpr (kType != DType::kQ8_0) {
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t b = 0; b < nb; ++b) {
+        const float* p = x + m * ldx + b * kQK;
+        __m256 s8 = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)),
+                                  _mm256_add_ps(_mm256_loadu_ps(p + 16), _mm256_loadu_ps(p + 24)));
+        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        s4 = _mm_add_ss(s4, _mm_shuffle_ps(s4, s4, 1));
+        sums[m * nb + b] = _mm_cvtss_f32(s4);
+      }
+  }
+  for (int64_t n = n0; n < n1; n += kR) {
+    const uint8_t* group = w + (n / kR) * nb * L.group_block_bytes;
+    int64_t m = 0;
+    for (; m + 2 <= M; m += 2)
+      GroupKernel<kType, 2>(x + m * ldx, ldx, group, nb, sums.data() + m * nb, y + m * ldy + n, ldy);
+    if (m < M) GroupKernel<kType, 1>(x + m * ldx, ldx, group, nb, sums.data() + m * nb, y + m * ldy + n, ldy);
+  }
+}
+
+#endif  // __AVX512F__ / __AVX2__
 
 }  // namespace
 
@@ -206,7 +313,7 @@ void RepackRows(DType type, const uint8_t* src, int64_t row_bytes, int64_t N, in
 
 void RepackedMatMulF32(DType type, const float* x, int64_t ldx, const uint8_t* w, float* y,
                        int64_t ldy, int64_t M, int64_t K, int64_t n0, int64_t n1) {
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__F16C__) && defined(__FMA__))
   if (M < kTileMinRows) {
     switch (type) {
       case DType::kQ8_0: return RegisterPath<DType::kQ8_0>(x, ldx, w, y, ldy, M, K, n0, n1);
