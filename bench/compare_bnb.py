@@ -36,8 +36,14 @@ def run_tierserve(args):
 
 def run_bnb(args):
     os.environ["HF_HUB_OFFLINE"] = "1"
+    import logging
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig, DynamicCache
+    from transformers.utils import logging as hf_logging
+    # bitsandbytes warns on every int8 call that it casts activations to fp16.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     configs = {
         "fp32": None,
         "int8": BitsAndBytesConfig(load_in_8bit=True),
