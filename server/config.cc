@@ -1,13 +1,14 @@
 #include "server/config.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <memory>
 #include <tuple>
@@ -401,19 +402,35 @@ absl::StatusOr<ServerConfig> ParseServerConfig(std::string_view yaml_text,
 }
 
 absl::StatusOr<ServerConfig> LoadServerConfig(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  // Opened without blocking, so a FIFO or device given as the config cannot
+  // hang start-up: anything but a regular file is refused before a read.
+  const int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
     return absl::NotFoundError(absl::StrCat(path,
                                             ": cannot open the config file: ", std::strerror(errno),
                                             "; expected a readable YAML file"));
   }
-  std::string text(static_cast<size_t>(kMaxConfigFileBytes) + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  if (in.bad()) {
-    return absl::DataLossError(
-        absl::StrCat(path, ": cannot read the config file: ", std::strerror(errno)));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return ConfigError(path, "", "not a regular file; expected a YAML config file");
   }
-  text.resize(static_cast<size_t>(in.gcount()));
+  std::string text(static_cast<size_t>(kMaxConfigFileBytes) + 1, '\0');
+  size_t got = 0;
+  while (got < text.size()) {
+    const ssize_t n = read(fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      close(fd);
+      return absl::DataLossError(
+          absl::StrCat(path, ": cannot read the config file: ", std::strerror(err)));
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  close(fd);
+  text.resize(got);
   if (static_cast<int64_t>(text.size()) > kMaxConfigFileBytes) {
     return ConfigError(path, "",
                        absl::StrCat("the file is larger than ", kMaxConfigFileBytes,

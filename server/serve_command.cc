@@ -118,11 +118,19 @@ int RunServeCommand(const std::vector<std::string>& args) {
                                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   ThreadPool pool(threads);
   GenerationService service(observer);
+  // Registered before the server listens: a request for a configured model
+  // that arrives while it loads is UNAVAILABLE, never NOT_FOUND.
+  for (const ModelServingConfig& m : config.models) {
+    service.AddLoading(m.name, m.max_sequence_length.value_or(0));
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
+  // gRPC turns SO_REUSEPORT on by default, which lets a second daemon bind
+  // the same port and take half the new connections: refuse that instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
@@ -139,9 +147,6 @@ int RunServeCommand(const std::vector<std::string>& args) {
   if (!config.metrics_listen.empty()) std::cerr << ", metrics on port " << metrics.listening_port();
   std::cerr << std::endl;
 
-  for (const ModelServingConfig& m : config.models) {
-    service.AddLoading(m.name, m.max_sequence_length.value_or(0));
-  }
   if (absl::GetFlag(FLAGS_testing_load_delay_ms) > 0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(absl::GetFlag(FLAGS_testing_load_delay_ms)));
   }

@@ -100,5 +100,17 @@ models:
     path: $MODEL
     offload_folder: $tmp"
 
+# A FIFO given as the config must not block start-up (nothing ever writes to it).
+checks=$((checks + 1))
+mkfifo "$tmp/fifo.yaml"
+timeout 20 "$BIN" serve --config "$tmp/fifo.yaml" --listen 127.0.0.1:0 --metrics_listen 127.0.0.1:0 \
+  >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || ! grep -qF "$tmp/fifo.yaml: not a regular file" "$tmp/err"; then
+  echo "FAIL fifo_config: exit code $rc:"; cat "$tmp/err"; failures=$((failures + 1))
+else
+  echo "ok   fifo_config: $(cat "$tmp/err")"
+fi
+
 echo "$checks checks, $failures failed"
 [ "$failures" -eq 0 ]

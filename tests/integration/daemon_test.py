@@ -445,6 +445,21 @@ class QueueLimitTest(unittest.TestCase):
             d.kill()
 
 
+class PortInUseTest(unittest.TestCase):
+    def test_second_daemon_on_the_same_port_fails(self):
+        first = Daemon()
+        try:
+            second = subprocess.run(
+                [BINARY, "serve", f"--model={MODEL}", f"--listen=127.0.0.1:{first.port}",
+                 "--metrics_listen=127.0.0.1:0", "--threads=1"],
+                stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=60)
+            self.assertNotEqual(second.returncode, 0, second.stderr)
+            self.assertIn("the address is in use", second.stderr)
+            self.assertIsNone(first.proc.poll())
+        finally:
+            first.kill()
+
+
 class TwoModelsTest(unittest.TestCase):
     """Two models share the daemon's compute pool: concurrent streams across
     both must each give what the model gives alone (greedy)."""
