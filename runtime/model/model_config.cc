@@ -22,18 +22,25 @@ absl::Status ModelConfig::Validate(const std::string& source) const {
   auto bad = [&](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": invalid model config: ", what));
   };
-  if (vocab_size <= 0) return bad("vocab_size must be > 0");
-  if (hidden_size <= 0) return bad("hidden size must be > 0");
-  if (intermediate_size <= 0) return bad("intermediate size must be > 0");
-  if (num_layers <= 0) return bad("number of layers must be > 0");
-  if (num_heads <= 0) return bad("number of attention heads must be > 0");
+  // Every size is bounded before it sizes an allocation or a loop: far above
+  // any real model, far below what would overflow or exhaust memory.
+  auto range = [&](const char* what, int64_t v, int64_t hi) -> absl::Status {
+    if (v > 0 && v <= hi) return absl::OkStatus();
+    return bad(absl::StrCat(what, " (", v, ") is out of range; expected > 0 and at most ", hi));
+  };
+  TS_RETURN_IF_ERROR(range("vocab_size", vocab_size, int64_t{1} << 24));
+  TS_RETURN_IF_ERROR(range("hidden size", hidden_size, int64_t{1} << 16));
+  TS_RETURN_IF_ERROR(range("intermediate size", intermediate_size, int64_t{1} << 18));
+  TS_RETURN_IF_ERROR(range("number of layers", num_layers, 4096));
+  TS_RETURN_IF_ERROR(range("number of attention heads", num_heads, 4096));
+  TS_RETURN_IF_ERROR(range("max_position_embeddings", max_position_embeddings, int64_t{1} << 24));
   if (num_kv_heads <= 0 || num_heads % num_kv_heads != 0)
     return bad(absl::StrCat("key/value heads (", num_kv_heads,
                             ") must be > 0 and divide the attention heads (", num_heads, ")"));
-  if (head_dim <= 0 || head_dim % 2 != 0) return bad("head_dim must be a positive even number");
+  if (head_dim <= 0 || head_dim > 4096 || head_dim % 2 != 0)
+    return bad(absl::StrCat("head_dim (", head_dim, ") must be an even number from 2 to 4096"));
   if (arch == Architecture::kGpt2 && head_dim * num_heads != hidden_size)
     return bad("n_embd must equal n_head * head_dim");
-  if (max_position_embeddings <= 0) return bad("max_position_embeddings must be > 0");
   if (!(norm_eps > 0)) return bad("the norm epsilon must be > 0");
   if (arch == Architecture::kLlama && !(rope_theta > 0)) return bad("rope_theta must be > 0");
   for (int32_t e : eos_token_ids)

@@ -65,5 +65,24 @@ p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[0:8] = struct.pack("<Q",
 PY
 expect_error safetensors_header_past_end "$tmp/bad_safetensors" "$tmp/bad_safetensors/model.safetensors" "header"
 
-echo "$((6 - failures)) passed, $failures failed"
+# Counts read from the file are bounded before they size anything: a u32
+# metadata value of 0xFFFFFFFF in the tiny GGUF (block_count, then
+# context_length) must be refused with the key, not abort on bad_alloc.
+patch_u32() {  # SRC DST KEY VALUE: DST is SRC with the u32 metadata KEY set to VALUE
+  python3 - "$1" "$2" "$3" "$4" <<'PY'
+import struct, sys
+src, dst, key, value = sys.argv[1], sys.argv[2], sys.argv[3].encode(), int(sys.argv[4])
+b = bytearray(open(src, "rb").read())
+at = b.index(struct.pack("<Q", len(key)) + key) + 8 + len(key)
+assert struct.unpack_from("<I", b, at)[0] == 4, "not a u32 value"
+struct.pack_into("<I", b, at + 4, value)
+open(dst, "wb").write(b)
+PY
+}
+patch_u32 tests/data/tiny_llama_gguf/tiny_llama_f32.gguf "$tmp/layers.gguf" llama.block_count 4294967295
+expect_error gguf_block_count_huge "$tmp/layers.gguf" "$tmp/layers.gguf" "number of layers .*4294967295.*at most"
+patch_u32 tests/data/tiny_llama_gguf/tiny_llama_f32.gguf "$tmp/context.gguf" llama.context_length 4294967295
+expect_error gguf_context_length_huge "$tmp/context.gguf" "$tmp/context.gguf" "max_position_embeddings .*4294967295.*at most"
+
+echo "$((8 - failures)) passed, $failures failed"
 [ "$failures" -eq 0 ]
