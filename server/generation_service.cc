@@ -72,6 +72,11 @@ absl::StatusOr<GenerationRequest> BuildRequest(const Engine& engine, int64_t max
   s.repetition_penalty = p.has_repetition_penalty() ? p.repetition_penalty() : 1.0f;
   s.seed = p.has_seed() ? p.seed() : std::random_device{}();
   s.logprobs = p.top_logprobs();
+  if (p.top_logprobs() > 0 && !p.logprobs()) {
+    return absl::InvalidArgumentError(absl::StrCat("top_logprobs is ", p.top_logprobs(),
+                                                   " but logprobs is false; set logprobs to true, "
+                                                   "or top_logprobs to 0"));
+  }
   TS_RETURN_IF_ERROR(ValidateSamplingParams(s));
   req.ignore_eos = p.ignore_eos();
   req.stop.assign(p.stop().begin(), p.stop().end());
@@ -153,11 +158,13 @@ GenerationService::GenerationService(ServiceObserver observer) : observer_(std::
 }
 GenerationService::~GenerationService() = default;
 
-void GenerationService::AddLoading(const std::string& name, int64_t max_sequence_length) {
+void GenerationService::AddLoading(const std::string& name, int64_t max_sequence_length,
+                                   int64_t max_batch_size) {
   std::lock_guard<std::mutex> lock(mu_);
   ServedModel& m = models_[name];
   m.name = name;
   m.max_sequence_length = max_sequence_length;
+  m.max_batch_size = max_batch_size;
 }
 
 void GenerationService::SetReady(const std::string& name, std::unique_ptr<Engine> engine) {
@@ -211,6 +218,12 @@ absl::StatusOr<Engine*> GenerationService::FindEngine(const std::string& name, i
   return m.engine.get();
 }
 
+int64_t GenerationService::MaxBatchSize(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = models_.find(name);
+  return it == models_.end() ? 1 : it->second.max_batch_size;
+}
+
 grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContext* ctx,
                                                       const v1::GenerateRequest* req,
                                                       v1::GenerateResponse* resp) {
@@ -226,6 +239,13 @@ grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContex
   if (req->prompts().empty()) {
     FinishUnary(reactor, observer_, "Generate", t0,
                 grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no prompts; send at least one"));
+    return reactor;
+  }
+  if (const int64_t limit = MaxBatchSize(req->model()); req->prompts_size() > limit) {
+    FinishUnary(reactor, observer_, "Generate", t0,
+                grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                             absl::StrCat(req->prompts_size(), " prompts; at most ", limit,
+                                          " per call (the model's max_batch_size)")));
     return reactor;
   }
   std::vector<GenerationRequest> requests;
@@ -501,6 +521,7 @@ grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerCont
       const ModelConfig& c = lm.model->config();
       info->set_architecture(ArchitectureName(c.arch));
       info->set_context_length(static_cast<int32_t>(m.max_sequence_length));
+      info->set_max_batch_size(static_cast<int32_t>(m.max_batch_size));
       info->set_execution_device("cpu");
       int64_t params = 0;
       for (const ModuleRecord& r : lm.modules) params += r.parameters;

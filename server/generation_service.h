@@ -40,6 +40,7 @@ struct ServiceObserver {
 struct ServedModel {
   std::string name;
   int64_t max_sequence_length = 0;  // prompt + new tokens; <= the model's context
+  int64_t max_batch_size = 1;       // most prompts in one Generate call
   std::unique_ptr<Engine> engine;   // null while loading or after a failure
   v1::ModelState state = v1::MODEL_STATE_LOADING;
   std::string state_message;
@@ -51,7 +52,7 @@ class GenerationService final : public v1::Generation::CallbackService {
   ~GenerationService() override;
 
   // Registers a model name before it loads (requests get UNAVAILABLE).
-  void AddLoading(const std::string& name, int64_t max_sequence_length);
+  void AddLoading(const std::string& name, int64_t max_sequence_length, int64_t max_batch_size);
   // Marks `name` ready with its engine, or failed with a reason.
   void SetReady(const std::string& name, std::unique_ptr<Engine> engine);
   void SetFailed(const std::string& name, const std::string& reason);
@@ -77,6 +78,8 @@ class GenerationService final : public v1::Generation::CallbackService {
   absl::Status CancelledStatus() const;
   // The engine serving `name`, or NOT_FOUND / UNAVAILABLE.
   absl::StatusOr<Engine*> FindEngine(const std::string& name, int64_t* max_sequence_length) const;
+  // The most prompts one Generate call may bring for model `name`.
+  int64_t MaxBatchSize(const std::string& name) const;
 
   ServiceObserver observer_;
   std::atomic<int> active_calls_{0};

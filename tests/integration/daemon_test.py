@@ -237,6 +237,7 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(m.architecture, "LlamaForCausalLM")
         self.assertEqual(m.state, self.pb.MODEL_STATE_READY)
         self.assertEqual(m.context_length, 256)
+        self.assertEqual(m.max_batch_size, 8)
         self.assertGreater(m.parameter_count, 0)
         self.assertEqual(sum(x.parameter_count for x in m.modules), m.parameter_count)
 
@@ -278,6 +279,12 @@ class DaemonTest(unittest.TestCase):
         self.expect_error(C.INVALID_ARGUMENT, "top_p", parameters=self.params(top_p=1.5))
         self.expect_error(C.NOT_FOUND, 'unknown model "nope"; served models: tiny_llama', model="nope")
         self.expect_error(C.INVALID_ARGUMENT, "at most 256", prompt=self.pb.Prompt(text="word " * 300))
+        self.expect_error(C.INVALID_ARGUMENT, "logprobs is false", parameters=self.params(top_logprobs=3))
+        with self.assertRaises(self.grpc.RpcError) as cm:
+            self.stub.Generate(self.pb.GenerateRequest(
+                model="tiny_llama", prompts=[self.pb.Prompt(text="p")] * 9, parameters=self.params()), timeout=10)
+        self.assertEqual(cm.exception.code(), C.INVALID_ARGUMENT)
+        self.assertIn("9 prompts; at most 8 per call", cm.exception.details())
         with self.assertRaises(self.grpc.RpcError) as cm:
             self.stub.Tokenize(self.pb.TokenizeRequest(model="tiny_llama", prompt=self.pb.Prompt(text="x" * (5 << 20))),
                                timeout=10)
