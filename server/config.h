@@ -29,7 +29,8 @@
 //                                  # of the linear layers under the key: fp32, int8, nf4 or fp4.
 //       max_memory: {cuda:0: 2GiB, cpu: 8GiB}  # per device, for auto; refused until honoured
 //       offload_folder: /var/lib/tierserve/offload  # for weights on disk; refused until used
-//       max_batch_size: 8          # 1..4096 sequences per step; default 8
+//       max_batch_size: 8          # 1..4096; most prompts per Generate call (today the engine
+//                                  # runs one sequence at a time); default 8
 //       max_sequence_length: 2048  # 1..1048576 tokens; default: the model's context length
 //
 // Every key is checked: an unknown key, a wrong type, a value out of range, a
