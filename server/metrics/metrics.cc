@@ -246,8 +246,10 @@ absl::Status ServerMetrics::StartExposer(std::string_view address) {
       parsed->ipv6 ? absl::StrCat("[", parsed->host, "]:", parsed->port)
                    : absl::StrCat(parsed->host, ":", parsed->port);
   try {
-    auto exposer = std::make_unique<prometheus::Exposer>(civet_address,
-                                                         std::max(1, options_.exposer_threads));
+    auto exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", civet_address,
+        "num_threads", absl::StrCat(std::max(1, options_.exposer_threads)),
+        "request_timeout_ms", absl::StrCat(std::max(1, options_.exposer_request_timeout_ms))});
     exposer->RegisterCollectable(registry_);
     exposer->RegisterCollectable(process_memory_);
     exposer_ = std::move(exposer);

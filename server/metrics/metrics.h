@@ -135,8 +135,13 @@ class ServerMetrics {
   struct Options {
     // Where the resident memory is read from; tests pass a file of their own.
     std::string statm_path = "/proc/self/statm";
-    // Threads of the HTTP server answering scrapes.
-    int exposer_threads = 2;
+    // Threads of the HTTP server answering scrapes: each connection holds
+    // one until its request is complete or times out.
+    int exposer_threads = 8;
+    // How long a scrape may take to send its request and read the answer;
+    // past it the connection is closed, so a slow or half-open scraper
+    // cannot hold a thread for long.
+    int exposer_request_timeout_ms = 5000;
   };
 
   ServerMetrics() : ServerMetrics(Options()) {}

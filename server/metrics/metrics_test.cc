@@ -411,6 +411,31 @@ TEST(ServerMetricsExposer, ServesMetricsOverHttp) {
   EXPECT_THAT(HttpGet(port, "/other"), HasSubstr("404"));
 }
 
+// Scrapers that open a connection and never finish their request hold an
+// HTTP thread each; the others must still be answered.
+TEST(ServerMetricsExposer, HalfOpenScrapersDoNotBlockOthers) {
+  ServerMetrics metrics;
+  ASSERT_TRUE(metrics.StartExposer("127.0.0.1:0").ok());
+  const int port = metrics.listening_port();
+  std::vector<int> stalled;
+  for (int i = 0; i < 4; ++i) {  // twice the 2 threads the exposer had before
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(port));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+    const std::string partial = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n";  // no blank line
+    ASSERT_EQ(::send(fd, partial.data(), partial.size(), MSG_NOSIGNAL), static_cast<ssize_t>(partial.size()));
+    stalled.push_back(fd);
+  }
+  // HttpGet gives up after 10 s, well before a stalled thread would be freed
+  // by the old 30 s civetweb default.
+  EXPECT_THAT(HttpGet(port, "/metrics"), HasSubstr("200 OK"));
+  for (int fd : stalled) ::close(fd);
+}
+
 TEST(ServerMetricsExposer, PortInUseIsAClearError) {
   PortHolder taken;
   ASSERT_GT(taken.port(), 0);
