@@ -9,6 +9,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -114,8 +115,14 @@ int RunServeCommand(const std::vector<std::string>& args) {
     if (running != 0) mm->AddRequestsRunning(running);
   };
   // The pool outlives the service: its engines may be mid-step until they are destroyed.
-  const int threads = config.threads > 0 ? static_cast<int>(config.threads)
-                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int threads = config.threads > 0 ? static_cast<int>(config.threads) : cores;
+  if (threads > cores) {
+    // More compute threads than cores only makes them wait for each other.
+    std::cerr << "tierserve: warning: server.threads is " << threads << " but this machine has "
+              << cores << " cores; using " << cores << std::endl;
+    threads = cores;
+  }
   ThreadPool pool(threads);
   GenerationService service(observer);
   // Registered before the server listens: a request for a configured model
@@ -186,7 +193,16 @@ int RunServeCommand(const std::vector<std::string>& args) {
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   std::cerr << "tierserve: " << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT")
-            << ": draining (grace " << config.shutdown_grace_seconds << " s)" << std::endl;
+            << ": draining (grace " << config.shutdown_grace_seconds << " s); a second signal "
+            << "stops at once" << std::endl;
+  // A second SIGTERM or SIGINT while draining ends the process at once.
+  std::thread([signals] {
+    int second = 0;
+    sigwait(&signals, &second);
+    std::cerr << "tierserve: second " << (second == SIGTERM ? "SIGTERM" : "SIGINT")
+              << ": stopping without draining" << std::endl;
+    std::_Exit(1);
+  }).detach();
   health->SetServingStatus(false);
   health->SetServingStatus(kServiceName, false);
   service.Drain();  // new work now fails with UNAVAILABLE

@@ -388,6 +388,44 @@ class ShutdownTest(unittest.TestCase):
             d.kill()
 
 
+class SecondSignalTest(unittest.TestCase):
+    def test_second_sigterm_stops_without_draining(self):
+        import grpc
+        from tierserve.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc
+        d = Daemon(model=SMOLLM2)
+        try:
+            self.assertTrue(d.ready.wait(60), "".join(d.log))
+            with grpc.insecure_channel(f"127.0.0.1:{d.port}") as ch:
+                stub = pb_grpc.GenerationStub(ch)
+                call = stub.GenerateStream(pb.GenerateStreamRequest(
+                    model="SmolLM2-135M-Instruct.Q4_1", prompt=pb.Prompt(text="a"),
+                    parameters=pb.GenerationParameters(max_new_tokens=2000, temperature=0.0, ignore_eos=True)),
+                    timeout=120)
+                next(call)  # generating: a drain would wait for all 2000 tokens
+                d.proc.send_signal(signal.SIGTERM)
+                for _ in range(200):  # until the daemon says it drains
+                    if any("draining" in line for line in d.log):
+                        break
+                    time.sleep(0.05)
+                d.proc.send_signal(signal.SIGTERM)
+                # A drained exit is 0; the forced one is 1.
+                self.assertEqual(d.proc.wait(60), 1, "".join(d.log))
+                d.reader.join(5)
+                self.assertTrue(any("stopping without draining" in line for line in d.log), "".join(d.log))
+                call.cancel()
+        finally:
+            d.kill()
+
+    def test_threads_beyond_the_cores_are_capped_with_a_warning(self):
+        d = Daemon("--threads=1024")
+        try:
+            self.assertTrue(d.ready.wait(60), "".join(d.log))
+            self.assertTrue(any("server.threads is 1024" in line and "using" in line for line in d.log),
+                            "".join(d.log))
+        finally:
+            d.kill()
+
+
 class GracePeriodTest(unittest.TestCase):
     def test_stream_past_the_grace_period_ends_unavailable(self):
         import grpc
