@@ -1,5 +1,7 @@
 #include "runtime/quant/int8_format.h"
 
+#include <immintrin.h>
+
 #include "kernels/common/half.h"
 #include "kernels/cpu/bnb_quantize.h"
 
@@ -10,7 +12,18 @@ struct Int8Input final : PreparedInput {
   cpu::Int8Activations a;
 };
 
-float RoundToF16(float v) { return F16ToF32(F32ToF16(v)); }
+// out[i] = in[i] rounded to fp16 (to nearest, ties to even) and back. F16C
+// converts 8 at a time with the same IEEE rounding as the scalar F32ToF16.
+void RoundToF16(const float* in, float* out, int64_t n) {
+  int64_t i = 0;
+#if defined(__F16C__)
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT);
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
+  }
+#endif
+  for (; i < n; ++i) out[i] = F16ToF32(F32ToF16(in[i]));
+}
 
 }  // namespace
 
@@ -20,7 +33,7 @@ Int8Format::Int8Format(const float* w, int64_t rows, int64_t cols, float thresho
   // bytes equal its own for a model loaded with load_in_8bit.
   std::vector<float> row(cols);
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) row[c] = RoundToF16(w[r * cols + c]);
+    RoundToF16(w + r * cols, row.data(), cols);
     cpu::QuantizeInt8Rows(row.data(), 1, cols, cb_.data() + r * cols, scb_.data() + r);
   }
   aux_ = cpu::ComputeInt8WeightAux(cb_.data(), rows, cols);
@@ -36,7 +49,7 @@ std::unique_ptr<PreparedInput> Int8Format::Prepare(const float* x, int64_t M) co
   // quantized; the outliers themselves are multiplied as given (fp32).
   const int64_t K = cols();
   std::vector<float> x16(M * K);
-  for (int64_t i = 0; i < M * K; ++i) x16[i] = RoundToF16(x[i]);
+  RoundToF16(x, x16.data(), M * K);
   auto in = std::make_unique<Int8Input>();
   cpu::Int8Activations& a = in->a;
   a.Resize(M, K);
