@@ -184,12 +184,15 @@ void GenerationService::SetFailed(const std::string& name, const std::string& re
 
 void GenerationService::AbortAll() { aborting_ = true; }
 
-absl::Status GenerationService::CancelledStatus() const {
+absl::Status GenerationService::CancelledStatus(const grpc::CallbackServerContext* ctx) const {
   if (aborting_) {
     return absl::UnavailableError(
         "the server is shutting down and the grace period for requests in flight has passed");
   }
-  return absl::CancelledError("the client cancelled the request or its deadline expired");
+  if (ctx->deadline() <= std::chrono::system_clock::now()) {
+    return absl::DeadlineExceededError("the request's deadline expired before it finished");
+  }
+  return absl::CancelledError("the client cancelled the request");
 }
 
 void GenerationService::Drain() {
@@ -308,11 +311,11 @@ grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContex
       *first = false;
       return true;
     };
-    job->on_done = [this, state, i, finish_one, model, prompt_tokens](absl::StatusOr<GenerationResult> r) {
+    job->on_done = [this, state, i, finish_one, model, prompt_tokens, ctx](absl::StatusOr<GenerationResult> r) {
       if (r.ok() && observer_.on_sequence) {
         observer_.on_sequence(model, prompt_tokens, static_cast<int64_t>(r->tokens.size()));
       }
-      if (r.ok() && r->finish_reason == FinishReason::kCancelled) r = CancelledStatus();
+      if (r.ok() && r->finish_reason == FinishReason::kCancelled) r = CancelledStatus(ctx);
       {
         std::lock_guard<std::mutex> lock(state->mu);
         state->results[i] = std::move(r);
@@ -448,14 +451,14 @@ grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::Generat
     StreamReactor::Send(state, std::move(msg));
     return true;
   };
-  job->on_done = [this, state, model, prompt_tokens](absl::StatusOr<GenerationResult> r) {
+  job->on_done = [this, state, model, prompt_tokens, ctx](absl::StatusOr<GenerationResult> r) {
     if (!r.ok()) {
       StreamReactor::Complete(state, ToGrpcStatus(r.status()));
       return;
     }
     if (observer_.on_sequence) observer_.on_sequence(model, prompt_tokens, static_cast<int64_t>(r->tokens.size()));
     if (r->finish_reason == FinishReason::kCancelled) {
-      StreamReactor::Complete(state, ToGrpcStatus(CancelledStatus()));
+      StreamReactor::Complete(state, ToGrpcStatus(CancelledStatus(ctx)));
       return;
     }
     v1::GenerateStreamResponse last;

@@ -74,8 +74,10 @@ class GenerationService final : public v1::Generation::CallbackService {
                                        v1::ListModelsResponse* resp) override;
 
  private:
-  // The status of a call whose work was cancelled: by its client, or by AbortAll.
-  absl::Status CancelledStatus() const;
+  // The status of a call whose work was cancelled: by AbortAll (UNAVAILABLE),
+  // by its deadline (DEADLINE_EXCEEDED) or by its client (CANCELLED).
+  // `ctx` is the call's, alive until the call finishes.
+  absl::Status CancelledStatus(const grpc::CallbackServerContext* ctx) const;
   // The engine serving `name`, or NOT_FOUND / UNAVAILABLE.
   absl::StatusOr<Engine*> FindEngine(const std::string& name, int64_t* max_sequence_length) const;
   // The most prompts one Generate call may bring for model `name`.

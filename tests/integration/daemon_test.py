@@ -460,6 +460,38 @@ class GracePeriodTest(unittest.TestCase):
                 d.kill()
 
 
+class DeadlineMetricTest(unittest.TestCase):
+    def test_expired_deadline_is_counted_as_deadline_exceeded(self):
+        import grpc
+        from tierserve.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc
+        d = Daemon(model=SMOLLM2)
+        try:
+            self.assertTrue(d.ready.wait(60), "".join(d.log))
+            with grpc.insecure_channel(f"127.0.0.1:{d.port}") as ch:
+                stub = pb_grpc.GenerationStub(ch)
+                # 2000 tokens take far longer than the 1 s deadline.
+                call = stub.GenerateStream(pb.GenerateStreamRequest(
+                    model="SmolLM2-135M-Instruct.Q4_1", prompt=pb.Prompt(text="a"),
+                    parameters=pb.GenerationParameters(max_new_tokens=2000, temperature=0.0, ignore_eos=True)),
+                    timeout=1.0)
+                with self.assertRaises(grpc.RpcError) as cm:
+                    for _ in call:
+                        pass
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+                counted = None
+                for _ in range(200):  # until the server has recorded the call's end
+                    counted = metric_value(d.metrics(), "tierserve_requests_total",
+                                           method="GenerateStream", code="DEADLINE_EXCEEDED")
+                    if counted:
+                        break
+                    time.sleep(0.05)
+                self.assertEqual(counted, 1.0, d.metrics())
+                self.assertIsNone(metric_value(d.metrics(), "tierserve_requests_total",
+                                               method="GenerateStream", code="CANCELLED"))
+        finally:
+            d.kill()
+
+
 class QueueLimitTest(unittest.TestCase):
     def test_full_queue_is_resource_exhausted(self):
         import grpc
