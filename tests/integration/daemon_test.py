@@ -388,6 +388,15 @@ class ShutdownTest(unittest.TestCase):
             d.kill()
 
 
+def long_smollm2_stream(stub, timeout):
+    """A greedy SmolLM2 stream of 2000 tokens: tens of seconds of work."""
+    from tierserve.v1 import generation_pb2 as pb
+    return stub.GenerateStream(pb.GenerateStreamRequest(
+        model="SmolLM2-135M-Instruct.Q4_1", prompt=pb.Prompt(text="a"),
+        parameters=pb.GenerationParameters(max_new_tokens=2000, temperature=0.0, ignore_eos=True)),
+        timeout=timeout)
+
+
 class SecondSignalTest(unittest.TestCase):
     def test_second_sigterm_stops_without_draining(self):
         import grpc
@@ -397,10 +406,7 @@ class SecondSignalTest(unittest.TestCase):
             self.assertTrue(d.ready.wait(60), "".join(d.log))
             with grpc.insecure_channel(f"127.0.0.1:{d.port}") as ch:
                 stub = pb_grpc.GenerationStub(ch)
-                call = stub.GenerateStream(pb.GenerateStreamRequest(
-                    model="SmolLM2-135M-Instruct.Q4_1", prompt=pb.Prompt(text="a"),
-                    parameters=pb.GenerationParameters(max_new_tokens=2000, temperature=0.0, ignore_eos=True)),
-                    timeout=120)
+                call = long_smollm2_stream(stub, timeout=120)
                 next(call)  # generating: a drain would wait for all 2000 tokens
                 d.proc.send_signal(signal.SIGTERM)
                 for _ in range(200):  # until the daemon says it drains
@@ -470,10 +476,7 @@ class DeadlineMetricTest(unittest.TestCase):
             with grpc.insecure_channel(f"127.0.0.1:{d.port}") as ch:
                 stub = pb_grpc.GenerationStub(ch)
                 # 2000 tokens take far longer than the 1 s deadline.
-                call = stub.GenerateStream(pb.GenerateStreamRequest(
-                    model="SmolLM2-135M-Instruct.Q4_1", prompt=pb.Prompt(text="a"),
-                    parameters=pb.GenerationParameters(max_new_tokens=2000, temperature=0.0, ignore_eos=True)),
-                    timeout=1.0)
+                call = long_smollm2_stream(stub, timeout=1.0)
                 with self.assertRaises(grpc.RpcError) as cm:
                     for _ in call:
                         pass
