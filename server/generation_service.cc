@@ -1,13 +1,13 @@
 #include "server/generation_service.h"
 
-#include "runtime/placement/module_report.h"
-
 #include <chrono>
 #include <deque>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "runtime/base/config_error.h"
+#include "runtime/placement/module_report.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/generate/chat_prompt.h"
 #include "runtime/generate/stop_matcher.h"
@@ -83,6 +83,13 @@ absl::StatusOr<GenerationRequest> BuildRequest(const Engine& engine, int64_t max
   TS_RETURN_IF_ERROR(StopMatcher::Create(req.stop).status());
 
   TS_ASSIGN_OR_RETURN(std::string text, PromptText(*tok, prompt));
+  // Refused before tokenizing when even the longest tokens could not fit it.
+  if (static_cast<uint64_t>(text.size()) >
+      static_cast<uint64_t>(max_seq) * static_cast<uint64_t>(tok->max_token_bytes())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the prompt has ", text.size(), " bytes, more than ", max_seq, " tokens (the model's "
+        "max_sequence_length) of at most ", tok->max_token_bytes(), " bytes each can hold"));
+  }
   req.prompt = tok->Encode(text);
   const int64_t n = static_cast<int64_t>(req.prompt.size());
   if (n == 0) return absl::InvalidArgumentError("the prompt encodes to no tokens");
@@ -207,7 +214,7 @@ absl::StatusOr<Engine*> GenerationService::FindEngine(const std::string& name, i
   if (it == models_.end()) {
     std::vector<std::string> names;
     for (const auto& [n, m] : models_) names.push_back(n);
-    return absl::NotFoundError(absl::StrCat("unknown model \"", name, "\"; served models: ",
+    return absl::NotFoundError(absl::StrCat("unknown model ", QuoteForMessage(name), "; served models: ",
                                             names.empty() ? "none" : absl::StrJoin(names, ", ")));
   }
   const ServedModel& m = it->second;

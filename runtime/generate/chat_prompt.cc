@@ -3,6 +3,7 @@
 #include <string_view>
 
 #include "absl/strings/match.h"
+#include "runtime/base/config_error.h"
 
 namespace tierserve {
 
@@ -33,8 +34,8 @@ absl::StatusOr<std::string> RenderChatPrompt(const Tokenizer& tokenizer,
   }
   for (const ChatMessage& m : messages) {
     if (m.role != "system" && m.role != "user" && m.role != "assistant") {
-      return absl::InvalidArgumentError("chat message role \"" + m.role +
-                                        "\" is not one of system, user, assistant");
+      return absl::InvalidArgumentError("chat message role " + QuoteForMessage(m.role) +
+                                        " is not one of system, user, assistant");
     }
   }
   return ApplyChatMLTemplate(messages, /*add_generation_prompt=*/true, ChatMLDefaultSystem(tmpl));

@@ -1,6 +1,8 @@
 // Tokenizer::FromVocab and the byte-level BPE tokenizer it builds.
 #include "runtime/tokenizer/tokenizer.h"
 
+#include <algorithm>
+
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -27,7 +29,11 @@ class BpeTokenizer final : public Tokenizer {
   BpeTokenizer(BpeVocab vocab, BpeModel model) : model_(std::move(model)) {
     tokens_ = std::move(vocab.tokens);
     token_bytes_.reserve(tokens_.size());
-    for (const std::string& t : tokens_) token_bytes_.push_back(ByteLevelToBytes(t));
+    for (const std::string& t : tokens_) {
+      token_bytes_.push_back(ByteLevelToBytes(t));
+      // Added tokens match their literal text; the others their bytes.
+      max_token_bytes_ = std::max({max_token_bytes_, t.size(), token_bytes_.back().size()});
+    }
     special_.assign(tokens_.size(), false);
     std::vector<std::pair<std::string, int32_t>> raw, normalized;
     for (const BpeVocab::Added& a : vocab.added) {
@@ -78,6 +84,7 @@ class BpeTokenizer final : public Tokenizer {
     return LossyUtf8(bytes);
   }
 
+  size_t max_token_bytes() const override { return std::max<size_t>(1, max_token_bytes_); }
   std::string TokenBytes(int32_t id) const override {
     return InRange(id) ? token_bytes_[id] : std::string();
   }
@@ -100,6 +107,7 @@ class BpeTokenizer final : public Tokenizer {
 
   std::vector<std::string> tokens_;       // id -> byte-level text
   std::vector<std::string> token_bytes_;  // id -> raw bytes
+  size_t max_token_bytes_ = 0;
   std::vector<bool> special_;
   BpeModel model_;
   AddedTokenMatcher raw_added_;

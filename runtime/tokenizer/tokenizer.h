@@ -84,6 +84,9 @@ class Tokenizer {
   virtual bool IsSpecial(int32_t id) const = 0;
 
   virtual int32_t vocab_size() const = 0;
+  // The most input bytes one token can stand for: a text of n bytes encodes
+  // to at least n / max_token_bytes() tokens, a bound known before encoding.
+  virtual size_t max_token_bytes() const = 0;
   virtual std::optional<int32_t> bos_id() const = 0;
   virtual std::optional<int32_t> eos_id() const = 0;
   // The chat template (Jinja source) the model ships, or "" if none.

@@ -280,6 +280,15 @@ class DaemonTest(unittest.TestCase):
         self.expect_error(C.NOT_FOUND, 'unknown model "nope"; served models: tiny_llama', model="nope")
         self.expect_error(C.INVALID_ARGUMENT, "at most 256", prompt=self.pb.Prompt(text="word " * 300))
         self.expect_error(C.INVALID_ARGUMENT, "logprobs is false", parameters=self.params(top_logprobs=3))
+        # A prompt no tokenization could fit is refused on its size, before tokenizing.
+        self.expect_error(C.INVALID_ARGUMENT, "bytes, more than 256 tokens",
+                          prompt=self.pb.Prompt(text="x" * 3_900_000))
+        # Echoed names are cut: a 10 kB model name still gets NOT_FOUND with a short message.
+        with self.assertRaises(self.grpc.RpcError) as cm:
+            list(self.stub.GenerateStream(self.pb.GenerateStreamRequest(
+                model="m" * 10000, prompt=self.pb.Prompt(text="hi"), parameters=self.params()), timeout=10))
+        self.assertEqual(cm.exception.code(), C.NOT_FOUND)
+        self.assertLess(len(cm.exception.details()), 300)
         with self.assertRaises(self.grpc.RpcError) as cm:
             self.stub.Generate(self.pb.GenerateRequest(
                 model="tiny_llama", prompts=[self.pb.Prompt(text="p")] * 9, parameters=self.params()), timeout=10)
