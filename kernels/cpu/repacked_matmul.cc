@@ -13,6 +13,12 @@
 #include "kernels/common/gguf_blocks.h"
 #include "kernels/cpu/matmul.h"
 
+// Decode at small M runs a register-tiled kernel per ISA; without one, the
+// tiled path (groups decoded to fp32) serves every M.
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__F16C__) && defined(__FMA__))
+#define TS_REPACKED_REGISTER_PATH 1
+#endif
+
 namespace tierserve::cpu {
 namespace {
 
@@ -143,35 +149,12 @@ void GroupKernel(const float* x, int64_t ldx, const uint8_t* group, int64_t nb, 
   for (int i = 0; i < MR; ++i) _mm512_storeu_ps(y + i * ldy, acc[i]);
 }
 
-template <DType kType>
-void RegisterPath(const float* x, int64_t ldx, const uint8_t* w, float* y, int64_t ldy, int64_t M,
-                  int64_t K, int64_t n0, int64_t n1) {
-  const Layout L = LayoutOf(kType);
-  const int64_t nb = K / kQK;
-  thread_local std::vector<float> sums;
-  if (static_cast<int64_t>(sums.size()) < M * nb) sums.resize(M * nb);
-  if constexpr (kType != DType::kQ8_0) {
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t b = 0; b < nb; ++b) {
-        const float* p = x + m * ldx + b * kQK;
-        sums[m * nb + b] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_loadu_ps(p), _mm512_loadu_ps(p + 16)));
-      }
-  }
-  for (int64_t n = n0; n < n1; n += kR) {
-    const uint8_t* group = w + (n / kR) * nb * L.group_block_bytes;
-    int64_t m = 0;
-    for (; m + 4 <= M; m += 4)
-      GroupKernel<kType, 4>(x + m * ldx, ldx, group, nb, sums.data() + m * nb, y + m * ldy + n, ldy);
-    const float* xs = x + m * ldx;
-    const float* ss = sums.data() + m * nb;
-    float* ys = y + m * ldy + n;
-    switch (M - m) {
-      case 3: GroupKernel<kType, 3>(xs, ldx, group, nb, ss, ys, ldy); break;
-      case 2: GroupKernel<kType, 2>(xs, ldx, group, nb, ss, ys, ldy); break;
-      case 1: GroupKernel<kType, 1>(xs, ldx, group, nb, ss, ys, ldy); break;
-      default: break;
-    }
-  }
+// Rows of X one kernel call takes at most.
+constexpr int kMaxGroupRows = 4;
+
+// x[0] + ... + x[31].
+inline float BlockSum(const float* p) {
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_loadu_ps(p), _mm512_loadu_ps(p + 16)));
 }
 
 #elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
@@ -253,6 +236,25 @@ void GroupKernel(const float* x, int64_t ldx, const uint8_t* group, int64_t nb, 
   }
 }
 
+// Rows of X one kernel call takes at most (16 ymm registers).
+constexpr int kMaxGroupRows = 2;
+
+// x[0] + ... + x[31].
+inline float BlockSum(const float* p) {
+  const __m256 s8 = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)),
+                                  _mm256_add_ps(_mm256_loadu_ps(p + 16), _mm256_loadu_ps(p + 24)));
+  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  s4 = _mm_add_ss(s4, _mm_shuffle_ps(s4, s4, 1));
+  return _mm_cvtss_f32(s4);
+}
+
+#endif  // __AVX512F__ / __AVX2__
+
+#if defined(TS_REPACKED_REGISTER_PATH)
+
+// Every 16-row group of [n0, n1) against X, kMaxGroupRows rows of X per
+// kernel call; the Q4 kernels take each block's sum of x from `sums`.
 template <DType kType>
 void RegisterPath(const float* x, int64_t ldx, const uint8_t* w, float* y, int64_t ldy, int64_t M,
                   int64_t K, int64_t n0, int64_t n1) {
@@ -262,26 +264,33 @@ void RegisterPath(const float* x, int64_t ldx, const uint8_t* w, float* y, int64
   if (static_cast<int64_t>(sums.size()) < M * nb) sums.resize(M * nb);
   if constexpr (kType != DType::kQ8_0) {
     for (int64_t m = 0; m < M; ++m)
-      for (int64_t b = 0; b < nb; ++b) {
-        const float* p = x + m * ldx + b * kQK;
-        __m256 s8 = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)),
-                                  _mm256_add_ps(_mm256_loadu_ps(p + 16), _mm256_loadu_ps(p + 24)));
-        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        s4 = _mm_add_ss(s4, _mm_shuffle_ps(s4, s4, 1));
-        sums[m * nb + b] = _mm_cvtss_f32(s4);
-      }
+      for (int64_t b = 0; b < nb; ++b) sums[m * nb + b] = BlockSum(x + m * ldx + b * kQK);
   }
   for (int64_t n = n0; n < n1; n += kR) {
     const uint8_t* group = w + (n / kR) * nb * L.group_block_bytes;
     int64_t m = 0;
-    for (; m + 2 <= M; m += 2)
-      GroupKernel<kType, 2>(x + m * ldx, ldx, group, nb, sums.data() + m * nb, y + m * ldy + n, ldy);
-    if (m < M) GroupKernel<kType, 1>(x + m * ldx, ldx, group, nb, sums.data() + m * nb, y + m * ldy + n, ldy);
+    for (; m + kMaxGroupRows <= M; m += kMaxGroupRows) {
+      GroupKernel<kType, kMaxGroupRows>(x + m * ldx, ldx, group, nb, sums.data() + m * nb,
+                                        y + m * ldy + n, ldy);
+    }
+    const float* xs = x + m * ldx;
+    const float* ss = sums.data() + m * nb;
+    float* ys = y + m * ldy + n;
+    switch (M - m) {  // fewer than kMaxGroupRows rows left
+      case 3:
+        if constexpr (kMaxGroupRows > 3) GroupKernel<kType, 3>(xs, ldx, group, nb, ss, ys, ldy);
+        break;
+      case 2:
+        if constexpr (kMaxGroupRows > 2) GroupKernel<kType, 2>(xs, ldx, group, nb, ss, ys, ldy);
+        break;
+      case 1: GroupKernel<kType, 1>(xs, ldx, group, nb, ss, ys, ldy); break;
+      default: break;
+    }
   }
 }
 
-#endif  // __AVX512F__ / __AVX2__
+#endif
+
 
 }  // namespace
 
@@ -313,7 +322,7 @@ void RepackRows(DType type, const uint8_t* src, int64_t row_bytes, int64_t N, in
 
 void RepackedMatMulF32(DType type, const float* x, int64_t ldx, const uint8_t* w, float* y,
                        int64_t ldy, int64_t M, int64_t K, int64_t n0, int64_t n1) {
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__F16C__) && defined(__FMA__))
+#if defined(TS_REPACKED_REGISTER_PATH)
   if (M < kTileMinRows) {
     switch (type) {
       case DType::kQ8_0: return RegisterPath<DType::kQ8_0>(x, ldx, w, y, ldy, M, K, n0, n1);
