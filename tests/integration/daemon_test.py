@@ -409,7 +409,7 @@ def long_smollm2_stream(stub, timeout):
 class SecondSignalTest(unittest.TestCase):
     def test_second_sigterm_stops_without_draining(self):
         import grpc
-        from tierserve.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc
+        from tierserve.v1 import generation_pb2_grpc as pb_grpc
         d = Daemon(model=SMOLLM2)
         try:
             self.assertTrue(d.ready.wait(60), "".join(d.log))
@@ -478,7 +478,7 @@ class GracePeriodTest(unittest.TestCase):
 class DeadlineMetricTest(unittest.TestCase):
     def test_expired_deadline_is_counted_as_deadline_exceeded(self):
         import grpc
-        from tierserve.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc
+        from tierserve.v1 import generation_pb2_grpc as pb_grpc
         d = Daemon(model=SMOLLM2)
         try:
             self.assertTrue(d.ready.wait(60), "".join(d.log))
