@@ -18,9 +18,9 @@ namespace tierserve::cpu {
 namespace {
 
 constexpr int64_t kQK = kGgufQK;  // elements per block
-// From this many rows of X on, a tile of W is decoded to fp32 once and the
-// fp32 kernel runs over it: decoding is then shared by all rows.
-constexpr int64_t kTileMinRows = 8;
+// Where the ISA has a register path it serves every M: its arithmetic for
+// one row of X does not depend on M (batch invariance). Otherwise a tile of
+// W is decoded to fp32 once and the fp32 kernel (row-invariant) runs over it.
 constexpr int64_t kTileRows = 16;
 // How far ahead (in blocks) the register path prefetches each weight row.
 constexpr int64_t kPrefetchBlocks = 16;
@@ -181,13 +181,11 @@ bool QuantMatMulSupports(DType type) { return BlockBytesOf(type) != 0; }
 void QuantMatMulF32(DType type, const float* x, int64_t ldx, const uint8_t* w, int64_t row_bytes,
                     float* y, int64_t ldy, int64_t M, int64_t K, int64_t n0, int64_t n1) {
 #if defined(__AVX512F__)
-  if (M < kTileMinRows) {
-    switch (type) {
-      case DType::kQ8_0: return RegisterPath<DType::kQ8_0>(x, ldx, w, row_bytes, y, ldy, M, K, n0, n1);
-      case DType::kQ4_0: return RegisterPath<DType::kQ4_0>(x, ldx, w, row_bytes, y, ldy, M, K, n0, n1);
-      case DType::kQ4_1: return RegisterPath<DType::kQ4_1>(x, ldx, w, row_bytes, y, ldy, M, K, n0, n1);
-      default: return;
-    }
+  switch (type) {
+    case DType::kQ8_0: return RegisterPath<DType::kQ8_0>(x, ldx, w, row_bytes, y, ldy, M, K, n0, n1);
+    case DType::kQ4_0: return RegisterPath<DType::kQ4_0>(x, ldx, w, row_bytes, y, ldy, M, K, n0, n1);
+    case DType::kQ4_1: return RegisterPath<DType::kQ4_1>(x, ldx, w, row_bytes, y, ldy, M, K, n0, n1);
+    default: return;
   }
 #endif
   TiledPath(type, x, ldx, w, row_bytes, y, ldy, M, K, n0, n1);

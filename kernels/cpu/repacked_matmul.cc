@@ -13,8 +13,11 @@
 #include "kernels/common/gguf_blocks.h"
 #include "kernels/cpu/matmul.h"
 
-// Decode at small M runs a register-tiled kernel per ISA; without one, the
-// tiled path (groups decoded to fp32) serves every M.
+// Every M runs a register-tiled kernel per ISA, whose arithmetic for one row
+// of X is the same whatever M is (batch invariance: a sequence's logits do
+// not depend on what else is in the forward pass); without one, the tiled
+// path (groups decoded to fp32, then the fp32 kernel, row-invariant too)
+// serves every M.
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__F16C__) && defined(__FMA__))
 #define TS_REPACKED_REGISTER_PATH 1
 #endif
@@ -24,9 +27,6 @@ namespace {
 
 constexpr int64_t kQK = kGgufQK;
 constexpr int64_t kR = kRepackRows;
-// From this many rows of X on, groups are decoded to fp32 once and the fp32
-// kernel runs over them.
-constexpr int64_t kTileMinRows = 8;
 constexpr int64_t kPrefetchGroupBlocks = 4;
 
 // Bytes of one group-block and where its parts start.
@@ -323,13 +323,11 @@ void RepackRows(DType type, const uint8_t* src, int64_t row_bytes, int64_t N, in
 void RepackedMatMulF32(DType type, const float* x, int64_t ldx, const uint8_t* w, float* y,
                        int64_t ldy, int64_t M, int64_t K, int64_t n0, int64_t n1) {
 #if defined(TS_REPACKED_REGISTER_PATH)
-  if (M < kTileMinRows) {
-    switch (type) {
-      case DType::kQ8_0: return RegisterPath<DType::kQ8_0>(x, ldx, w, y, ldy, M, K, n0, n1);
-      case DType::kQ4_0: return RegisterPath<DType::kQ4_0>(x, ldx, w, y, ldy, M, K, n0, n1);
-      case DType::kQ4_1: return RegisterPath<DType::kQ4_1>(x, ldx, w, y, ldy, M, K, n0, n1);
-      default: return;
-    }
+  switch (type) {
+    case DType::kQ8_0: return RegisterPath<DType::kQ8_0>(x, ldx, w, y, ldy, M, K, n0, n1);
+    case DType::kQ4_0: return RegisterPath<DType::kQ4_0>(x, ldx, w, y, ldy, M, K, n0, n1);
+    case DType::kQ4_1: return RegisterPath<DType::kQ4_1>(x, ldx, w, y, ldy, M, K, n0, n1);
+    default: return;
   }
 #endif
   TiledPath(type, x, ldx, w, y, ldy, M, K, n0, n1);
