@@ -38,6 +38,8 @@ constexpr int64_t kMaxThreads = 1024;
 constexpr int64_t kMaxGraceSeconds = 3600;
 constexpr int64_t kMaxBatchSize = 4096;
 constexpr int64_t kMaxSequenceLength = 1 << 20;
+constexpr int64_t kMaxBatchTokens = 1 << 20;
+constexpr int64_t kMaxKvBlockTokens = 1024;
 constexpr int64_t kMaxMessageBytes = std::numeric_limits<int32_t>::max();  // gRPC takes an int
 constexpr int64_t kMaxConfigFileBytes = 1 << 20;
 constexpr size_t kMaxModelNameLength = 128;
@@ -51,7 +53,8 @@ const std::vector<std::string> kServerKeys = {"listen",
                                               "threads"};
 const std::vector<std::string> kModelKeys = {
     "name",       "path",           "quantization",   "device_map",
-    "max_memory", "offload_folder", "max_batch_size", "max_sequence_length"};
+    "max_memory", "offload_folder", "max_batch_size", "max_sequence_length",
+    "max_batch_tokens", "kv_cache_bytes", "kv_block_tokens"};
 const std::vector<std::string> kQuantizationKeys = {
     "load_in_8bit",
     "load_in_4bit",
@@ -327,6 +330,16 @@ absl::StatusOr<ModelServingConfig> ReadModel(const ConfigNode& node) {
   }
   if (std::optional<ConfigNode> v = node.Get("max_sequence_length")) {
     TS_ASSIGN_OR_RETURN(m.max_sequence_length, v->Int(1, kMaxSequenceLength));
+  }
+  if (std::optional<ConfigNode> v = node.Get("max_batch_tokens")) {
+    TS_ASSIGN_OR_RETURN(m.max_batch_tokens, v->Int(1, kMaxBatchTokens));
+  }
+  if (std::optional<ConfigNode> v = node.Get("kv_cache_bytes")) {
+    TS_ASSIGN_OR_RETURN(m.kv_cache_bytes, v->ByteSize(1, std::numeric_limits<int64_t>::max()));
+    m.kv_cache_bytes_key = v->key_path();
+  }
+  if (std::optional<ConfigNode> v = node.Get("kv_block_tokens")) {
+    TS_ASSIGN_OR_RETURN(m.kv_block_tokens, v->Int(1, kMaxKvBlockTokens));
   }
   return m;
 }

@@ -29,9 +29,15 @@
 //                                  # of the linear layers under the key: fp32, int8, nf4 or fp4.
 //       max_memory: {cuda:0: 2GiB, cpu: 8GiB}  # per device, for auto; refused until honoured
 //       offload_folder: /var/lib/tierserve/offload  # for weights on disk; refused until used
-//       max_batch_size: 8          # 1..4096; most prompts per Generate call (today the engine
-//                                  # runs one sequence at a time); default 8
+//       max_batch_size: 8          # 1..4096; sequences decoded together (continuous batching),
+//                                  # and the most prompts per Generate call; default 8
 //       max_sequence_length: 2048  # 1..1048576 tokens; default: the model's context length
+//       max_batch_tokens: 512      # 1..1048576; tokens computed per engine step, all sequences
+//                                  # together: long prompts are prefilled in chunks of what is left
+//       kv_cache_bytes: 1GiB       # the KV cache pool, at most the machine's memory and at least
+//                                  # one sequence of max_sequence_length; default: max_batch_size
+//                                  # such sequences, capped at half the machine's memory
+//       kv_block_tokens: 16        # 1..1024 tokens per KV block (the prefix-cache granularity)
 //
 // Every key is checked: an unknown key, a wrong type, a value out of range, a
 // duplicate name or a missing model file is an error of one line,
@@ -67,6 +73,10 @@ struct ModelServingConfig {
   std::string offload_folder;                          // "" when not set
   int64_t max_batch_size = 8;
   std::optional<int64_t> max_sequence_length;  // unset: the model's context length
+  int64_t max_batch_tokens = 512;
+  std::optional<int64_t> kv_cache_bytes;  // unset: max_batch_size sequences of max_sequence_length
+  std::string kv_cache_bytes_key;         // its key path, for messages
+  int64_t kv_block_tokens = 16;
   // Where it was defined, for messages: "models[0]", or "--model".
   std::string key_path;
 };

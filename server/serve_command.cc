@@ -7,10 +7,12 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <thread>
@@ -18,6 +20,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/base/thread_pool.h"
+#include "runtime/engine/engine.h"
 #include "runtime/model/model_loader.h"
 #include "runtime/placement/module_report.h"
 #include "server/common_flags.h"
@@ -50,6 +53,46 @@ std::optional<RpcMethod> MethodFromName(const std::string& name) {
 int Fail(const absl::Status& s) {
   std::cerr << "tierserve serve: " << s.message() << "\n";
   return 1;
+}
+
+// The engine of model `m`: batch bounds from its config, and a KV pool of
+// kv_cache_bytes (default: max_batch_size sequences of max_sequence_length),
+// which must hold at least one sequence of max_sequence_length.
+absl::StatusOr<Engine::Options> EngineOptionsFor(const ModelServingConfig& m, const ServerConfig& config,
+                                                 const CausalLM& model) {
+  Engine::Options o;
+  o.name = m.name;
+  o.max_queued = static_cast<int>(config.max_queued_requests);
+  o.max_batch_size = m.max_batch_size;
+  o.max_step_tokens = m.max_batch_tokens;
+  o.kv_block_tokens = m.kv_block_tokens;
+  const int64_t context = model.config().max_position_embeddings;
+  const int64_t sequence = std::min(m.max_sequence_length.value_or(context), context);
+  const int64_t per_sequence = (sequence + o.kv_block_tokens - 1) / o.kv_block_tokens;
+  const int64_t block_bytes =
+      KvBlockPool::BytesPerBlock(model.config().num_layers, model.KvDim(), o.kv_block_tokens);
+  const int64_t physical = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
+  if (!m.kv_cache_bytes.has_value()) {
+    // Capped at half the machine's memory: pages are committed as blocks
+    // fill, but the reservation must still be granted.
+    o.kv_blocks = std::max(per_sequence, std::min(m.max_batch_size * per_sequence, physical / 2 / block_bytes));
+    return o;
+  }
+  if (*m.kv_cache_bytes > physical) {
+    return absl::InvalidArgumentError(absl::StrCat(m.kv_cache_bytes_key, ": ", *m.kv_cache_bytes,
+                                                   " bytes is more than this machine's memory (", physical,
+                                                   " bytes)"));
+  }
+  o.kv_blocks = *m.kv_cache_bytes / block_bytes;
+  if (o.kv_blocks < per_sequence) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        m.kv_cache_bytes_key, ": ", *m.kv_cache_bytes, " bytes hold ", o.kv_blocks, " KV blocks of ",
+        o.kv_block_tokens, " tokens (", block_bytes, " bytes each); one sequence of max_sequence_length ",
+        sequence, " needs ", per_sequence, " blocks (", per_sequence * block_bytes,
+        " bytes): raise kv_cache_bytes or lower max_sequence_length"));
+  }
+  if (o.kv_blocks > std::numeric_limits<int32_t>::max()) o.kv_blocks = std::numeric_limits<int32_t>::max();
+  return o;
 }
 
 }  // namespace
@@ -182,8 +225,19 @@ int RunServeCommand(const std::vector<std::string>& args) {
     for (const auto& [device, bytes] : bytes_by_device) {
       model_metrics.at(m.name)->SetWeightBytes(device, bytes);
     }
-    Engine::Options options{m.name, static_cast<int>(config.max_queued_requests)};
-    service.SetReady(m.name, std::make_unique<Engine>(std::move(*loaded), options));
+    absl::StatusOr<Engine::Options> options = EngineOptionsFor(m, config, *loaded->model);
+    if (!options.ok()) {
+      service.SetFailed(m.name, std::string(options.status().message()));
+      server->Shutdown();
+      return Fail(options.status());
+    }
+    std::cerr << "tierserve: model " << m.name << ": KV cache " << options->kv_blocks << " blocks of "
+              << options->kv_block_tokens << " tokens, "
+              << options->kv_blocks * KvBlockPool::BytesPerBlock(loaded->model->config().num_layers,
+                                                                  loaded->model->KvDim(), options->kv_block_tokens)
+              << " bytes; up to " << options->max_batch_size << " sequences and " << options->max_step_tokens
+              << " tokens per step" << std::endl;
+    service.SetReady(m.name, std::make_unique<Engine>(std::move(*loaded), *options));
     std::cerr << "tierserve: model " << m.name << " loaded" << std::endl;
   }
   health->SetServingStatus(true);

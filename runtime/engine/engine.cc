@@ -1,18 +1,38 @@
 #include "runtime/engine/engine.h"
 
+#include <algorithm>
+#include <chrono>
+
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 
 namespace tierserve {
 
+KvBlockPool::Options Engine::PoolOptions(const CausalLM& model, const Options& options) {
+  KvBlockPool::Options p;
+  p.num_layers = model.config().num_layers;
+  p.kv_dim = model.KvDim();
+  p.block_tokens = options.kv_block_tokens;
+  const int64_t per_sequence = (model.config().max_position_embeddings + p.block_tokens - 1) / p.block_tokens;
+  p.num_blocks = options.kv_blocks > 0 ? options.kv_blocks : options.max_batch_size * per_sequence;
+  return p;
+}
+
 Engine::Engine(LoadedModel model, Options options)
     : model_(std::move(model)),
       options_(std::move(options)),
-      generator_(model_.model.get(), model_.tokenizer.get()),
+      pool_(PoolOptions(*model_.model, options_)),
+      scheduler_{options_.max_batch_size, options_.max_step_tokens, options_.kv_block_tokens},
       worker_([this] { WorkerLoop(); }) {}
 
 Engine::~Engine() {
   Shutdown();
   worker_.join();
+}
+
+int64_t Engine::kv_block_bytes() const {
+  return KvBlockPool::BytesPerBlock(model_.model->config().num_layers, model_.model->KvDim(),
+                                    options_.kv_block_tokens);
 }
 
 absl::Status Engine::Submit(std::shared_ptr<GenerationJob> job) {
@@ -21,12 +41,13 @@ absl::Status Engine::Submit(std::shared_ptr<GenerationJob> job) {
     if (stopping_) {
       return absl::UnavailableError(absl::StrCat("model ", options_.name, " is shutting down"));
     }
-    if (static_cast<int>(queue_.size()) >= options_.max_queued) {
+    if (waiting_count_.load() >= options_.max_queued) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "model ", options_.name, " has ", queue_.size(),
+          "model ", options_.name, " has ", waiting_count_.load(),
           " requests waiting, the most max_queued_requests allows; retry later"));
     }
-    queue_.push_back(std::move(job));
+    incoming_.push_back(std::move(job));
+    waiting_count_.fetch_add(1);
   }
   cv_.notify_one();
   return absl::OkStatus();
@@ -40,37 +61,184 @@ void Engine::Shutdown() {
   cv_.notify_all();
 }
 
-int Engine::waiting() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return static_cast<int>(queue_.size());
-}
-
 void Engine::WorkerLoop() {
   for (;;) {
-    std::shared_ptr<GenerationJob> job;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping and drained
-      job = std::move(queue_.front());
-      queue_.pop_front();
-      running_.fetch_add(1);
+      cv_.wait(lock, [&] { return stopping_ || !incoming_.empty() || !running_.empty() || !waiting_.empty(); });
+      if (stopping_ && incoming_.empty() && running_.empty() && waiting_.empty()) return;
+      for (auto& job : incoming_) {
+        Active a;
+        a.job = std::move(job);
+        a.id = next_id_++;
+        waiting_.push_back(std::move(a));
+      }
+      incoming_.clear();
     }
-    if (job->on_start) job->on_start();
-    absl::StatusOr<GenerationResult> result =
-        absl::CancelledError("the request was cancelled before it started");
-    if (!(job->cancelled && job->cancelled())) {
-      auto on_delta = [&](const GenerationDelta& d) {
-        if (job->on_delta && !job->on_delta(d)) return false;
-        return !(job->cancelled && job->cancelled());
-      };
-      result = generator_.Generate(job->request, on_delta);
-    }
-    // No longer running once its result is handed over: whoever waits on
-    // on_done sees the count without it.
-    running_.fetch_sub(1);
-    job->on_done(std::move(result));
+    Step();
   }
+}
+
+void Engine::Retire(Active& a, absl::StatusOr<GenerationResult> result) {
+  if (a.seq) a.seq->ReleaseCache();
+  kv_used_.store(pool_.used_blocks());
+  (a.in_running ? running_count_ : waiting_count_).fetch_sub(1);
+  if (!a.started && a.job->on_start) a.job->on_start();
+  // No longer counted once its result is handed over: whoever waits on
+  // on_done sees the counts without it.
+  a.job->on_done(std::move(result));
+  a.job.reset();
+}
+
+bool Engine::Step() {
+  const auto t0 = std::chrono::steady_clock::now();
+  CausalLM& model = *model_.model;
+  StepStats stats;
+
+  // New sequences; requests cancelled while they wait leave now.
+  for (Active& a : waiting_) {
+    if (a.seq == nullptr) {
+      absl::StatusOr<std::unique_ptr<Sequence>> s =
+          Sequence::Create(std::move(a.job->request), model, model_.tokenizer.get(), &pool_);
+      if (!s.ok()) {
+        Retire(a, s.status());
+        continue;
+      }
+      a.seq = std::move(*s);
+      const int64_t blocks = (a.seq->max_tokens() + pool_.block_tokens() - 1) / pool_.block_tokens();
+      if (blocks > pool_.num_blocks()) {
+        Retire(a, absl::ResourceExhaustedError(absl::StrCat(
+                      "prompt + max_new_tokens = ", a.seq->max_tokens(), " tokens needs ", blocks,
+                      " KV cache blocks; model ", options_.name, " has ", pool_.num_blocks(), " in all")));
+        continue;
+      }
+    }
+    if (Cancelled(a)) {
+      if (a.started) {  // preempted: it has streamed tokens already
+        a.seq->Cancel();
+        Retire(a, std::move(a.seq->result()));
+      } else {
+        Retire(a, absl::CancelledError("the request was cancelled before it started"));
+      }
+    }
+  }
+  for (Active& a : running_) {
+    if (Cancelled(a)) {
+      a.seq->Cancel();
+      Retire(a, std::move(a.seq->result()));
+    }
+  }
+  auto retired = [](const Active& a) { return a.job == nullptr; };
+  waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(), retired), waiting_.end());
+  running_.erase(std::remove_if(running_.begin(), running_.end(), retired), running_.end());
+  if (running_.empty() && waiting_.empty()) return false;
+
+  // The queue's head takes what the prefix cache holds of it before the
+  // scheduler counts its blocks.
+  const int64_t slots = options_.max_batch_size - static_cast<int64_t>(running_.size());
+  for (int64_t i = 0; i < slots && i < static_cast<int64_t>(waiting_.size()); ++i) {
+    if (waiting_[i].seq->num_computed() == 0) waiting_[i].seq->MatchPrefix();
+  }
+  auto describe = [](const Active& a) {
+    return ScheduledSequence{a.id, a.seq->num_tokens(), a.seq->num_computed(),
+                             static_cast<int64_t>(a.seq->cache().blocks().size())};
+  };
+  std::vector<ScheduledSequence> running, waiting;
+  for (const Active& a : running_) running.push_back(describe(a));
+  for (const Active& a : waiting_) waiting.push_back(describe(a));
+  const StepPlan plan = Schedule(running, waiting, pool_.free_blocks(), scheduler_);
+
+  // Preempted sequences go back to the queue's front, oldest first.
+  for (int64_t id : plan.preempted) {
+    auto it = std::find_if(running_.begin(), running_.end(), [&](const Active& a) { return a.id == id; });
+    it->seq->ReleaseCache();
+    it->in_running = false;
+    waiting_.push_front(std::move(*it));
+    running_.erase(it);
+    waiting_count_.fetch_add(1);
+    running_count_.fetch_sub(1);
+  }
+  stats.preempted = static_cast<int64_t>(plan.preempted.size());
+  // The admitted are the queue's head, in order; the rest give back what
+  // they took from the prefix cache.
+  for (size_t i = 0; i < plan.admitted.size(); ++i) {
+    Active a = std::move(waiting_.front());
+    waiting_.pop_front();
+    stats.prefix_hit_tokens += a.seq->num_computed();
+    if (!a.started) {
+      a.started = true;
+      a.seq->Start();
+      if (a.job->on_start) a.job->on_start();
+    }
+    a.in_running = true;
+    waiting_count_.fetch_sub(1);
+    running_count_.fetch_add(1);
+    running_.push_back(std::move(a));
+  }
+  for (Active& a : waiting_) {
+    if (!a.seq->cache().blocks().empty()) a.seq->ReleaseCache();
+  }
+  stats.admitted = static_cast<int64_t>(plan.admitted.size());
+
+  // One forward over every sequence's share of the step.
+  absl::flat_hash_map<int64_t, Active*> by_id;
+  for (Active& a : running_) by_id[a.id] = &a;
+  std::vector<SequenceInput> inputs;
+  std::vector<Active*> members;
+  for (const StepPlan::Work& w : plan.work) {
+    Active* a = by_id[w.id];
+    Sequence& seq = *a->seq;
+    if (!seq.Reserve(w.num_tokens)) {
+      // The plan counted these blocks free; a mismatch is a bug, not load.
+      Retire(*a, absl::InternalError("the scheduler granted KV blocks the pool did not have"));
+      continue;
+    }
+    SequenceInput in;
+    in.tokens = absl::Span<const int32_t>(seq.tokens()).subspan(seq.num_computed(), w.num_tokens);
+    in.start_pos = seq.num_computed();
+    in.cache = &seq.cache();
+    in.skip_logits = seq.num_computed() + w.num_tokens < seq.num_tokens();
+    inputs.push_back(in);
+    members.push_back(a);
+    stats.tokens += w.num_tokens;
+    if (w.num_tokens > 1 || seq.num_computed() + 1 < static_cast<int64_t>(seq.request().prompt.size())) {
+      stats.prefill_tokens += w.num_tokens;
+    }
+  }
+  stats.sequences = static_cast<int64_t>(inputs.size());
+  if (!inputs.empty()) {
+    const absl::Status forward = model.Forward(inputs, &logits_);
+    const int64_t V = model.config().vocab_size;
+    int64_t row = 0;
+    for (size_t i = 0; i < members.size(); ++i) {
+      Active& a = *members[i];
+      if (!forward.ok()) {
+        Retire(a, forward);
+        continue;
+      }
+      a.seq->Advance(static_cast<int64_t>(inputs[i].tokens.size()));
+      if (inputs[i].skip_logits) continue;
+      GenerationDelta delta = a.seq->Step(absl::Span<const float>(logits_).subspan(row * V, V));
+      ++row;
+      if (a.job->on_delta && !a.job->on_delta(delta)) a.seq->Cancel();
+      if (a.seq->finished()) Retire(a, std::move(a.seq->result()));
+    }
+  } else if (running_.empty() && !waiting_.empty()) {
+    // Nothing runs and the head cannot start: only a pool smaller than one
+    // step's chunk gets here (the head's whole request fits the pool).
+    Retire(waiting_.front(), absl::ResourceExhaustedError(absl::StrCat(
+                                 "model ", options_.name, "'s KV cache cannot hold the request's first chunk")));
+    waiting_.pop_front();
+  }
+  running_.erase(std::remove_if(running_.begin(), running_.end(), retired), running_.end());
+
+  kv_used_.store(pool_.used_blocks());
+  stats.kv_used_blocks = pool_.used_blocks();
+  stats.kv_cached_blocks = pool_.cached_blocks();
+  stats.kv_total_blocks = pool_.num_blocks();
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (options_.on_step) options_.on_step(stats);
+  return true;
 }
 
 }  // namespace tierserve

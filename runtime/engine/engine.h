@@ -1,25 +1,43 @@
-// Serves generation requests for one loaded model: a bounded queue and a
-// worker thread that runs each request to completion, one at a time.
-// (Continuous batching replaces the one-at-a-time loop with a scheduler that
-// steps many sequences together; the interface stays.)
+// Serves generation requests for one loaded model with continuous batching:
+// one worker thread runs a step loop —
 //
-// Ownership: the Engine owns the model. Callbacks of a job run on the worker
-// thread; they must not block for long.
+//   take new requests -> schedule (runtime/engine/scheduler.h) -> one batched
+//   forward over every running sequence's next tokens (decode rows and
+//   prefill chunks together) -> sample each sequence -> stream -> retire
+//
+// so every weight read serves the whole batch. The KV cache is a pool of
+// fixed-size blocks (runtime/kv/), shared between sequences through prefix
+// caching; a sequence that runs out of blocks is preempted and recomputed
+// later, never failed. Requests join and leave the batch at every step; a
+// cancelled request or one past its deadline leaves within one step and its
+// blocks are free for the next.
+//
+// A sequence's tokens do not depend on the batch: the kernels keep one
+// reduction order per row (runtime/model/batch_invariance_test.cc) and each
+// sequence samples from its own seeded generator.
+//
+// Ownership: the Engine owns the model and the KV pool. Callbacks of a job
+// run on the worker thread; they must not block for long.
 // Thread-safety: Submit, Shutdown and the counters are thread-safe.
 #ifndef TIERSERVE_RUNTIME_ENGINE_ENGINE_H_
 #define TIERSERVE_RUNTIME_ENGINE_ENGINE_H_
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "runtime/engine/scheduler.h"
 #include "runtime/generate/generator.h"
+#include "runtime/generate/sequence.h"
+#include "runtime/kv/kv_block_pool.h"
 #include "runtime/model/model_loader.h"
 
 namespace tierserve {
@@ -29,19 +47,42 @@ struct GenerationJob {
   GenerationRequest request;
   // Sees each step's delta; returning false cancels (optional).
   std::function<bool(const GenerationDelta&)> on_delta;
-  // Called when the worker takes the job from the queue (optional).
+  // Called once when the job starts running (optional). Also called, just
+  // before on_done, for a job that ends without ever running.
   std::function<void()> on_start;
-  // Polled before the job starts and at every step (optional): true cancels.
+  // Polled at every step while the job waits or runs (optional): true cancels.
   std::function<bool()> cancelled;
   // Called exactly once with the result or the error (required).
   std::function<void(absl::StatusOr<GenerationResult>)> on_done;
+};
+
+// What one engine step did, for metrics.
+struct StepStats {
+  int64_t sequences = 0;        // in the forward
+  int64_t tokens = 0;           // computed, all sequences together
+  int64_t prefill_tokens = 0;   // of which prompt (or recomputed) tokens
+  int64_t admitted = 0;
+  int64_t preempted = 0;
+  int64_t prefix_hit_tokens = 0;  // tokens of admitted sequences found in the prefix cache
+  int64_t kv_used_blocks = 0;     // after the step
+  int64_t kv_cached_blocks = 0;   // held by the prefix cache alone
+  int64_t kv_total_blocks = 0;
+  double seconds = 0;             // wall time of the step
 };
 
 class Engine {
  public:
   struct Options {
     std::string name;
-    int max_queued = 256;  // jobs waiting beyond this are refused
+    int max_queued = 256;           // jobs waiting beyond this are refused
+    int64_t max_batch_size = 8;     // sequences running at once
+    int64_t max_step_tokens = 512;  // tokens per forward (prefill is chunked to fit)
+    int64_t kv_block_tokens = 16;
+    // KV blocks in the pool; 0: enough for max_batch_size sequences of the
+    // model's full context.
+    int64_t kv_blocks = 0;
+    // Called on the worker thread after every step (optional).
+    std::function<void(const StepStats&)> on_step;
   };
 
   Engine(LoadedModel model, Options options);
@@ -51,6 +92,8 @@ class Engine {
 
   // Queues `job`. RESOURCE_EXHAUSTED when max_queued jobs already wait,
   // UNAVAILABLE once Shutdown has begun; on error on_done is not called.
+  // A request longer (prompt + max_new_tokens) than the whole KV pool holds
+  // ends through on_done with RESOURCE_EXHAUSTED.
   absl::Status Submit(std::shared_ptr<GenerationJob> job);
 
   // Stops accepting; the worker finishes the running and queued jobs and exits.
@@ -58,20 +101,51 @@ class Engine {
 
   const LoadedModel& model() const { return model_; }
   const std::string& name() const { return options_.name; }
-  int running() const { return running_.load(); }
-  int waiting() const;
+  int64_t max_batch_size() const { return options_.max_batch_size; }
+  int64_t kv_total_blocks() const { return pool_.num_blocks(); }
+  int64_t kv_block_bytes() const;
+  int running() const { return running_count_.load(); }
+  int waiting() const { return waiting_count_.load(); }
+  // Blocks referenced by sequences (not counting those the prefix cache
+  // alone holds), as of the last step.
+  int64_t kv_used_blocks() const { return kv_used_.load(); }
 
  private:
+  struct Active {
+    std::shared_ptr<GenerationJob> job;
+    std::unique_ptr<Sequence> seq;
+    int64_t id = 0;
+    bool started = false;     // on_start called
+    bool in_running = false;  // counted in running_count_ (else waiting_count_)
+  };
+
+  static KvBlockPool::Options PoolOptions(const CausalLM& model, const Options& options);
   void WorkerLoop();
+  // One step over waiting_ and running_. False when there is nothing to do.
+  bool Step();
+  // Ends `a`: on_start if it never ran, then on_done; its blocks are freed.
+  void Retire(Active& a, absl::StatusOr<GenerationResult> result);
+  bool Cancelled(const Active& a) const { return a.job->cancelled && a.job->cancelled(); }
 
   LoadedModel model_;
   Options options_;
-  Generator generator_;
-  mutable std::mutex mu_;
+  KvBlockPool pool_;
+  SchedulerOptions scheduler_;
+
+  std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::shared_ptr<GenerationJob>> queue_;  // guarded by mu_
-  bool stopping_ = false;                             // guarded by mu_
-  std::atomic<int> running_{0};
+  std::deque<std::shared_ptr<GenerationJob>> incoming_;  // guarded by mu_
+  bool stopping_ = false;                                // guarded by mu_
+
+  // Worker thread only.
+  std::deque<Active> waiting_;
+  std::vector<Active> running_;  // in admission order
+  int64_t next_id_ = 0;
+  std::vector<float> logits_;
+
+  std::atomic<int> running_count_{0};
+  std::atomic<int> waiting_count_{0};  // incoming + waiting
+  std::atomic<int64_t> kv_used_{0};
   std::thread worker_;
 };
 

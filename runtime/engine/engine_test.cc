@@ -13,7 +13,10 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<Engine> MakeEngine(int max_queued) {
     absl::StatusOr<LoadedModel> m = LoadModel("tests/data/tiny_llama", &pool_);
     EXPECT_TRUE(m.ok()) << m.status();
-    return std::make_unique<Engine>(std::move(*m), Engine::Options{"tiny", max_queued});
+    Engine::Options o;
+    o.name = "tiny";
+    o.max_queued = max_queued;
+    return std::make_unique<Engine>(std::move(*m), o);
   }
   static std::shared_ptr<GenerationJob> Job(int n, std::promise<absl::StatusOr<GenerationResult>>* done) {
     auto job = std::make_shared<GenerationJob>();
@@ -91,6 +94,291 @@ TEST_F(EngineTest, CancellationStopsWithinAStep) {
   ASSERT_TRUE(engine->Submit(late).ok());
   EXPECT_EQ(skipped.get_future().get().status().code(), absl::StatusCode::kCancelled);
 }
+
+// ---- Continuous batching -------------------------------------------------
+
+struct ModelCase {
+  std::string name;
+  std::string path;
+  std::string quantization;  // "", "int8", "nf4", "fp4"
+  int32_t new_tokens;
+};
+std::ostream& operator<<(std::ostream& os, const ModelCase& c) { return os << c.name; }
+
+ModelLoadOptions LoadOptions(const ModelCase& c, ThreadPool* pool) {
+  ModelLoadOptions o;
+  o.pool = pool;
+  if (c.quantization == "int8") o.quantization.load_in_8bit = true;
+  if (c.quantization == "nf4" || c.quantization == "fp4") {
+    o.quantization.load_in_4bit = true;
+    o.quantization.bnb_4bit_quant_type =
+        c.quantization == "nf4" ? QuantizationConfig::QuantType::kNf4 : QuantizationConfig::QuantType::kFp4;
+  }
+  return o;
+}
+
+// Request i of a mixed load: prompts of 1 to 40 tokens; even ones greedy,
+// odd ones sampled with their own seed.
+GenerationRequest MixedRequest(int i, int64_t vocab, int32_t new_tokens) {
+  GenerationRequest r;
+  const int len = 1 + (i * 13) % 40;
+  for (int k = 0; k < len; ++k) r.prompt.push_back(static_cast<int32_t>((k * 7919 + i * 104729 + 3) % vocab));
+  r.max_new_tokens = new_tokens;
+  r.ignore_eos = true;
+  if (i % 2 == 0) {
+    r.sampling.temperature = 0;
+  } else {
+    r.sampling.temperature = 0.9f;
+    r.sampling.top_p = 0.95f;
+    r.sampling.seed = 1000 + i;
+  }
+  return r;
+}
+
+// Runs `requests` through `engine` all at once: the first job's start holds
+// the worker until every job is submitted, so the rest join one step.
+std::vector<absl::StatusOr<GenerationResult>> RunAll(Engine& engine, const std::vector<GenerationRequest>& requests,
+                                                     std::function<void(int, GenerationJob&)> adjust = nullptr) {
+  const size_t n = requests.size();
+  std::vector<std::promise<absl::StatusOr<GenerationResult>>> done(n);
+  std::promise<void> all_submitted;
+  std::shared_future<void> submitted = all_submitted.get_future().share();
+  for (size_t i = 0; i < n; ++i) {
+    auto job = std::make_shared<GenerationJob>();
+    job->request = requests[i];
+    job->on_done = [&done, i](absl::StatusOr<GenerationResult> r) { done[i].set_value(std::move(r)); };
+    if (i == 0) job->on_start = [submitted] { submitted.wait(); };
+    if (adjust) adjust(static_cast<int>(i), *job);
+    EXPECT_TRUE(engine.Submit(job).ok());
+  }
+  all_submitted.set_value();
+  std::vector<absl::StatusOr<GenerationResult>> results;
+  for (auto& d : done) results.push_back(d.get_future().get());
+  return results;
+}
+
+// What each step did, gathered from on_step (worker thread; read after the
+// jobs are done).
+struct StepLog {
+  std::mutex mu;
+  std::vector<StepStats> steps;
+  int64_t Max(int64_t StepStats::*field) {
+    std::lock_guard<std::mutex> lock(mu);
+    int64_t m = 0;
+    for (const StepStats& s : steps) m = std::max(m, s.*field);
+    return m;
+  }
+  int64_t Sum(int64_t StepStats::*field) {
+    std::lock_guard<std::mutex> lock(mu);
+    int64_t m = 0;
+    for (const StepStats& s : steps) m += s.*field;
+    return m;
+  }
+  std::function<void(const StepStats&)> Hook() {
+    return [this](const StepStats& s) {
+      std::lock_guard<std::mutex> lock(mu);
+      steps.push_back(s);
+    };
+  }
+};
+
+class BatchingTest : public ::testing::TestWithParam<ModelCase> {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<LoadedModel> m = LoadModel(GetParam().path, LoadOptions(GetParam(), &pool_));
+    ASSERT_TRUE(m.ok()) << m.status();
+    model_ = std::move(*m);
+  }
+  // Each request run alone, start to end, by the single-sequence Generator.
+  std::vector<std::vector<int32_t>> Alone(const std::vector<GenerationRequest>& requests) {
+    Generator gen(model_.model.get(), model_.tokenizer.get());
+    std::vector<std::vector<int32_t>> out;
+    for (const GenerationRequest& r : requests) {
+      absl::StatusOr<GenerationResult> g = gen.Generate(r);
+      EXPECT_TRUE(g.ok()) << g.status();
+      out.push_back(g.ok() ? g->TokenIds() : std::vector<int32_t>{});
+    }
+    return out;
+  }
+  std::unique_ptr<Engine> Start(Engine::Options o) {
+    // The engine takes the model; load a second copy for it.
+    absl::StatusOr<LoadedModel> m = LoadModel(GetParam().path, LoadOptions(GetParam(), &pool_));
+    EXPECT_TRUE(m.ok()) << m.status();
+    o.name = GetParam().name;
+    return std::make_unique<Engine>(std::move(*m), std::move(o));
+  }
+
+  ThreadPool pool_{2};
+  LoadedModel model_;
+};
+
+TEST_P(BatchingTest, ABatchOf32GivesEachSequenceItsTokensAlone) {
+  const int64_t V = model_.model->config().vocab_size;
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < 32; ++i) requests.push_back(MixedRequest(i, V, GetParam().new_tokens));
+  const std::vector<std::vector<int32_t>> alone = Alone(requests);
+
+  StepLog log;
+  Engine::Options o;
+  o.max_batch_size = 32;
+  o.max_step_tokens = 4096;
+  o.on_step = log.Hook();
+  std::unique_ptr<Engine> engine = Start(o);
+  std::vector<absl::StatusOr<GenerationResult>> batched = RunAll(*engine, requests);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    ASSERT_TRUE(batched[i].ok()) << batched[i].status();
+    EXPECT_EQ(batched[i]->TokenIds(), alone[i]) << "request " << i << " (prompt of " << requests[i].prompt.size()
+                                                << " tokens, " << (i % 2 ? "sampled" : "greedy") << ")";
+  }
+  // The 31 jobs that waited for the first ran as one batch.
+  EXPECT_EQ(log.Max(&StepStats::sequences), 32);
+  EXPECT_EQ(engine->kv_used_blocks(), 0);
+}
+
+constexpr char kSmolLM2[] = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+INSTANTIATE_TEST_SUITE_P(
+    Models, BatchingTest,
+    ::testing::Values(ModelCase{"tiny_llama", "tests/data/tiny_llama", "", 12},
+                      ModelCase{"tiny_gpt2", "tests/data/tiny_gpt2", "", 12},
+                      ModelCase{"tiny_llama_q8_0", "tests/data/tiny_llama_gguf/tiny_llama_q8_0.gguf", "", 12},
+                      ModelCase{"tiny_llama_int8", "tests/data/tiny_llama", "int8", 12},
+                      ModelCase{"tiny_llama_nf4", "tests/data/tiny_llama", "nf4", 12},
+                      ModelCase{"tiny_llama_fp4", "tests/data/tiny_llama", "fp4", 12},
+                      ModelCase{"smollm2_q4_1", kSmolLM2, "", 5},
+                      ModelCase{"smollm2_int8", kSmolLM2, "int8", 5},
+                      ModelCase{"smollm2_nf4", kSmolLM2, "nf4", 5}),
+    [](const ::testing::TestParamInfo<ModelCase>& info) { return info.param.name; });
+
+class TinyBatchingTest : public BatchingTest {};
+
+// A pool far too small for the load: sequences that run out of blocks are
+// preempted and recomputed, and every one still ends with its own tokens.
+TEST_P(TinyBatchingTest, PreemptionRecomputesAndLosesNothing) {
+  const int64_t V = model_.model->config().vocab_size;
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < 12; ++i) requests.push_back(MixedRequest(i, V, 30));
+  const std::vector<std::vector<int32_t>> alone = Alone(requests);
+  StepLog log;
+  Engine::Options o;
+  o.max_batch_size = 12;
+  o.kv_blocks = 12;  // one sequence needs up to 5 blocks of 16
+  o.on_step = log.Hook();
+  std::unique_ptr<Engine> engine = Start(o);
+  std::vector<absl::StatusOr<GenerationResult>> results = RunAll(*engine, requests);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    ASSERT_TRUE(results[i].ok()) << results[i].status();
+    EXPECT_EQ(results[i]->TokenIds(), alone[i]) << "request " << i;
+  }
+  EXPECT_GT(log.Sum(&StepStats::preempted), 0);
+  EXPECT_LE(log.Max(&StepStats::kv_used_blocks), 12);
+  EXPECT_EQ(engine->kv_used_blocks(), 0);
+}
+
+// Half the requests are cancelled mid-way: the others finish with their
+// own tokens, the cancelled ones stop within a step, and every block comes
+// back.
+TEST_P(TinyBatchingTest, CancellingHalfKeepsTheRestAndFreesTheBlocks) {
+  const int64_t V = model_.model->config().vocab_size;
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < 16; ++i) requests.push_back(MixedRequest(i, V, 24));
+  const std::vector<std::vector<int32_t>> alone = Alone(requests);
+  StepLog log;
+  Engine::Options o;
+  o.max_batch_size = 16;
+  o.kv_blocks = 40;
+  o.on_step = log.Hook();
+  std::unique_ptr<Engine> engine = Start(o);
+  std::vector<std::shared_ptr<std::atomic<int>>> seen;
+  for (int i = 0; i < 16; ++i) seen.push_back(std::make_shared<std::atomic<int>>(0));
+  std::vector<absl::StatusOr<GenerationResult>> results = RunAll(*engine, requests, [&](int i, GenerationJob& job) {
+    std::shared_ptr<std::atomic<int>> count = seen[i];
+    job.on_delta = [count](const GenerationDelta&) {
+      ++*count;
+      return true;
+    };
+    if (i % 2 == 1) job.cancelled = [count] { return count->load() >= 5; };
+  });
+  for (size_t i = 0; i < requests.size(); ++i) {
+    ASSERT_TRUE(results[i].ok()) << results[i].status();
+    if (i % 2 == 1) {
+      EXPECT_EQ(results[i]->finish_reason, FinishReason::kCancelled);
+      EXPECT_EQ(results[i]->tokens.size(), 5u) << "request " << i;
+      const std::vector<int32_t> head(alone[i].begin(), alone[i].begin() + 5);
+      EXPECT_EQ(results[i]->TokenIds(), head) << "request " << i;
+    } else {
+      EXPECT_EQ(results[i]->TokenIds(), alone[i]) << "request " << i;
+    }
+  }
+  EXPECT_LE(log.Max(&StepStats::kv_used_blocks), 40);
+  EXPECT_EQ(engine->kv_used_blocks(), 0);
+
+  // The freed blocks serve the next round.
+  std::vector<absl::StatusOr<GenerationResult>> again = RunAll(*engine, requests);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    ASSERT_TRUE(again[i].ok()) << again[i].status();
+    EXPECT_EQ(again[i]->TokenIds(), alone[i]) << "request " << i;
+  }
+}
+
+// A second request with the first's 40-token prefix takes its two full
+// blocks from the prefix cache and computes only the rest.
+TEST_P(TinyBatchingTest, SharedPrefixIsComputedOnce) {
+  const int64_t V = model_.model->config().vocab_size;
+  GenerationRequest first = MixedRequest(0, V, 8);
+  first.prompt.clear();
+  for (int k = 0; k < 43; ++k) first.prompt.push_back(static_cast<int32_t>((k * 31 + 5) % V));
+  GenerationRequest second = first;
+  second.prompt.resize(40);
+  for (int k = 0; k < 5; ++k) second.prompt.push_back(static_cast<int32_t>((k * 17 + 1) % V));
+  const std::vector<std::vector<int32_t>> alone = Alone({first, second});
+
+  StepLog log;
+  Engine::Options o;
+  o.on_step = log.Hook();
+  std::unique_ptr<Engine> engine = Start(o);
+  std::vector<absl::StatusOr<GenerationResult>> r1 = RunAll(*engine, {first});
+  ASSERT_TRUE(r1[0].ok());
+  EXPECT_EQ(r1[0]->TokenIds(), alone[0]);
+  EXPECT_EQ(log.Sum(&StepStats::prefix_hit_tokens), 0);
+  const int64_t prefill_before = log.Sum(&StepStats::prefill_tokens);
+  std::vector<absl::StatusOr<GenerationResult>> r2 = RunAll(*engine, {second});
+  ASSERT_TRUE(r2[0].ok());
+  EXPECT_EQ(r2[0]->TokenIds(), alone[1]);
+  EXPECT_EQ(log.Sum(&StepStats::prefix_hit_tokens), 32);
+  EXPECT_EQ(log.Sum(&StepStats::prefill_tokens) - prefill_before, 45 - 32);
+  EXPECT_EQ(engine->kv_used_blocks(), 0);
+}
+
+// With a budget of 8 tokens per step, a 60-token prompt is prefilled in
+// chunks while an earlier sequence keeps decoding in the same forwards.
+TEST_P(TinyBatchingTest, LongPromptIsChunkedBesideDecodingSequences) {
+  const int64_t V = model_.model->config().vocab_size;
+  GenerationRequest decoding = MixedRequest(2, V, 40);
+  GenerationRequest long_prompt = MixedRequest(4, V, 4);
+  long_prompt.prompt.clear();
+  for (int k = 0; k < 60; ++k) long_prompt.prompt.push_back(static_cast<int32_t>((k * 37 + 2) % V));
+  const std::vector<std::vector<int32_t>> alone = Alone({decoding, long_prompt});
+  StepLog log;
+  Engine::Options o;
+  o.max_step_tokens = 8;
+  o.on_step = log.Hook();
+  std::unique_ptr<Engine> engine = Start(o);
+  std::vector<absl::StatusOr<GenerationResult>> r = RunAll(*engine, {decoding, long_prompt});
+  ASSERT_TRUE(r[0].ok() && r[1].ok());
+  EXPECT_EQ(r[0]->TokenIds(), alone[0]);
+  EXPECT_EQ(r[1]->TokenIds(), alone[1]);
+  EXPECT_LE(log.Max(&StepStats::tokens), 8);
+  // Steps that prefilled a chunk of the long prompt and decoded the other.
+  int mixed = 0;
+  for (const StepStats& s : log.steps) mixed += s.sequences == 2 && s.prefill_tokens > 0;
+  EXPECT_GE(mixed, 60 / 8);
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, TinyBatchingTest,
+                         ::testing::Values(ModelCase{"tiny_llama", "tests/data/tiny_llama", "", 12},
+                                           ModelCase{"tiny_gpt2", "tests/data/tiny_gpt2", "", 12}),
+                         [](const ::testing::TestParamInfo<ModelCase>& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace tierserve

@@ -1,5 +1,6 @@
 #include "runtime/model/attention.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -29,7 +30,7 @@ absl::Status BatchRows::Build(absl::Span<const SequenceInput> batch, const Model
         return absl::InvalidArgumentError(absl::StrCat("token id ", tok, " is outside the vocabulary [0, ",
                                                        config.vocab_size, ")"));
       }
-      if (in.all_logits || i == n - 1) logit_rows.push_back(size());
+      if (!in.skip_logits && (in.all_logits || i == n - 1)) logit_rows.push_back(size());
       tokens.push_back(tok);
       seq.push_back(static_cast<int32_t>(s));
       pos.push_back(in.start_pos + i);
@@ -82,6 +83,7 @@ void CausalAttention(const BatchRows& rows, absl::Span<const SequenceInput> batc
                      float* out, ThreadPool* pool) {
   const int64_t group = num_heads / num_kv_heads;
   const int64_t q_dim = num_heads * head_dim;
+  const int64_t kv_dim = num_kv_heads * head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   pool->ParallelFor(rows.size() * num_heads, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores;
@@ -91,15 +93,21 @@ void CausalAttention(const BatchRows& rows, absl::Span<const SequenceInput> batc
       const int64_t n = rows.pos[t] + 1;
       KvCache* cache = batch[rows.seq[t]].cache;
       const float* qh = q + t * q_dim + h * head_dim;
+      const int64_t bt = cache->block_tokens();
       if (static_cast<int64_t>(scores.size()) < n) scores.resize(n);
-      for (int64_t p = 0; p < n; ++p) {
-        scores[p] = cpu::Dot(qh, cache->KeyRow(layer, p) + kvh * head_dim, head_dim) * scale;
+      // Block by block: a block's rows are contiguous, kv_dim floats apart.
+      for (int64_t p0 = 0; p0 < n; p0 += bt) {
+        const float* keys = cache->KeyRow(layer, p0) + kvh * head_dim;
+        const int64_t len = std::min(bt, n - p0);
+        for (int64_t i = 0; i < len; ++i) scores[p0 + i] = cpu::Dot(qh, keys + i * kv_dim, head_dim) * scale;
       }
       cpu::Softmax(scores.data(), n);
       float* o = out + t * q_dim + h * head_dim;
       for (int64_t d = 0; d < head_dim; ++d) o[d] = 0.0f;
-      for (int64_t p = 0; p < n; ++p) {
-        cpu::Axpy(scores[p], cache->ValueRow(layer, p) + kvh * head_dim, o, head_dim);
+      for (int64_t p0 = 0; p0 < n; p0 += bt) {
+        const float* values = cache->ValueRow(layer, p0) + kvh * head_dim;
+        const int64_t len = std::min(bt, n - p0);
+        for (int64_t i = 0; i < len; ++i) cpu::Axpy(scores[p0 + i], values + i * kv_dim, o, head_dim);
       }
     }
   });

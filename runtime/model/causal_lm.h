@@ -9,7 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
-#include "runtime/model/kv_cache.h"
+#include "runtime/kv/kv_cache.h"
 #include "runtime/model/model_config.h"
 
 namespace tierserve {
@@ -20,6 +20,7 @@ struct SequenceInput {
   int64_t start_pos = 0;             // tokens already in `cache`
   KvCache* cache = nullptr;          // receives the new keys/values
   bool all_logits = false;           // logits for every new token, not just the last
+  bool skip_logits = false;          // no logits at all (a prefill chunk short of the end)
 };
 
 class CausalLM {
@@ -31,7 +32,7 @@ class CausalLM {
   // Runs every sequence's new tokens through the model and appends their
   // keys/values to its cache. `logits` receives, sequence after sequence,
   // one row of vocab_size floats per requested position (the last token, or
-  // all new tokens with all_logits).
+  // all new tokens with all_logits, or none with skip_logits).
   // REQUIRES: start_pos + tokens.size() <= cache->capacity() and
   //           <= config().max_position_embeddings; token ids < vocab_size.
   // Not thread-safe: one forward at a time per model.
@@ -39,6 +40,9 @@ class CausalLM {
 
   // A cache sized for this model.
   virtual std::unique_ptr<KvCache> NewCache(int64_t capacity) const = 0;
+  // Floats in one key (or value) row of one layer: what a KvBlockPool for
+  // this model holds per position and layer.
+  virtual int64_t KvDim() const = 0;
 
   // Bytes of weights read by one forward step (each weight once).
   virtual int64_t WeightBytes() const = 0;

@@ -67,8 +67,9 @@ class Gpt2 final : public CausalLM {
   const ModelConfig& config() const override { return c_; }
 
   std::unique_ptr<KvCache> NewCache(int64_t capacity) const override {
-    return std::make_unique<ContiguousKvCache>(c_.num_layers, capacity, c_.hidden_size);
+    return std::make_unique<ContiguousKvCache>(c_.num_layers, capacity, KvDim());
   }
+  int64_t KvDim() const override { return c_.hidden_size; }
 
   int64_t WeightBytes() const override {
     int64_t b = lm_head_.WeightBytes();

@@ -80,8 +80,9 @@ class Llama final : public CausalLM {
   const ModelConfig& config() const override { return c_; }
 
   std::unique_ptr<KvCache> NewCache(int64_t capacity) const override {
-    return std::make_unique<ContiguousKvCache>(c_.num_layers, capacity, c_.num_kv_heads * c_.head_dim);
+    return std::make_unique<ContiguousKvCache>(c_.num_layers, capacity, KvDim());
   }
+  int64_t KvDim() const override { return c_.num_kv_heads * c_.head_dim; }
 
   int64_t WeightBytes() const override {
     // The head reads its whole matrix each step; the embedding a row per token.

@@ -508,7 +508,13 @@ class QueueLimitTest(unittest.TestCase):
     def test_full_queue_is_resource_exhausted(self):
         import grpc
         from tierserve.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc
-        d = Daemon("--max_queued_requests=1", model=SMOLLM2)
+        # One sequence at a time, so the second request waits in the queue.
+        tmp = tempfile.TemporaryDirectory()
+        config = os.path.join(tmp.name, "one.yaml")
+        with open(config, "w") as f:
+            f.write(f"models:\n  - name: SmolLM2-135M-Instruct.Q4_1\n    path: {SMOLLM2}\n"
+                    "    max_batch_size: 1\n")
+        d = Daemon(f"--config={config}", "--max_queued_requests=1")
         try:
             self.assertTrue(d.ready.wait(60), "".join(d.log))
             with grpc.insecure_channel(f"127.0.0.1:{d.port}") as ch:
@@ -532,6 +538,7 @@ class QueueLimitTest(unittest.TestCase):
                 waiting.cancel()
         finally:
             d.kill()
+            tmp.cleanup()
 
 
 class PortInUseTest(unittest.TestCase):
