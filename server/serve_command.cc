@@ -231,6 +231,16 @@ int RunServeCommand(const std::vector<std::string>& args) {
       server->Shutdown();
       return Fail(options.status());
     }
+    options->on_step = [mm = model_metrics.at(m.name)](const StepStats& s) {
+      mm->RecordStep(s.sequences, s.tokens);
+      mm->SetKvCacheBlocks(s.kv_used_blocks, s.kv_cached_blocks, s.kv_total_blocks);
+      mm->AddPrefixCache(s.prefix_query_tokens, s.prefix_hit_tokens);
+      mm->AddPreemptions(s.preempted);
+      for (double t : s.queue_seconds) mm->RecordQueueTime(t);
+      for (double t : s.prefill_seconds) mm->RecordPrefillTime(t);
+      for (double t : s.inter_token_seconds) mm->RecordInterTokenLatency(t);
+    };
+    model_metrics.at(m.name)->SetKvCacheBlocks(0, 0, options->kv_blocks);
     std::cerr << "tierserve: model " << m.name << ": KV cache " << options->kv_blocks << " blocks of "
               << options->kv_block_tokens << " tokens, "
               << options->kv_blocks * KvBlockPool::BytesPerBlock(loaded->model->config().num_layers,

@@ -46,7 +46,7 @@ absl::Status Engine::Submit(std::shared_ptr<GenerationJob> job) {
           "model ", options_.name, " has ", waiting_count_.load(),
           " requests waiting, the most max_queued_requests allows; retry later"));
     }
-    incoming_.push_back(std::move(job));
+    incoming_.emplace_back(std::move(job), std::chrono::steady_clock::now());
     waiting_count_.fetch_add(1);
   }
   cv_.notify_one();
@@ -67,10 +67,11 @@ void Engine::WorkerLoop() {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !incoming_.empty() || !running_.empty() || !waiting_.empty(); });
       if (stopping_ && incoming_.empty() && running_.empty() && waiting_.empty()) return;
-      for (auto& job : incoming_) {
+      for (auto& [job, submitted] : incoming_) {
         Active a;
         a.job = std::move(job);
         a.id = next_id_++;
+        a.submitted = submitted;
         waiting_.push_back(std::move(a));
       }
       incoming_.clear();
@@ -88,6 +89,15 @@ void Engine::Retire(Active& a, absl::StatusOr<GenerationResult> result) {
   // on_done sees the counts without it.
   a.job->on_done(std::move(result));
   a.job.reset();
+}
+
+void Engine::Preempt(std::vector<Active>::iterator it) {
+  it->seq->ReleaseCache();
+  it->in_running = false;
+  waiting_.push_front(std::move(*it));
+  running_.erase(it);
+  waiting_count_.fetch_add(1);
+  running_count_.fetch_sub(1);
 }
 
 bool Engine::Step() {
@@ -133,15 +143,11 @@ bool Engine::Step() {
   running_.erase(std::remove_if(running_.begin(), running_.end(), retired), running_.end());
   if (running_.empty() && waiting_.empty()) return false;
 
-  // The queue's head takes what the prefix cache holds of it before the
-  // scheduler counts its blocks.
-  const int64_t slots = options_.max_batch_size - static_cast<int64_t>(running_.size());
-  for (int64_t i = 0; i < slots && i < static_cast<int64_t>(waiting_.size()); ++i) {
-    if (waiting_[i].seq->num_computed() == 0) waiting_[i].seq->MatchPrefix();
-  }
-  auto describe = [](const Active& a) {
-    return ScheduledSequence{a.id, a.seq->num_tokens(), a.seq->num_computed(),
-                             static_cast<int64_t>(a.seq->cache().blocks().size())};
+  auto describe = [this](const Active& a) {
+    const std::vector<int32_t>& blocks = a.seq->cache().blocks();
+    const int64_t exclusive = std::count_if(blocks.begin(), blocks.end(), [this](int32_t b) { return pool_.refs(b) == 1; });
+    return ScheduledSequence{a.id, a.seq->num_tokens(), a.seq->num_computed(), static_cast<int64_t>(blocks.size()),
+                             exclusive};
   };
   std::vector<ScheduledSequence> running, waiting;
   for (const Active& a : running_) running.push_back(describe(a));
@@ -150,22 +156,25 @@ bool Engine::Step() {
 
   // Preempted sequences go back to the queue's front, oldest first.
   for (int64_t id : plan.preempted) {
-    auto it = std::find_if(running_.begin(), running_.end(), [&](const Active& a) { return a.id == id; });
-    it->seq->ReleaseCache();
-    it->in_running = false;
-    waiting_.push_front(std::move(*it));
-    running_.erase(it);
-    waiting_count_.fetch_add(1);
-    running_count_.fetch_sub(1);
+    Preempt(std::find_if(running_.begin(), running_.end(), [&](const Active& a) { return a.id == id; }));
   }
   stats.preempted = static_cast<int64_t>(plan.preempted.size());
-  // The admitted are the queue's head, in order; the rest give back what
-  // they took from the prefix cache.
+  // What each sequence computes this step.
+  absl::flat_hash_map<int64_t, int64_t> tokens_of;
+  for (const StepPlan::Work& w : plan.work) tokens_of[w.id] = w.num_tokens;
+  // The admitted are the queue's head, in order. Each takes what the prefix
+  // cache holds of its first chunk: the plan counted the chunk's blocks as
+  // new, and a hit costs at most that (a block shared with a running
+  // sequence costs nothing, one revived from the cache one free block).
   for (size_t i = 0; i < plan.admitted.size(); ++i) {
     Active a = std::move(waiting_.front());
     waiting_.pop_front();
-    stats.prefix_hit_tokens += a.seq->num_computed();
+    int64_t& n = tokens_of[a.id];
+    n -= a.seq->MatchPrefix(n - 1);
     if (!a.started) {
+      stats.prefix_query_tokens += a.seq->num_tokens();
+      stats.prefix_hit_tokens += a.seq->num_computed();
+      stats.queue_seconds.push_back(std::chrono::duration<double>(t0 - a.submitted).count());
       a.started = true;
       a.seq->Start();
       if (a.job->on_start) a.job->on_start();
@@ -175,9 +184,6 @@ bool Engine::Step() {
     running_count_.fetch_add(1);
     running_.push_back(std::move(a));
   }
-  for (Active& a : waiting_) {
-    if (!a.seq->cache().blocks().empty()) a.seq->ReleaseCache();
-  }
   stats.admitted = static_cast<int64_t>(plan.admitted.size());
 
   // One forward over every sequence's share of the step.
@@ -185,24 +191,27 @@ bool Engine::Step() {
   for (Active& a : running_) by_id[a.id] = &a;
   std::vector<SequenceInput> inputs;
   std::vector<Active*> members;
+  std::vector<int64_t> preempt_late;
   for (const StepPlan::Work& w : plan.work) {
     Active* a = by_id[w.id];
     Sequence& seq = *a->seq;
-    if (!seq.Reserve(w.num_tokens)) {
-      // The plan counted these blocks free; a mismatch is a bug, not load.
-      Retire(*a, absl::InternalError("the scheduler granted KV blocks the pool did not have"));
+    const int64_t n = tokens_of[w.id];
+    if (!seq.Reserve(n)) {
+      // The plan counts only blocks it knows will be free, so this should
+      // not happen; if it does, the sequence waits rather than fails.
+      preempt_late.push_back(a->id);
       continue;
     }
     SequenceInput in;
-    in.tokens = absl::Span<const int32_t>(seq.tokens()).subspan(seq.num_computed(), w.num_tokens);
+    in.tokens = absl::Span<const int32_t>(seq.tokens()).subspan(seq.num_computed(), n);
     in.start_pos = seq.num_computed();
     in.cache = &seq.cache();
-    in.skip_logits = seq.num_computed() + w.num_tokens < seq.num_tokens();
+    in.skip_logits = seq.num_computed() + n < seq.num_tokens();
     inputs.push_back(in);
     members.push_back(a);
-    stats.tokens += w.num_tokens;
-    if (w.num_tokens > 1 || seq.num_computed() + 1 < static_cast<int64_t>(seq.request().prompt.size())) {
-      stats.prefill_tokens += w.num_tokens;
+    stats.tokens += n;
+    if (n > 1 || seq.num_computed() + 1 < static_cast<int64_t>(seq.request().prompt.size())) {
+      stats.prefill_tokens += n;
     }
   }
   stats.sequences = static_cast<int64_t>(inputs.size());
@@ -220,17 +229,28 @@ bool Engine::Step() {
       if (inputs[i].skip_logits) continue;
       GenerationDelta delta = a.seq->Step(absl::Span<const float>(logits_).subspan(row * V, V));
       ++row;
+      if (a.seq->result().tokens.size() == 1) {
+        stats.prefill_seconds.push_back(a.seq->result().prefill_seconds);
+      } else {
+        stats.inter_token_seconds.push_back(a.seq->last_token_gap());
+      }
       if (a.job->on_delta && !a.job->on_delta(delta)) a.seq->Cancel();
       if (a.seq->finished()) Retire(a, std::move(a.seq->result()));
     }
-  } else if (running_.empty() && !waiting_.empty()) {
-    // Nothing runs and the head cannot start: only a pool smaller than one
-    // step's chunk gets here (the head's whole request fits the pool).
+  } else if (running_.empty() && !waiting_.empty() && plan.preempted.empty() && pool_.used_blocks() == 0) {
+    // Nothing runs, nothing was preempted, every block is free, and still
+    // the head cannot start: it never will (Submit's check makes this
+    // unreachable while a whole request fits the pool; kept as a guard
+    // against a silent stall).
     Retire(waiting_.front(), absl::ResourceExhaustedError(absl::StrCat(
                                  "model ", options_.name, "'s KV cache cannot hold the request's first chunk")));
     waiting_.pop_front();
   }
   running_.erase(std::remove_if(running_.begin(), running_.end(), retired), running_.end());
+  for (int64_t id : preempt_late) {
+    Preempt(std::find_if(running_.begin(), running_.end(), [&](const Active& a) { return a.id == id; }));
+  }
+  stats.preempted += static_cast<int64_t>(preempt_late.size());
 
   kv_used_.store(pool_.used_blocks());
   stats.kv_used_blocks = pool_.used_blocks();

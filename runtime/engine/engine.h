@@ -23,6 +23,7 @@
 #define TIERSERVE_RUNTIME_ENGINE_ENGINE_H_
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -63,11 +64,18 @@ struct StepStats {
   int64_t prefill_tokens = 0;   // of which prompt (or recomputed) tokens
   int64_t admitted = 0;
   int64_t preempted = 0;
-  int64_t prefix_hit_tokens = 0;  // tokens of admitted sequences found in the prefix cache
+  int64_t prefix_query_tokens = 0;  // tokens of the sequences admitted, looked up in the prefix cache
+  int64_t prefix_hit_tokens = 0;    // of which found there (not computed)
   int64_t kv_used_blocks = 0;     // after the step
   int64_t kv_cached_blocks = 0;   // held by the prefix cache alone
   int64_t kv_total_blocks = 0;
   double seconds = 0;             // wall time of the step
+  // Per request: waits of those that started running this step, prefill
+  // times of those that got their first token, and the gaps since the
+  // previous token of the others.
+  std::vector<double> queue_seconds;
+  std::vector<double> prefill_seconds;
+  std::vector<double> inter_token_seconds;
 };
 
 class Engine {
@@ -117,12 +125,16 @@ class Engine {
     int64_t id = 0;
     bool started = false;     // on_start called
     bool in_running = false;  // counted in running_count_ (else waiting_count_)
+    std::chrono::steady_clock::time_point submitted;
   };
 
   static KvBlockPool::Options PoolOptions(const CausalLM& model, const Options& options);
   void WorkerLoop();
   // One step over waiting_ and running_. False when there is nothing to do.
   bool Step();
+  // Frees the blocks of the running sequence at `it` and puts it at the
+  // queue's front, to be recomputed when it runs again.
+  void Preempt(std::vector<Active>::iterator it);
   // Ends `a`: on_start if it never ran, then on_done; its blocks are freed.
   void Retire(Active& a, absl::StatusOr<GenerationResult> result);
   bool Cancelled(const Active& a) const { return a.job->cancelled && a.job->cancelled(); }
@@ -134,7 +146,8 @@ class Engine {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::shared_ptr<GenerationJob>> incoming_;  // guarded by mu_
+  // Submitted jobs and when, guarded by mu_.
+  std::deque<std::pair<std::shared_ptr<GenerationJob>, std::chrono::steady_clock::time_point>> incoming_;
   bool stopping_ = false;                                // guarded by mu_
 
   // Worker thread only.

@@ -275,6 +275,39 @@ TEST_P(TinyBatchingTest, PreemptionRecomputesAndLosesNothing) {
   EXPECT_EQ(engine->kv_used_blocks(), 0);
 }
 
+// The same, with every prompt beginning with one 32-token prefix, twice: the
+// second round finds the prefix (and more) in the cache, and sequences that
+// share blocks are preempted without counting shared blocks as freed.
+TEST_P(TinyBatchingTest, PreemptionWithSharedPrefixBlocks) {
+  const int64_t V = model_.model->config().vocab_size;
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < 12; ++i) {
+    GenerationRequest r = MixedRequest(i, V, 30);
+    std::vector<int32_t> prompt;
+    for (int k = 0; k < 32; ++k) prompt.push_back(static_cast<int32_t>((k * 11 + 9) % V));
+    prompt.insert(prompt.end(), r.prompt.begin(), r.prompt.begin() + std::min<size_t>(r.prompt.size(), 8));
+    r.prompt = prompt;
+    requests.push_back(r);
+  }
+  const std::vector<std::vector<int32_t>> alone = Alone(requests);
+  StepLog log;
+  Engine::Options o;
+  o.max_batch_size = 12;
+  o.kv_blocks = 12;
+  o.on_step = log.Hook();
+  std::unique_ptr<Engine> engine = Start(o);
+  for (int round = 0; round < 2; ++round) {
+    std::vector<absl::StatusOr<GenerationResult>> results = RunAll(*engine, requests);
+    for (size_t i = 0; i < requests.size(); ++i) {
+      ASSERT_TRUE(results[i].ok()) << results[i].status();
+      EXPECT_EQ(results[i]->TokenIds(), alone[i]) << "round " << round << " request " << i;
+    }
+    EXPECT_EQ(engine->kv_used_blocks(), 0);
+  }
+  EXPECT_GT(log.Sum(&StepStats::preempted), 0);
+  EXPECT_GT(log.Sum(&StepStats::prefix_hit_tokens), 0);
+}
+
 // Half the requests are cancelled mid-way: the others finish with their
 // own tokens, the cancelled ones stop within a step, and every block comes
 // back.

@@ -39,7 +39,7 @@ StepPlan Schedule(const std::vector<ScheduledSequence>& running, const std::vect
       gone[v] = true;
       plan.preempted.push_back(running[v].id);
       // What it held and what this step had granted it come back.
-      free += running[v].num_blocks + blocks[v];
+      free += running[v].exclusive_blocks + blocks[v];
       budget += tokens[v];
       tokens[v] = blocks[v] = 0;
     }

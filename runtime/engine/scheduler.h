@@ -33,6 +33,9 @@ struct ScheduledSequence {
   int64_t num_tokens = 0;    // prompt + generated
   int64_t num_computed = 0;  // tokens in its cache
   int64_t num_blocks = 0;    // blocks its table holds
+  // Of those, the blocks no other sequence references: what preempting it
+  // frees for sure (shared prefix blocks stay with their other holders).
+  int64_t exclusive_blocks = 0;
 };
 
 struct StepPlan {

@@ -12,9 +12,9 @@ using Work = StepPlan::Work;
 
 SchedulerOptions Options(int64_t batch, int64_t tokens) { return SchedulerOptions{batch, tokens, 16}; }
 
-// id, tokens, computed, blocks
-ScheduledSequence Seq(int64_t id, int64_t tokens, int64_t computed, int64_t blocks) {
-  return {id, tokens, computed, blocks};
+// id, tokens, computed, blocks (none shared unless said)
+ScheduledSequence Seq(int64_t id, int64_t tokens, int64_t computed, int64_t blocks, int64_t exclusive = -1) {
+  return {id, tokens, computed, blocks, exclusive < 0 ? blocks : exclusive};
 }
 
 TEST(SchedulerTest, DecodesGoFirstAndPrefillTakesTheRestOfTheBudgetInChunks) {
@@ -59,6 +59,16 @@ TEST(SchedulerTest, OutOfBlocksPreemptsTheNewestAndAdmitsNobody) {
   p = Schedule({Seq(1, 30, 29, 2), Seq(2, 17, 16, 1)}, {}, 0, Options(8, 512));
   EXPECT_EQ(p.preempted, (std::vector<int64_t>{2}));
   EXPECT_EQ(p.work, (std::vector<Work>{{1, 1}}));
+}
+
+TEST(SchedulerTest, SharedBlocksOfAVictimAreNotCountedFree) {
+  // 2 holds 3 blocks, 2 of them shared with 1 (a common prefix): preempting
+  // it frees one block, not enough for 1's prefill chunk of 2 blocks, so 1
+  // preempts itself too rather than be granted blocks that are not there.
+  const std::vector<ScheduledSequence> running = {Seq(1, 64, 32, 2), Seq(2, 40, 33, 3, 1)};
+  const StepPlan p = Schedule(running, {}, 0, Options(8, 512));
+  EXPECT_EQ(p.preempted, (std::vector<int64_t>{2, 1}));
+  EXPECT_TRUE(p.work.empty());
 }
 
 TEST(SchedulerTest, APreemptedVictimGivesBackWhatTheStepHadGrantedIt) {

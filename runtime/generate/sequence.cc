@@ -47,11 +47,11 @@ Sequence::Sequence(GenerationRequest request, const Tokenizer* tokenizer, Sample
   result_.prompt_tokens = static_cast<int64_t>(request_.prompt.size());
 }
 
-int64_t Sequence::MatchPrefix() {
+int64_t Sequence::MatchPrefix(int64_t limit) {
   KvBlockPool* pool = cache_.pool();
   const int64_t bt = pool->block_tokens();
   // The last token is always computed: its logits give the first sample.
-  const int64_t limit = num_tokens() - 1;
+  limit = std::min(limit, num_tokens() - 1);
   for (int64_t i = 0; (i + 1) * bt <= limit; ++i) {
     const uint64_t parent = i == 0 ? 0 : hashes_[i - 1];
     const absl::Span<const int32_t> block = absl::Span<const int32_t>(tokens_).subspan(i * bt, bt);
@@ -88,7 +88,10 @@ GenerationDelta Sequence::Step(absl::Span<const float> logits) {
   if (result_.tokens.empty()) {
     result_.prefill_seconds = SecondsBetween(t_start_, now);
     t_first_ = now;
+  } else {
+    last_gap_ = SecondsBetween(t_last_, now);
   }
+  t_last_ = now;
   tokens_.push_back(tok.id);
   result_.tokens.push_back(tok);
   const bool is_eos = !request_.ignore_eos && std::find(eos_.begin(), eos_.end(), tok.id) != eos_.end();

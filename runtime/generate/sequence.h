@@ -49,10 +49,11 @@ class Sequence {
   int64_t num_computed() const { return num_computed_; }
   PagedKvCache& cache() { return cache_; }
 
-  // Takes the cached blocks that hold a prefix of tokens() (at most up to the
-  // last token, whose logits are still needed). REQUIRES: num_computed() == 0.
-  // Returns the tokens matched (a multiple of the block size).
-  int64_t MatchPrefix();
+  // Takes the cached blocks that hold a prefix of the first `limit` tokens
+  // (at most up to the last token, whose logits are still needed).
+  // REQUIRES: num_computed() == 0. Returns the tokens matched (a multiple of
+  // the block size).
+  int64_t MatchPrefix(int64_t limit);
   // Reserves blocks for `n` more tokens. False when the pool ran out.
   bool Reserve(int64_t n) { return cache_.Reserve(num_computed_ + n); }
   // Records that a forward computed the next `n` tokens, and publishes the
@@ -69,6 +70,8 @@ class Sequence {
   // Returns the text that became final; finished() tells whether that was
   // the last step.
   GenerationDelta Step(absl::Span<const float> logits);
+  // Seconds between the last two tokens Step produced (0 after the first).
+  double last_token_gap() const { return last_gap_; }
   // Ends the sequence as cancelled (the caller stopped listening).
   void Cancel();
   bool finished() const { return finished_; }
@@ -95,6 +98,8 @@ class Sequence {
   GenerationResult result_;
   std::chrono::steady_clock::time_point t_start_ = std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point t_first_;
+  std::chrono::steady_clock::time_point t_last_;
+  double last_gap_ = 0;
 };
 
 }  // namespace tierserve

@@ -69,6 +69,8 @@ class KvBlockPool {
   // an unpublished one is free again.
   void AddRef(int32_t block);
   void Release(int32_t block);
+  // References held on `block` (0 when free or cached).
+  int32_t refs(int32_t block) const { return info_[block].refs; }
 
   // The hash of a full block of `tokens` that follows the block hashed
   // `parent` (0 for the first block of a sequence).

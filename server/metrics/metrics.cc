@@ -127,6 +127,14 @@ const std::vector<double> kTimeToFirstTokenBuckets = {0.001, 0.0025, 0.005, 0.01
                                                       0.1,   0.25,   0.5,   1,    2.5,   5,
                                                       10,    20,     40,    60};
 
+const std::vector<double> kQueueTimeBuckets = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                               2.5,   5,     10,   25,    50,   100, 250,  600};
+const std::vector<double> kInterTokenLatencyBuckets = {0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025,
+                                                       0.03,  0.04,   0.05,  0.075, 0.1,  0.15, 0.2,
+                                                       0.3,   0.4,    0.5,   0.75,  1,    2.5};
+const std::vector<double> kBatchSizeBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
+const std::vector<double> kStepTokensBuckets = {1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192};
+
 bool MetricsEndpointSupportsIpv6() {
   constexpr unsigned kCivetwebFeatureIpv6 = 8;  // civetweb.h, mg_check_feature()
   return mg_check_feature(kCivetwebFeatureIpv6) != 0;
@@ -155,6 +163,27 @@ std::string StatusCodeLabel(absl::StatusCode code) {
 
 // --- ModelMetrics -----------------------------------------------------------
 
+ModelMetrics::ModelMetrics(std::string name, const ModelFamilies& f)
+    : name_(std::move(name)),
+      weight_bytes_(f.weight_bytes),
+      ttft_(f.ttft.Add({{"model", name_}}, kTimeToFirstTokenBuckets)),
+      prompt_tokens_(f.prompt_tokens.Add({{"model", name_}})),
+      generated_tokens_(f.generated_tokens.Add({{"model", name_}})),
+      running_(f.running.Add({{"model", name_}})),
+      waiting_(f.waiting.Add({{"model", name_}})),
+      queue_time_(f.queue_time.Add({{"model", name_}}, kQueueTimeBuckets)),
+      prefill_time_(f.prefill_time.Add({{"model", name_}}, kTimeToFirstTokenBuckets)),
+      inter_token_(f.inter_token.Add({{"model", name_}}, kInterTokenLatencyBuckets)),
+      batch_size_(f.batch_size.Add({{"model", name_}}, kBatchSizeBuckets)),
+      step_tokens_(f.step_tokens.Add({{"model", name_}}, kStepTokensBuckets)),
+      kv_used_(f.kv_used.Add({{"model", name_}})),
+      kv_cached_(f.kv_cached.Add({{"model", name_}})),
+      kv_total_(f.kv_total.Add({{"model", name_}})),
+      kv_usage_(f.kv_usage.Add({{"model", name_}})),
+      prefix_queries_(f.prefix_queries.Add({{"model", name_}})),
+      prefix_hits_(f.prefix_hits.Add({{"model", name_}})),
+      preemptions_(f.preemptions.Add({{"model", name_}})) {}
+
 void ModelMetrics::RecordTimeToFirstToken(double seconds) { ttft_.Observe(NonNegative(seconds)); }
 
 void ModelMetrics::AddPromptTokens(int64_t n) {
@@ -176,7 +205,39 @@ void ModelMetrics::SetWeightBytes(std::string_view device, int64_t bytes) {
       .Set(static_cast<double>(bytes));
 }
 
+void ModelMetrics::RecordQueueTime(double seconds) { queue_time_.Observe(NonNegative(seconds)); }
+void ModelMetrics::RecordPrefillTime(double seconds) { prefill_time_.Observe(NonNegative(seconds)); }
+void ModelMetrics::RecordInterTokenLatency(double seconds) { inter_token_.Observe(NonNegative(seconds)); }
+
+void ModelMetrics::RecordStep(int64_t sequences, int64_t tokens) {
+  batch_size_.Observe(static_cast<double>(sequences));
+  step_tokens_.Observe(static_cast<double>(tokens));
+}
+
+void ModelMetrics::SetKvCacheBlocks(int64_t used, int64_t cached, int64_t total) {
+  kv_used_.Set(static_cast<double>(used));
+  kv_cached_.Set(static_cast<double>(cached));
+  kv_total_.Set(static_cast<double>(total));
+  kv_usage_.Set(total > 0 ? static_cast<double>(used) / static_cast<double>(total) : 0.0);
+}
+
+void ModelMetrics::AddPrefixCache(int64_t queried_tokens, int64_t hit_tokens) {
+  if (queried_tokens > 0) prefix_queries_.Increment(static_cast<double>(queried_tokens));
+  if (hit_tokens > 0) prefix_hits_.Increment(static_cast<double>(hit_tokens));
+}
+
+void ModelMetrics::AddPreemptions(int64_t n) {
+  if (n > 0) preemptions_.Increment(static_cast<double>(n));
+}
+
 // --- ServerMetrics ----------------------------------------------------------
+
+namespace {
+template <typename Builder>
+auto& Register(Builder builder, const char* name, const char* help, prometheus::Registry& registry) {
+  return builder.Name(name).Help(help).Register(registry);
+}
+}  // namespace
 
 ServerMetrics::ServerMetrics(Options options)
     : options_(std::move(options)),
@@ -192,32 +253,45 @@ ServerMetrics::ServerMetrics(Options options)
                             .Help("End-to-end duration of gRPC requests, from arrival to the "
                                   "last message sent.")
                             .Register(*registry_)),
-      time_to_first_token_(prometheus::BuildHistogram()
-                               .Name("tierserve_time_to_first_token_seconds")
-                               .Help("Time from a generation request's arrival to its first "
-                                     "generated token.")
-                               .Register(*registry_)),
-      prompt_tokens_(prometheus::BuildCounter()
-                         .Name("tierserve_prompt_tokens_total")
-                         .Help("Prompt tokens processed (prefill), after the chat template.")
-                         .Register(*registry_)),
-      generated_tokens_(prometheus::BuildCounter()
-                            .Name("tierserve_generated_tokens_total")
-                            .Help("Tokens generated (decode).")
-                            .Register(*registry_)),
-      requests_running_(prometheus::BuildGauge()
-                            .Name("tierserve_requests_running")
-                            .Help("Requests being decoded.")
-                            .Register(*registry_)),
-      requests_waiting_(prometheus::BuildGauge()
-                            .Name("tierserve_requests_waiting")
-                            .Help("Requests queued, waiting for a place in the batch.")
-                            .Register(*registry_)),
-      model_weight_bytes_(prometheus::BuildGauge()
-                              .Name("tierserve_model_weight_bytes")
-                              .Help("Bytes of a model's weights resting on each device "
-                                    "(cuda:N, cpu, disk), in their stored precision.")
-                              .Register(*registry_)) {
+      model_families_{
+          Register(prometheus::BuildHistogram(), "tierserve_time_to_first_token_seconds",
+                   "Time from a generation request's arrival to its first generated token.", *registry_),
+          Register(prometheus::BuildCounter(), "tierserve_prompt_tokens_total",
+                   "Prompt tokens processed (prefill), after the chat template.", *registry_),
+          Register(prometheus::BuildCounter(), "tierserve_generated_tokens_total", "Tokens generated (decode).",
+                   *registry_),
+          Register(prometheus::BuildGauge(), "tierserve_requests_running", "Requests in the running batch.",
+                   *registry_),
+          Register(prometheus::BuildGauge(), "tierserve_requests_waiting",
+                   "Requests queued, waiting for a place in the batch.", *registry_),
+          Register(prometheus::BuildGauge(), "tierserve_model_weight_bytes",
+                   "Bytes of a model's weights resting on each device (cuda:N, cpu, disk), in their "
+                   "stored precision.",
+                   *registry_),
+          Register(prometheus::BuildHistogram(), "tierserve_request_queue_time_seconds",
+                   "Time a request waited in the queue before it first ran.", *registry_),
+          Register(prometheus::BuildHistogram(), "tierserve_request_prefill_time_seconds",
+                   "Time from a request's first run in the batch to its first token.", *registry_),
+          Register(prometheus::BuildHistogram(), "tierserve_inter_token_latency_seconds",
+                   "Time between two consecutive tokens of one request.", *registry_),
+          Register(prometheus::BuildHistogram(), "tierserve_batch_size",
+                   "Sequences in one engine step's forward.", *registry_),
+          Register(prometheus::BuildHistogram(), "tierserve_step_tokens",
+                   "Tokens computed in one engine step, all sequences together.", *registry_),
+          Register(prometheus::BuildGauge(), "tierserve_kv_cache_blocks_used",
+                   "KV cache blocks referenced by sequences.", *registry_),
+          Register(prometheus::BuildGauge(), "tierserve_kv_cache_blocks_cached",
+                   "KV cache blocks held only by the prefix cache (evictable).", *registry_),
+          Register(prometheus::BuildGauge(), "tierserve_kv_cache_blocks_total", "KV cache blocks in the pool.",
+                   *registry_),
+          Register(prometheus::BuildGauge(), "tierserve_kv_cache_usage_ratio",
+                   "KV cache blocks used / total (0..1).", *registry_),
+          Register(prometheus::BuildCounter(), "tierserve_prefix_cache_queries_total",
+                   "Prompt tokens looked up in the prefix cache.", *registry_),
+          Register(prometheus::BuildCounter(), "tierserve_prefix_cache_hits_total",
+                   "Prompt tokens found in the prefix cache (not computed again).", *registry_),
+          Register(prometheus::BuildCounter(), "tierserve_preemptions_total",
+                   "Sequences preempted for KV cache blocks (recomputed later).", *registry_)} {
   // Every method's series exist from the start, so rate() has a zero to
   // begin from; other codes appear with their first occurrence.
   for (RpcMethod method : kAllRpcMethods) {
@@ -272,12 +346,7 @@ ModelMetrics& ServerMetrics::AddModel(std::string_view name) {
   absl::MutexLock lock(&mu_);
   std::unique_ptr<ModelMetrics>& slot = models_[AbslView(name)];
   if (slot == nullptr) {
-    const prometheus::Labels labels = {{"model", std::string(name)}};
-    slot.reset(new ModelMetrics(std::string(name),
-                                time_to_first_token_.Add(labels, kTimeToFirstTokenBuckets),
-                                prompt_tokens_.Add(labels), generated_tokens_.Add(labels),
-                                requests_running_.Add(labels), requests_waiting_.Add(labels),
-                                model_weight_bytes_));
+    slot.reset(new ModelMetrics(std::string(name), model_families_));
   }
   return *slot;
 }

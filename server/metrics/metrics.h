@@ -12,6 +12,18 @@
 //   tierserve_requests_running{model}                gauge
 //   tierserve_requests_waiting{model}                gauge
 //   tierserve_model_weight_bytes{model,device}       gauge
+//   tierserve_request_queue_time_seconds{model}      histogram, 1 ms .. 600 s
+//   tierserve_request_prefill_time_seconds{model}    histogram, 1 ms .. 60 s
+//   tierserve_inter_token_latency_seconds{model}     histogram, 1 ms .. 2.5 s
+//   tierserve_batch_size{model}                      histogram, 1 .. 4096 sequences per step
+//   tierserve_step_tokens{model}                     histogram, 1 .. 8192 tokens per step
+//   tierserve_kv_cache_blocks_used{model}            gauge
+//   tierserve_kv_cache_blocks_cached{model}          gauge
+//   tierserve_kv_cache_blocks_total{model}           gauge
+//   tierserve_kv_cache_usage_ratio{model}            gauge, used / total
+//   tierserve_prefix_cache_queries_total{model}      counter, prompt tokens looked up
+//   tierserve_prefix_cache_hits_total{model}         counter, of which found cached
+//   tierserve_preemptions_total{model}               counter
 //   tierserve_process_resident_memory_bytes          gauge, read at each scrape
 //
 // Label values come from closed sets, so every metric's cardinality is bounded
@@ -64,6 +76,34 @@ bool MetricsEndpointSupportsIpv6();
 // Histogram upper bounds, in seconds.
 extern const std::vector<double> kRequestDurationBuckets;     // 0.005 .. 600
 extern const std::vector<double> kTimeToFirstTokenBuckets;    // 0.001 .. 60
+extern const std::vector<double> kQueueTimeBuckets;           // 0.001 .. 600
+extern const std::vector<double> kInterTokenLatencyBuckets;   // 0.001 .. 2.5
+// Counts per engine step.
+extern const std::vector<double> kBatchSizeBuckets;           // 1 .. 4096
+extern const std::vector<double> kStepTokensBuckets;          // 1 .. 8192
+
+// The metric families with a `model` label; ServerMetrics owns them, each
+// ModelMetrics holds its series.
+struct ModelFamilies {
+  prometheus::Family<prometheus::Histogram>& ttft;
+  prometheus::Family<prometheus::Counter>& prompt_tokens;
+  prometheus::Family<prometheus::Counter>& generated_tokens;
+  prometheus::Family<prometheus::Gauge>& running;
+  prometheus::Family<prometheus::Gauge>& waiting;
+  prometheus::Family<prometheus::Gauge>& weight_bytes;
+  prometheus::Family<prometheus::Histogram>& queue_time;
+  prometheus::Family<prometheus::Histogram>& prefill_time;
+  prometheus::Family<prometheus::Histogram>& inter_token;
+  prometheus::Family<prometheus::Histogram>& batch_size;
+  prometheus::Family<prometheus::Histogram>& step_tokens;
+  prometheus::Family<prometheus::Gauge>& kv_used;
+  prometheus::Family<prometheus::Gauge>& kv_cached;
+  prometheus::Family<prometheus::Gauge>& kv_total;
+  prometheus::Family<prometheus::Gauge>& kv_usage;
+  prometheus::Family<prometheus::Counter>& prefix_queries;
+  prometheus::Family<prometheus::Counter>& prefix_hits;
+  prometheus::Family<prometheus::Counter>& preemptions;
+};
 
 // The series of one configured model. Handed out by ServerMetrics::AddModel;
 // the server keeps the pointer next to the model, so recording costs no
@@ -100,27 +140,46 @@ class ModelMetrics {
   // which keeps the `device` label bounded.
   void SetWeightBytes(std::string_view device, int64_t bytes);
 
+  // The scheduler's view, reported by the engine.
+  // Time a request waited in the queue before it first ran.
+  void RecordQueueTime(double seconds);
+  // Time from a request's first run to its first token.
+  void RecordPrefillTime(double seconds);
+  // Time between two consecutive tokens of one request.
+  void RecordInterTokenLatency(double seconds);
+  // One engine step: sequences in the forward and tokens computed.
+  void RecordStep(int64_t sequences, int64_t tokens);
+  // The KV pool after a step: blocks referenced by sequences, blocks held
+  // only by the prefix cache, and all blocks.
+  void SetKvCacheBlocks(int64_t used, int64_t cached, int64_t total);
+  // Prompt tokens looked up in the prefix cache and those found.
+  void AddPrefixCache(int64_t queried_tokens, int64_t hit_tokens);
+  void AddPreemptions(int64_t n);
+
  private:
   friend class ServerMetrics;
-  ModelMetrics(std::string name, prometheus::Histogram& ttft, prometheus::Counter& prompt_tokens,
-               prometheus::Counter& generated_tokens, prometheus::Gauge& running,
-               prometheus::Gauge& waiting, prometheus::Family<prometheus::Gauge>& weight_bytes)
-      : name_(std::move(name)),
-        ttft_(ttft),
-        prompt_tokens_(prompt_tokens),
-        generated_tokens_(generated_tokens),
-        running_(running),
-        waiting_(waiting),
-        weight_bytes_(weight_bytes) {}
+  ModelMetrics(std::string name, const ModelFamilies& f);
 
   const std::string name_;
   // The metrics below are owned by ServerMetrics' registry.
+  prometheus::Family<prometheus::Gauge>& weight_bytes_;
   prometheus::Histogram& ttft_;
   prometheus::Counter& prompt_tokens_;
   prometheus::Counter& generated_tokens_;
   prometheus::Gauge& running_;
   prometheus::Gauge& waiting_;
-  prometheus::Family<prometheus::Gauge>& weight_bytes_;
+  prometheus::Histogram& queue_time_;
+  prometheus::Histogram& prefill_time_;
+  prometheus::Histogram& inter_token_;
+  prometheus::Histogram& batch_size_;
+  prometheus::Histogram& step_tokens_;
+  prometheus::Gauge& kv_used_;
+  prometheus::Gauge& kv_cached_;
+  prometheus::Gauge& kv_total_;
+  prometheus::Gauge& kv_usage_;
+  prometheus::Counter& prefix_queries_;
+  prometheus::Counter& prefix_hits_;
+  prometheus::Counter& preemptions_;
 };
 
 // Owns the registry of every tierserve metric and, once StartExposer() has
@@ -187,12 +246,7 @@ class ServerMetrics {
   // Families owned by registry_.
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& request_duration_;
-  prometheus::Family<prometheus::Histogram>& time_to_first_token_;
-  prometheus::Family<prometheus::Counter>& prompt_tokens_;
-  prometheus::Family<prometheus::Counter>& generated_tokens_;
-  prometheus::Family<prometheus::Gauge>& requests_running_;
-  prometheus::Family<prometheus::Gauge>& requests_waiting_;
-  prometheus::Family<prometheus::Gauge>& model_weight_bytes_;
+  const ModelFamilies model_families_;
   // request_duration_'s series, indexed by RpcMethod, so that recording does
   // not build a histogram only to find it exists.
   std::array<prometheus::Histogram*, std::size(kAllRpcMethods)> duration_by_method_{};

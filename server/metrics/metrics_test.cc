@@ -200,7 +200,11 @@ TEST(ServerMetrics, BucketBoundsSpanTheDocumentedRanges) {
   EXPECT_EQ(kRequestDurationBuckets.back(), 600.0);
   EXPECT_EQ(kTimeToFirstTokenBuckets.front(), 0.001);
   EXPECT_EQ(kTimeToFirstTokenBuckets.back(), 60.0);
-  for (const auto* buckets : {&kRequestDurationBuckets, &kTimeToFirstTokenBuckets}) {
+  EXPECT_EQ(kQueueTimeBuckets.back(), 600.0);
+  EXPECT_EQ(kInterTokenLatencyBuckets.front(), 0.001);
+  EXPECT_EQ(kBatchSizeBuckets.back(), 4096.0);  // the largest max_batch_size
+  for (const auto* buckets : {&kRequestDurationBuckets, &kTimeToFirstTokenBuckets, &kQueueTimeBuckets,
+                              &kInterTokenLatencyBuckets, &kBatchSizeBuckets, &kStepTokensBuckets}) {
     for (size_t i = 1; i < buckets->size(); ++i) EXPECT_LT((*buckets)[i - 1], (*buckets)[i]);
   }
 }
@@ -262,6 +266,47 @@ TEST(ServerMetrics, ModelTokensGaugesAndTimeToFirstToken) {
   const auto sum = Value(samples, "tierserve_time_to_first_token_seconds_sum", m);
   ASSERT_TRUE(sum.has_value());
   EXPECT_NEAR(*sum, 90.0305, 1e-9);
+}
+
+TEST(ServerMetrics, EngineStepSeries) {
+  ServerMetrics metrics;
+  ModelMetrics& model = metrics.AddModel("smollm2");
+  const std::map<std::string, std::string> m = {{"model", "smollm2"}};
+  auto samples = ParseExposition(metrics.ExpositionText());
+  for (const char* zero : {"tierserve_kv_cache_blocks_used", "tierserve_kv_cache_usage_ratio",
+                           "tierserve_prefix_cache_hits_total", "tierserve_preemptions_total",
+                           "tierserve_batch_size_count", "tierserve_inter_token_latency_seconds_count"}) {
+    EXPECT_EQ(Value(samples, zero, m), 0.0) << zero;
+  }
+  model.RecordStep(1, 40);
+  model.RecordStep(32, 32);
+  model.SetKvCacheBlocks(30, 10, 120);
+  model.AddPrefixCache(100, 64);
+  model.AddPrefixCache(20, 0);
+  model.AddPreemptions(2);
+  model.AddPreemptions(-1);  // ignored
+  model.RecordQueueTime(0.2);
+  model.RecordPrefillTime(0.05);
+  model.RecordInterTokenLatency(0.012);
+  model.RecordInterTokenLatency(0.03);
+  samples = ParseExposition(metrics.ExpositionText());
+  EXPECT_EQ(Value(samples, "tierserve_batch_size_bucket", {{"model", "smollm2"}, {"le", "1"}}), 1.0);
+  EXPECT_EQ(Value(samples, "tierserve_batch_size_bucket", {{"model", "smollm2"}, {"le", "16"}}), 1.0);
+  EXPECT_EQ(Value(samples, "tierserve_batch_size_bucket", {{"model", "smollm2"}, {"le", "32"}}), 2.0);
+  EXPECT_EQ(Value(samples, "tierserve_batch_size_sum", m), 33.0);
+  EXPECT_EQ(Value(samples, "tierserve_step_tokens_sum", m), 72.0);
+  EXPECT_EQ(Value(samples, "tierserve_kv_cache_blocks_used", m), 30.0);
+  EXPECT_EQ(Value(samples, "tierserve_kv_cache_blocks_cached", m), 10.0);
+  EXPECT_EQ(Value(samples, "tierserve_kv_cache_blocks_total", m), 120.0);
+  EXPECT_EQ(Value(samples, "tierserve_kv_cache_usage_ratio", m), 0.25);
+  EXPECT_EQ(Value(samples, "tierserve_prefix_cache_queries_total", m), 120.0);
+  EXPECT_EQ(Value(samples, "tierserve_prefix_cache_hits_total", m), 64.0);
+  EXPECT_EQ(Value(samples, "tierserve_preemptions_total", m), 2.0);
+  EXPECT_EQ(Value(samples, "tierserve_request_queue_time_seconds_count", m), 1.0);
+  EXPECT_EQ(Value(samples, "tierserve_request_prefill_time_seconds_count", m), 1.0);
+  EXPECT_EQ(Value(samples, "tierserve_inter_token_latency_seconds_bucket", {{"model", "smollm2"}, {"le", "0.015"}}),
+            1.0);
+  EXPECT_EQ(Value(samples, "tierserve_inter_token_latency_seconds_count", m), 2.0);
 }
 
 TEST(ServerMetrics, AddModelIsIdempotentAndModelsAreSeparate) {

@@ -1,0 +1,270 @@
+// Aggregate decode throughput of one model under continuous batching: B
+// sequences, each with its own KV cache and a prompt already prefilled, and
+// each timed step ONE Forward giving every sequence one new token. Printed
+// per precision and batch size: tokens/s of all sequences, the ratio to
+// batch 1, the GFLOP/s that rate implies, and its fraction of the machine's
+// fp32 FMA peak measured in the same run (a register-only loop of
+// _mm256_fmadd_ps on every thread). Beside it, the memory-bandwidth roofline
+// as bench_generate computes it (a step reads every weight once whatever the
+// batch, so the roofline in tokens/s is B x bandwidth / weight bytes).
+// Asserts nothing.
+//
+// The FMA peak is the ceiling of fp32 math: the stored GGUF (Q4_1) and 4-bit
+// kernels decode weights to fp32 in registers and multiply with FMAs, so it
+// bounds them (decoding costs instructions the peak does not count). int8
+// multiplies in integers, whose peak differs; its fraction is indicative.
+//
+//   bench_batch --model models/SmolLM2-135M-Instruct.Q4_1.gguf --batches 1,8,32
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <ctime>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_split.h"
+#include "bench/read_bandwidth.h"
+#include "runtime/model/model_loader.h"
+
+ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf", "Model path.");
+ABSL_FLAG(int32_t, threads, 2, "Threads of the compute pool and of the FMA probe.");
+ABSL_FLAG(std::string, batches, "1,8,32", "Batch sizes, comma-separated (the first is the ratio's base).");
+ABSL_FLAG(std::string, precisions, "stored,int8",
+          "Precisions, comma-separated: stored (the GGUF as stored), fp32, int8 (LLM.int8), "
+          "nf4, fp4 (bitsandbytes 4-bit, no double quant).");
+ABSL_FLAG(int32_t, prompt_tokens, 64, "Prompt length of each sequence (prefilled, not timed).");
+ABSL_FLAG(int32_t, decode_steps, 32, "Decode steps timed.");
+ABSL_FLAG(int32_t, repeats, 3, "Repeats; the best is reported.");
+ABSL_FLAG(int64_t, bandwidth_mib, 1024, "Buffer size of the bandwidth probe, MiB.");
+ABSL_FLAG(int64_t, fma_rounds, 50'000'000, "Rounds of the FMA probe per thread and repeat.");
+
+namespace tierserve {
+namespace {
+
+// Independent FMA chains per thread. Zen 3 / Zen 4 retire two 256-bit FMAs a
+// cycle at 4 cycles' latency, so 8 chains in flight saturate them; 12 leave a
+// margin and still fit the 16 ymm registers with the two operands.
+constexpr int kFmaChains = 12;
+constexpr double kFlopPerFma = 16;  // 8 lanes x (multiply + add)
+
+// fp32 GFLOP/s of FMA chains, over wall time and over the CPU time the
+// threads were given: when other processes share the cores the first drops,
+// the second is what the cores can do.
+struct FmaRate {
+  double wall_gflops = 0;
+  double cpu_gflops = 0;
+};
+
+double ThreadCpuSeconds() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+// One thread running `rounds` rounds of kFmaChains independent
+// acc = acc * a + b chains, from registers only.
+FmaRate FmaLoop(int64_t rounds) {
+  // Every loop over the chains unrolled, so the array lives in registers.
+  __m256 acc[kFmaChains];
+#pragma GCC unroll 16
+  for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm256_set1_ps(1.0f + 0.01f * j);
+  // a slightly below 1 and b tiny keep every value finite and normal forever.
+  const __m256 a = _mm256_set1_ps(0.9999999f), b = _mm256_set1_ps(1e-7f);
+  const auto t0 = BenchClock::now();
+  const double c0 = ThreadCpuSeconds();
+  for (int64_t i = 0; i < rounds; ++i) {
+#pragma GCC unroll 16
+    for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm256_fmadd_ps(acc[j], a, b);
+  }
+  const double cpu = ThreadCpuSeconds() - c0;
+  const double wall = Seconds(t0, BenchClock::now());
+  __m256 sum = acc[0];
+#pragma GCC unroll 16
+  for (int j = 1; j < kFmaChains; ++j) sum = _mm256_add_ps(sum, acc[j]);
+  volatile float keep = _mm256_cvtss_f32(sum);  // the chains must be computed
+  (void)keep;
+  const double gflop = static_cast<double>(rounds) * kFmaChains * kFlopPerFma / 1e9;
+  return FmaRate{gflop / wall, gflop / cpu};
+}
+
+// The sum over `threads` std::threads of each one's own FmaLoop, the threads
+// started together; the best of `repeats` by wall time.
+FmaRate FmaPeak(int threads, int64_t rounds, int repeats) {
+  FmaRate best;
+  for (int r = 0; r < repeats; ++r) {
+    std::vector<FmaRate> rates(threads);
+    std::atomic<bool> go{false};
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+      workers.emplace_back([&, t] {
+        while (!go.load(std::memory_order_acquire)) {
+        }
+        rates[t] = FmaLoop(rounds);
+      });
+    }
+    go.store(true, std::memory_order_release);
+    for (std::thread& w : workers) w.join();
+    FmaRate sum;
+    for (const FmaRate& f : rates) {
+      sum.wall_gflops += f.wall_gflops;
+      sum.cpu_gflops += f.cpu_gflops;
+    }
+    if (sum.wall_gflops > best.wall_gflops) best = sum;
+  }
+  return best;
+}
+
+// FLOPs of one decode token (a multiply-add is 2 FLOPs):
+//   matmul   2 x (L x (H*qd + 2*H*kvd + qd*H + 3*H*I) + V*H)
+//              q, k, v, o projections; gate, up, down; the output head
+//   attention 2 x 2 x L x nh x hd x ctx      (q.k scores and the weighted sum of v)
+// with qd = nh*hd, kvd = nkv*hd. Norms, RoPE, SiLU, softmax and biases are
+// left out (O(H) or O(nh x ctx) per layer).
+double FlopsPerToken(const ModelConfig& c, double ctx) {
+  const double H = c.hidden_size, I = c.intermediate_size, L = c.num_layers, V = c.vocab_size;
+  const double qd = static_cast<double>(c.num_heads * c.head_dim), kvd = static_cast<double>(c.num_kv_heads * c.head_dim);
+  const double matmul_params = L * (H * qd + 2 * H * kvd + qd * H + 3 * H * I) + V * H;
+  return 2 * matmul_params + 2.0 * 2.0 * L * qd * ctx;
+}
+
+// Seconds of the fastest of `repeats` runs of `steps` batched decode steps
+// over `batch` freshly prefilled sequences. Only the Forward calls are timed
+// (the argmax feeding each sequence its next token is not).
+absl::StatusOr<double> DecodeSeconds(CausalLM& model, int batch, int P, int steps, int repeats) {
+  const ModelConfig& cfg = model.config();
+  const int64_t V = cfg.vocab_size;
+  std::vector<std::vector<int32_t>> prompts(batch, std::vector<int32_t>(P));
+  for (int b = 0; b < batch; ++b)
+    for (int i = 0; i < P; ++i)
+      prompts[b][i] = static_cast<int32_t>((i * 7919 + 13 + 101 * b) % std::min<int64_t>(V, 30000));
+  double best = 1e30;
+  std::vector<float> logits;
+  std::vector<int32_t> tok(batch);
+  auto pick = [&] {
+    for (int b = 0; b < batch; ++b)
+      tok[b] = static_cast<int32_t>(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) -
+                                    (logits.begin() + b * V));
+  };
+  for (int r = 0; r < repeats; ++r) {
+    std::vector<std::unique_ptr<KvCache>> caches;
+    std::vector<SequenceInput> in(batch);
+    for (int b = 0; b < batch; ++b) {
+      caches.push_back(model.NewCache(P + steps + 1));
+      in[b] = SequenceInput{prompts[b], 0, caches.back().get(), false};
+    }
+    if (absl::Status s = model.Forward(in, &logits); !s.ok()) return s;
+    pick();
+    double seconds = 0;
+    for (int i = 0; i < steps; ++i) {
+      for (int b = 0; b < batch; ++b) in[b] = SequenceInput{{&tok[b], 1}, P + i, caches[b].get(), false};
+      const auto t0 = BenchClock::now();
+      if (absl::Status s = model.Forward(in, &logits); !s.ok()) return s;
+      seconds += Seconds(t0, BenchClock::now());
+      pick();
+    }
+    best = std::min(best, seconds);
+  }
+  return best;
+}
+
+absl::StatusOr<ModelLoadOptions> OptionsFor(const std::string& p, ThreadPool* pool) {
+  ModelLoadOptions o;
+  o.pool = pool;
+  if (p == "stored") return o;
+  if (p == "fp32") {
+    o.device_map = DeviceMap::Everything(Placement{Device{}, Precision::kFp32}, "bench", "precision");
+  } else if (p == "int8") {
+    o.quantization.load_in_8bit = true;
+  } else if (p == "nf4" || p == "fp4") {
+    o.quantization.load_in_4bit = true;
+    o.quantization.bnb_4bit_quant_type =
+        p == "nf4" ? QuantizationConfig::QuantType::kNf4 : QuantizationConfig::QuantType::kFp4;
+  } else {
+    return absl::InvalidArgumentError("--precisions: unknown precision \"" + p +
+                                      "\"; allowed: stored, fp32, int8, nf4, fp4");
+  }
+  return o;
+}
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "bench_batch: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+int Run() {
+  const int threads = std::max(1, absl::GetFlag(FLAGS_threads));
+  const int P = absl::GetFlag(FLAGS_prompt_tokens), D = absl::GetFlag(FLAGS_decode_steps);
+  const int repeats = std::max(1, absl::GetFlag(FLAGS_repeats));
+  if (P < 1 || D < 1) return Fail(absl::InvalidArgumentError("--prompt_tokens and --decode_steps must be >= 1"));
+  std::vector<int> batches;
+  for (absl::string_view b : absl::StrSplit(absl::GetFlag(FLAGS_batches), ',')) {
+    batches.push_back(std::stoi(std::string(b)));
+    if (batches.back() < 1) return Fail(absl::InvalidArgumentError("--batches: each batch size must be >= 1"));
+  }
+  const std::vector<std::string> precisions = absl::StrSplit(absl::GetFlag(FLAGS_precisions), ',');
+  for (const std::string& p : precisions) {
+    if (absl::StatusOr<ModelLoadOptions> o = OptionsFor(p, nullptr); !o.ok()) return Fail(o.status());
+  }
+
+  // The probes first, on an otherwise idle process.
+  const int64_t rounds = absl::GetFlag(FLAGS_fma_rounds);
+  const FmaRate fma1 = FmaPeak(1, rounds, repeats), fmaN = FmaPeak(threads, rounds, repeats);
+  const double peak1 = fma1.wall_gflops, peakN = fmaN.wall_gflops;
+  ThreadPool pool(threads);
+  const double bw = MeasureReadBandwidth(&pool, absl::GetFlag(FLAGS_bandwidth_mib) << 20, std::max(repeats, 5));
+  // Step i (0-based) attends P + i + 1 positions; the mean over the timed steps.
+  const double ctx = P + (D + 1) / 2.0;
+
+  std::printf("model            %s\n", absl::GetFlag(FLAGS_model).c_str());
+  std::printf("threads          %d; prompt %d tokens per sequence (untimed), %d decode steps, best of %d\n",
+              threads, P, D, repeats);
+  std::printf("fp32 FMA peak    %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d (%d chains x 8 lanes; \"of peak\" "
+              "below is against the latter)\n", peak1, peakN, threads, kFmaChains);
+  std::printf("  per CPU-second %.1f on 1, %.1f on %d: the threads had %.0f%% / %.0f%% of the wall time\n",
+              fma1.cpu_gflops, fmaN.cpu_gflops, threads, 100 * peak1 / fma1.cpu_gflops,
+              100 * peakN / fmaN.cpu_gflops);
+  std::printf("read bandwidth   %.2f GB/s\n", bw / 1e9);
+  for (const std::string& p : precisions) {
+    absl::StatusOr<ModelLoadOptions> options = OptionsFor(p, &pool);
+    if (!options.ok()) return Fail(options.status());
+    absl::StatusOr<LoadedModel> m = LoadModel(absl::GetFlag(FLAGS_model), *options);
+    if (!m.ok()) return Fail(m.status());
+    CausalLM& model = *m->model;
+    const double bytes = static_cast<double>(model.WeightBytes());
+    const double flops = FlopsPerToken(model.config(), ctx);
+    std::printf("\n-- %s: weights %.1f MB/step, batch-1 roofline %.1f tokens/s, %.1f MFLOP/token "
+                "(matmul + attention at mean context %.1f)\n",
+                p.c_str(), bytes / 1e6, bw / bytes, flops / 1e6, ctx);
+    std::printf("%-7s %5s %9s %11s %8s %9s %9s %9s\n", "prec", "batch", "ms/step", "tokens/s", "vs b=1",
+                "GFLOP/s", "of peak", "roofline");
+    double base_tps = 0;
+    for (int batch : batches) {
+      absl::StatusOr<double> s = DecodeSeconds(model, batch, P, D, repeats);
+      if (!s.ok()) return Fail(s.status());
+      const double tps = static_cast<double>(batch) * D / *s;
+      if (base_tps == 0) base_tps = tps;
+      const double gflops = tps * flops / 1e9;
+      const double roofline = tps / (batch * bw / bytes);
+      std::printf("%-7s %5d %9.2f %11.1f %7.2fx %9.2f %8.1f%% %9.3f\n", p.c_str(), batch, *s / D * 1e3, tps,
+                  tps / base_tps, gflops, 100 * gflops / peakN, roofline);
+      std::printf("RESULT precision=%s batch=%d threads=%d decode_tps=%.3f vs_batch1=%.4f flops_per_token=%.0f "
+                  "context=%.1f gflops=%.3f fma_peak_gflops=%.3f fma_peak_gflops_1t=%.3f fma_peak_cpu_gflops=%.3f "
+                  "peak_fraction=%.4f "
+                  "bytes_per_step=%.0f bandwidth_gbs=%.3f roofline_fraction=%.4f\n",
+                  p.c_str(), batch, threads, tps, tps / base_tps, flops, ctx, gflops, peakN, peak1,
+                  fmaN.cpu_gflops, gflops / peakN, bytes, bw / 1e9, roofline);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace tierserve
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return tierserve::Run();
+}
