@@ -358,6 +358,13 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamRe
   struct State {
     std::mutex mu;
     std::deque<v1::GenerateStreamResponse> pending;  // front is being written
+    size_t pending_bytes = 0;                        // serialized size of `pending`
+    std::function<void()> wake;                      // the engine's Wake, once submitted
+    // Output the client may leave unread. Past it the request's sequence
+    // pauses (keeping its place in the batch and its KV blocks) until the
+    // client reads: a slow reader costs bounded memory and never slows the
+    // other requests.
+    size_t max_unread = 256 << 10;
     bool writing = false;
     bool complete = false;
     grpc::Status final_status;
@@ -374,6 +381,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamRe
   static void Send(const std::shared_ptr<State>& s, v1::GenerateStreamResponse msg) {
     std::lock_guard<std::mutex> lock(s->mu);
     if (s->reactor == nullptr || s->complete) return;
+    s->pending_bytes += msg.ByteSizeLong();
     s->pending.push_back(std::move(msg));
     if (!s->writing) {
       s->writing = true;
@@ -389,22 +397,40 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamRe
     if (!s->writing) s->reactor->FinishAndReport();
   }
 
-  void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    state_->pending.pop_front();
-    if (!ok) {
-      // The client is gone: drop the rest; the job sees `cancelled`.
-      state_->cancelled = true;
-      state_->pending.clear();
-    }
-    if (!state_->pending.empty()) {
-      StartWrite(&state_->pending.front());
-      return;
-    }
-    state_->writing = false;
-    if (state_->complete) FinishAndReport();
+  // Engine thread: whether the client has read enough of what was sent for
+  // the sequence to go on (see State::max_unread).
+  static bool Ready(const std::shared_ptr<State>& s) {
+    std::lock_guard<std::mutex> lock(s->mu);
+    return s->pending_bytes < s->max_unread;
   }
-  void OnCancel() override { state_->cancelled = true; }
+
+  void OnWriteDone(bool ok) override {
+    std::function<void()> wake;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      const bool was_full = state_->pending_bytes >= state_->max_unread;
+      state_->pending_bytes -= state_->pending.front().ByteSizeLong();
+      state_->pending.pop_front();
+      if (!ok) {
+        // The client is gone: drop the rest; the job sees `cancelled`.
+        state_->cancelled = true;
+        state_->pending.clear();
+        state_->pending_bytes = 0;
+      }
+      if (was_full && state_->pending_bytes < state_->max_unread) wake = state_->wake;
+      WriteNextOrFinish();
+    }
+    if (wake) wake();
+  }
+  void OnCancel() override {
+    state_->cancelled = true;
+    std::function<void()> wake;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      wake = state_->wake;
+    }
+    if (wake) wake();  // a paused sequence ends now, not at its next poll
+  }
   void OnDone() override {
     {
       std::lock_guard<std::mutex> lock(state_->mu);
@@ -416,6 +442,15 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamRe
   Clock::time_point start = Clock::now();
 
  private:
+  // REQUIRES: state_->mu held.
+  void WriteNextOrFinish() {
+    if (!state_->pending.empty()) {
+      StartWrite(&state_->pending.front());
+      return;
+    }
+    state_->writing = false;
+    if (state_->complete) FinishAndReport();
+  }
   // REQUIRES: state_->mu held.
   void FinishAndReport() {
     if (observer_.on_request) observer_.on_request("GenerateStream", state_->final_status.error_code(), SecondsSince(start));
@@ -449,6 +484,12 @@ grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::Generat
   const int64_t prompt_tokens = static_cast<int64_t>(job->request.prompt.size());
   auto first = std::make_shared<bool>(true);
   job->cancelled = [this, state, ctx] { return state->cancelled.load() || aborting_ || ctx->IsCancelled(); };
+  job->ready = [state] { return StreamReactor::Ready(state); };
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    state->wake = [e] { e->Wake(); };
+    state->max_unread = max_unread_stream_bytes_;
+  }
   job->on_delta = [this, state, e, logprobs, first, t0, model](const GenerationDelta& d) {
     if (*first && observer_.on_first_token) observer_.on_first_token(model, SecondsSince(t0));
     *first = false;

@@ -56,6 +56,10 @@ class GenerationService final : public v1::Generation::CallbackService {
   // Marks `name` ready with its engine, or failed with a reason.
   void SetReady(const std::string& name, std::unique_ptr<Engine> engine);
   void SetFailed(const std::string& name, const std::string& reason);
+  // Output a GenerateStream may hold that its client has not read; past it
+  // the request pauses until the client reads. Default 256 KiB. Set before
+  // serving.
+  void set_max_unread_stream_bytes(size_t bytes) { max_unread_stream_bytes_ = bytes; }
   // Stops every engine from accepting work; running work finishes.
   void Drain();
   // Ends the work still running at its next step: calls fail with UNAVAILABLE
@@ -86,6 +90,7 @@ class GenerationService final : public v1::Generation::CallbackService {
   ServiceObserver observer_;
   std::atomic<int> active_calls_{0};
   std::atomic<bool> aborting_{false};
+  size_t max_unread_stream_bytes_ = 256 << 10;
   mutable std::mutex mu_;
   std::map<std::string, ServedModel> models_;  // guarded by mu_
 };

@@ -35,6 +35,9 @@ ABSL_FLAG(std::optional<std::string>, metrics_listen, std::nullopt,
 ABSL_FLAG(std::optional<int64_t>, max_queued_requests, std::nullopt,
           "Requests that may wait per model before RESOURCE_EXHAUSTED (overrides the file).");
 
+ABSL_FLAG(int64_t, testing_max_unread_stream_bytes, 256 << 10,
+          "For tests: output a GenerateStream may hold unread by its client before the request "
+          "pauses (production value 256 KiB).");
 ABSL_FLAG(int32_t, testing_load_delay_ms, 0,
           "For tests: wait this long after listening before loading the models, so the "
           "loading state (health NOT_SERVING, UNAVAILABLE) can be observed.");
@@ -168,6 +171,8 @@ int RunServeCommand(const std::vector<std::string>& args) {
   }
   ThreadPool pool(threads);
   GenerationService service(observer);
+  service.set_max_unread_stream_bytes(
+      static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_testing_max_unread_stream_bytes))));
   // Registered before the server listens: a request for a configured model
   // that arrives while it loads is UNAVAILABLE, never NOT_FOUND.
   for (const ModelServingConfig& m : config.models) {
@@ -236,6 +241,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
       mm->SetKvCacheBlocks(s.kv_used_blocks, s.kv_cached_blocks, s.kv_total_blocks);
       mm->AddPrefixCache(s.prefix_query_tokens, s.prefix_hit_tokens);
       mm->AddPreemptions(s.preempted);
+      mm->SetRequestsPaused(s.paused);
       for (double t : s.queue_seconds) mm->RecordQueueTime(t);
       for (double t : s.prefill_seconds) mm->RecordPrefillTime(t);
       for (double t : s.inter_token_seconds) mm->RecordInterTokenLatency(t);

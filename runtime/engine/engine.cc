@@ -61,11 +61,28 @@ void Engine::Shutdown() {
   cv_.notify_all();
 }
 
+void Engine::Wake() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    wake_ = true;
+  }
+  cv_.notify_one();
+}
+
 void Engine::WorkerLoop() {
+  bool idle = false;  // the last step computed nothing (every running sequence paused)
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !incoming_.empty() || !running_.empty() || !waiting_.empty(); });
+      if (idle) {
+        // Until a reader catches up (Wake) or a request arrives; the timeout
+        // bounds how late a cancellation of a paused request is seen.
+        cv_.wait_for(lock, std::chrono::milliseconds(100),
+                     [&] { return stopping_ || wake_ || !incoming_.empty(); });
+      } else {
+        cv_.wait(lock, [&] { return stopping_ || !incoming_.empty() || !running_.empty() || !waiting_.empty(); });
+      }
+      wake_ = false;
       if (stopping_ && incoming_.empty() && running_.empty() && waiting_.empty()) return;
       for (auto& [job, submitted] : incoming_) {
         Active a;
@@ -76,7 +93,7 @@ void Engine::WorkerLoop() {
       }
       incoming_.clear();
     }
-    Step();
+    idle = !Step();
   }
 }
 
@@ -141,7 +158,7 @@ bool Engine::Step() {
   auto retired = [](const Active& a) { return a.job == nullptr; };
   waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(), retired), waiting_.end());
   running_.erase(std::remove_if(running_.begin(), running_.end(), retired), running_.end());
-  if (running_.empty() && waiting_.empty()) return false;
+  if (running_.empty() && waiting_.empty()) return true;
 
   auto describe = [this](const Active& a) {
     const std::vector<int32_t>& blocks = a.seq->cache().blocks();
@@ -149,10 +166,21 @@ bool Engine::Step() {
     return ScheduledSequence{a.id, a.seq->num_tokens(), a.seq->num_computed(), static_cast<int64_t>(blocks.size()),
                              exclusive};
   };
+  // A sequence whose reader has not taken its output yet sits this step out
+  // (keeping its blocks and its place in the batch), so a slow reader holds
+  // a bounded amount of queued output.
   std::vector<ScheduledSequence> running, waiting;
-  for (const Active& a : running_) running.push_back(describe(a));
+  SchedulerOptions options = scheduler_;
+  for (const Active& a : running_) {
+    if (a.job->ready && !a.job->ready()) {
+      --options.max_batch_size;
+      ++stats.paused;
+    } else {
+      running.push_back(describe(a));
+    }
+  }
   for (const Active& a : waiting_) waiting.push_back(describe(a));
-  const StepPlan plan = Schedule(running, waiting, pool_.free_blocks(), scheduler_);
+  const StepPlan plan = Schedule(running, waiting, pool_.free_blocks(), options);
 
   // Preempted sequences go back to the queue's front, oldest first.
   for (int64_t id : plan.preempted) {
@@ -258,7 +286,7 @@ bool Engine::Step() {
   stats.kv_total_blocks = pool_.num_blocks();
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (options_.on_step) options_.on_step(stats);
-  return true;
+  return !inputs.empty();
 }
 
 }  // namespace tierserve

@@ -53,6 +53,9 @@ struct GenerationJob {
   std::function<void()> on_start;
   // Polled at every step while the job waits or runs (optional): true cancels.
   std::function<bool()> cancelled;
+  // Polled at every step while the job runs (optional): false pauses it for
+  // the step — its reader has not taken the output already sent.
+  std::function<bool()> ready;
   // Called exactly once with the result or the error (required).
   std::function<void(absl::StatusOr<GenerationResult>)> on_done;
 };
@@ -64,6 +67,7 @@ struct StepStats {
   int64_t prefill_tokens = 0;   // of which prompt (or recomputed) tokens
   int64_t admitted = 0;
   int64_t preempted = 0;
+  int64_t paused = 0;           // running, but waiting for their readers
   int64_t prefix_query_tokens = 0;  // tokens of the sequences admitted, looked up in the prefix cache
   int64_t prefix_hit_tokens = 0;    // of which found there (not computed)
   int64_t kv_used_blocks = 0;     // after the step
@@ -107,6 +111,10 @@ class Engine {
   // Stops accepting; the worker finishes the running and queued jobs and exits.
   void Shutdown();
 
+  // Tells the worker that a paused job may be ready again (its reader caught
+  // up) or was cancelled. Cheap; any thread.
+  void Wake();
+
   const LoadedModel& model() const { return model_; }
   const std::string& name() const { return options_.name; }
   int64_t max_batch_size() const { return options_.max_batch_size; }
@@ -130,7 +138,8 @@ class Engine {
 
   static KvBlockPool::Options PoolOptions(const CausalLM& model, const Options& options);
   void WorkerLoop();
-  // One step over waiting_ and running_. False when there is nothing to do.
+  // One step over waiting_ and running_. False when it computed nothing
+  // although sequences run (all of them paused).
   bool Step();
   // Frees the blocks of the running sequence at `it` and puts it at the
   // queue's front, to be recomputed when it runs again.
@@ -148,7 +157,8 @@ class Engine {
   std::condition_variable cv_;
   // Submitted jobs and when, guarded by mu_.
   std::deque<std::pair<std::shared_ptr<GenerationJob>, std::chrono::steady_clock::time_point>> incoming_;
-  bool stopping_ = false;                                // guarded by mu_
+  bool stopping_ = false;  // guarded by mu_
+  bool wake_ = false;      // guarded by mu_
 
   // Worker thread only.
   std::deque<Active> waiting_;

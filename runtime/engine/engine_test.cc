@@ -354,6 +354,44 @@ TEST_P(TinyBatchingTest, CancellingHalfKeepsTheRestAndFreesTheBlocks) {
   }
 }
 
+// A sequence whose reader falls behind pauses (keeps its place and blocks)
+// while the others go on, and resumes with the same tokens when woken.
+TEST_P(TinyBatchingTest, ASlowReaderPausesItsSequenceOnly) {
+  const int64_t V = model_.model->config().vocab_size;
+  const std::vector<GenerationRequest> requests = {MixedRequest(1, V, 20), MixedRequest(2, V, 20)};
+  const std::vector<std::vector<int32_t>> alone = Alone(requests);
+  std::unique_ptr<Engine> engine = Start(Engine::Options());
+  std::atomic<int> slow_tokens{0};
+  std::atomic<bool> reader_caught_up{false};
+  std::promise<void> other_done;
+  std::vector<std::promise<absl::StatusOr<GenerationResult>>> done(2);
+  auto slow = std::make_shared<GenerationJob>();
+  slow->request = requests[0];
+  slow->on_delta = [&](const GenerationDelta&) { return ++slow_tokens > 0; };
+  // Its "reader" takes 3 tokens, then nothing until the other job is done.
+  slow->ready = [&] { return slow_tokens.load() < 3 || reader_caught_up.load(); };
+  slow->on_done = [&](absl::StatusOr<GenerationResult> r) { done[0].set_value(std::move(r)); };
+  auto other = std::make_shared<GenerationJob>();
+  other->request = requests[1];
+  other->on_done = [&](absl::StatusOr<GenerationResult> r) {
+    done[1].set_value(std::move(r));
+    other_done.set_value();
+  };
+  ASSERT_TRUE(engine->Submit(slow).ok());
+  ASSERT_TRUE(engine->Submit(other).ok());
+  other_done.get_future().wait();
+  EXPECT_EQ(slow_tokens.load(), 3);  // paused while the other ran to its end
+  absl::StatusOr<GenerationResult> b = done[1].get_future().get();
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->TokenIds(), alone[1]);
+  reader_caught_up = true;
+  engine->Wake();
+  absl::StatusOr<GenerationResult> a = done[0].get_future().get();
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->TokenIds(), alone[0]);
+  EXPECT_EQ(engine->kv_used_blocks(), 0);
+}
+
 // A second request with the first's 40-token prefix takes its two full
 // blocks from the prefix cache and computes only the rest.
 TEST_P(TinyBatchingTest, SharedPrefixIsComputedOnce) {

@@ -182,7 +182,8 @@ ModelMetrics::ModelMetrics(std::string name, const ModelFamilies& f)
       kv_usage_(f.kv_usage.Add({{"model", name_}})),
       prefix_queries_(f.prefix_queries.Add({{"model", name_}})),
       prefix_hits_(f.prefix_hits.Add({{"model", name_}})),
-      preemptions_(f.preemptions.Add({{"model", name_}})) {}
+      preemptions_(f.preemptions.Add({{"model", name_}})),
+      paused_(f.paused.Add({{"model", name_}})) {}
 
 void ModelMetrics::RecordTimeToFirstToken(double seconds) { ttft_.Observe(NonNegative(seconds)); }
 
@@ -229,6 +230,8 @@ void ModelMetrics::AddPrefixCache(int64_t queried_tokens, int64_t hit_tokens) {
 void ModelMetrics::AddPreemptions(int64_t n) {
   if (n > 0) preemptions_.Increment(static_cast<double>(n));
 }
+
+void ModelMetrics::SetRequestsPaused(int64_t n) { paused_.Set(static_cast<double>(n)); }
 
 // --- ServerMetrics ----------------------------------------------------------
 
@@ -291,7 +294,11 @@ ServerMetrics::ServerMetrics(Options options)
           Register(prometheus::BuildCounter(), "tierserve_prefix_cache_hits_total",
                    "Prompt tokens found in the prefix cache (not computed again).", *registry_),
           Register(prometheus::BuildCounter(), "tierserve_preemptions_total",
-                   "Sequences preempted for KV cache blocks (recomputed later).", *registry_)} {
+                   "Sequences preempted for KV cache blocks (recomputed later).", *registry_),
+          Register(prometheus::BuildGauge(), "tierserve_requests_paused",
+                   "Running requests that sat the last step out: their client has not read the output "
+                   "already sent.",
+                   *registry_)} {
   // Every method's series exist from the start, so rate() has a zero to
   // begin from; other codes appear with their first occurrence.
   for (RpcMethod method : kAllRpcMethods) {

@@ -24,6 +24,7 @@
 //   tierserve_prefix_cache_queries_total{model}      counter, prompt tokens looked up
 //   tierserve_prefix_cache_hits_total{model}         counter, of which found cached
 //   tierserve_preemptions_total{model}               counter
+//   tierserve_requests_paused{model}                 gauge, running but waiting for their reader
 //   tierserve_process_resident_memory_bytes          gauge, read at each scrape
 //
 // Label values come from closed sets, so every metric's cardinality is bounded
@@ -103,6 +104,7 @@ struct ModelFamilies {
   prometheus::Family<prometheus::Counter>& prefix_queries;
   prometheus::Family<prometheus::Counter>& prefix_hits;
   prometheus::Family<prometheus::Counter>& preemptions;
+  prometheus::Family<prometheus::Gauge>& paused;
 };
 
 // The series of one configured model. Handed out by ServerMetrics::AddModel;
@@ -155,6 +157,9 @@ class ModelMetrics {
   // Prompt tokens looked up in the prefix cache and those found.
   void AddPrefixCache(int64_t queried_tokens, int64_t hit_tokens);
   void AddPreemptions(int64_t n);
+  // Running requests that sat the last step out because their client has
+  // not read the output already sent.
+  void SetRequestsPaused(int64_t n);
 
  private:
   friend class ServerMetrics;
@@ -180,6 +185,7 @@ class ModelMetrics {
   prometheus::Counter& prefix_queries_;
   prometheus::Counter& prefix_hits_;
   prometheus::Counter& preemptions_;
+  prometheus::Gauge& paused_;
 };
 
 // Owns the registry of every tierserve metric and, once StartExposer() has

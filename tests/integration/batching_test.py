@@ -183,6 +183,44 @@ class BatchingTest(unittest.TestCase):
                 d.kill()
 
 
+class SlowReaderTest(unittest.TestCase):
+    def test_unread_output_pauses_the_request_and_others_are_served(self):
+        import grpc
+        from tierserve.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc
+        # A small bound, so the tiny model's output fills it quickly.
+        d = dt.Daemon("--testing_max_unread_stream_bytes=1024")
+        try:
+            self.assertTrue(d.ready.wait(60), "".join(d.log))
+            # Without BDP probing the client's flow-control window stays at
+            # its initial 64 KiB, which the tiny model's output overflows.
+            with grpc.insecure_channel(f"127.0.0.1:{d.port}", options=[("grpc.http2.bdp_probe", 0)]) as ch:
+                stub = pb_grpc.GenerationStub(ch)
+                params = pb.GenerationParameters(max_new_tokens=240, temperature=0.0, ignore_eos=True,
+                                                 logprobs=True, top_logprobs=20)
+                slow = stub.GenerateStream(pb.GenerateStreamRequest(
+                    model="tiny_llama", prompt=pb.Prompt(text="a"), parameters=params), timeout=120)
+                # Nothing read: the request pauses once its unread output passes the bound.
+                paused = None
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    paused = dt.metric_value(d.metrics(), "tierserve_requests_paused", model="tiny_llama")
+                    if paused == 1:
+                        break
+                    time.sleep(0.05)
+                self.assertEqual(paused, 1, "the unread stream never paused")
+                # The daemon serves others meanwhile.
+                other = stub.Generate(pb.GenerateRequest(
+                    model="tiny_llama", prompts=[pb.Prompt(text="b")],
+                    parameters=pb.GenerationParameters(max_new_tokens=8, ignore_eos=True)), timeout=60)
+                self.assertEqual(len(other.completions[0].tokens), 8)
+                # Reading resumes it; nothing was lost.
+                msgs = list(slow)
+                self.assertEqual(sum(len(m.tokens) for m in msgs), 240)
+                self.assertEqual(msgs[-1].finish_reason, pb.FINISH_REASON_LENGTH)
+        finally:
+            d.kill()
+
+
 def main():
     dt.BINARY = os.path.abspath(sys.argv.pop(1))
     with tempfile.TemporaryDirectory() as stubs:
