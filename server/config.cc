@@ -54,7 +54,7 @@ const std::vector<std::string> kServerKeys = {"listen",
 const std::vector<std::string> kModelKeys = {
     "name",       "path",           "quantization",   "device_map",
     "max_memory", "offload_folder", "max_batch_size", "max_sequence_length",
-    "max_batch_tokens", "kv_cache_bytes", "kv_block_tokens"};
+    "max_batch_tokens", "kv_cache_bytes", "kv_block_tokens", "prefix_caching"};
 const std::vector<std::string> kQuantizationKeys = {
     "load_in_8bit",
     "load_in_4bit",
@@ -340,6 +340,9 @@ absl::StatusOr<ModelServingConfig> ReadModel(const ConfigNode& node) {
   }
   if (std::optional<ConfigNode> v = node.Get("kv_block_tokens")) {
     TS_ASSIGN_OR_RETURN(m.kv_block_tokens, v->Int(1, kMaxKvBlockTokens));
+  }
+  if (std::optional<ConfigNode> v = node.Get("prefix_caching")) {
+    TS_ASSIGN_OR_RETURN(m.prefix_caching, v->Bool());
   }
   return m;
 }

@@ -38,6 +38,7 @@
 //                                  # one sequence of max_sequence_length; default: max_batch_size
 //                                  # such sequences, capped at half the machine's memory
 //       kv_block_tokens: 16        # 1..1024 tokens per KV block (the prefix-cache granularity)
+//       prefix_caching: true       # reuse the KV blocks of prompt prefixes computed before
 //
 // Every key is checked: an unknown key, a wrong type, a value out of range, a
 // duplicate name or a missing model file is an error of one line,
@@ -77,6 +78,7 @@ struct ModelServingConfig {
   std::optional<int64_t> kv_cache_bytes;  // unset: max_batch_size sequences of max_sequence_length
   std::string kv_cache_bytes_key;         // its key path, for messages
   int64_t kv_block_tokens = 16;
+  bool prefix_caching = true;
   // Where it was defined, for messages: "models[0]", or "--model".
   std::string key_path;
 };

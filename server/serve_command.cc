@@ -69,6 +69,7 @@ absl::StatusOr<Engine::Options> EngineOptionsFor(const ModelServingConfig& m, co
   o.max_batch_size = m.max_batch_size;
   o.max_step_tokens = m.max_batch_tokens;
   o.kv_block_tokens = m.kv_block_tokens;
+  o.prefix_caching = m.prefix_caching;
   const int64_t context = model.config().max_position_embeddings;
   const int64_t sequence = std::min(m.max_sequence_length.value_or(context), context);
   const int64_t per_sequence = (sequence + o.kv_block_tokens - 1) / o.kv_block_tokens;

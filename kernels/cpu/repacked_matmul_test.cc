@@ -1,6 +1,7 @@
 #include "kernels/cpu/repacked_matmul.h"
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <tuple>
 #include <vector>
@@ -83,6 +84,45 @@ INSTANTIATE_TEST_SUITE_P(Shapes, RepackedTest,
                                             ::testing::Values(1, 2, 3, 4, 5, 8, 13),
                                             ::testing::Values(16, 48),
                                             ::testing::Values(32, 576)));
+
+// Batch invariance: a row of X gets the same bits from a call of any M, at any
+// position in it (continuous batching puts a sequence's row anywhere), as
+// from a call with that row alone.
+class RepackedBatchInvarianceTest : public ::testing::TestWithParam<std::tuple<DType, int, int>> {};
+
+TEST_P(RepackedBatchInvarianceTest, EveryRowHasItsBitsAlone) {
+  const auto [type, N, K] = GetParam();
+  constexpr int kM = 37;
+  std::mt19937 rng(7 * N + K);
+  const Quantized q = Make(type, N, K, &rng);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> x(kM * K);
+  for (float& v : x) v = dist(rng);
+  std::vector<float> all(kM * N);
+  RepackedMatMulF32(type, x.data(), K, q.packed.data(), all.data(), N, kM, K, 0, N);
+  const auto same_as_all = [&](const float* y, int m) {
+    return std::memcmp(y, &all[m * N], sizeof(float) * N) == 0;
+  };
+  std::vector<float> y(kM * N);
+  for (int m = 0; m < kM; ++m) {
+    RepackedMatMulF32(type, &x[m * K], K, q.packed.data(), y.data(), N, 1, K, 0, N);
+    ASSERT_TRUE(same_as_all(y.data(), m)) << DTypeName(type) << " row " << m << " alone";
+  }
+  for (int rows : {2, 3, 5, 8, 13}) {
+    for (int start : {0, 1, 6, 19, kM - rows}) {
+      RepackedMatMulF32(type, &x[start * K], K, q.packed.data(), y.data(), N, rows, K, 0, N);
+      for (int i = 0; i < rows; ++i) {
+        ASSERT_TRUE(same_as_all(&y[i * N], start + i))
+            << DTypeName(type) << " row " << start + i << " of " << rows << " from " << start;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, RepackedBatchInvarianceTest,
+                         ::testing::Combine(::testing::Values(DType::kQ8_0, DType::kQ4_0, DType::kQ4_1),
+                                            ::testing::Values(16, 48),
+                                            ::testing::Values(32, 96, 576)));
 
 TEST(RepackedTest, OnlyWholeGroupsOfServedTypes) {
   EXPECT_TRUE(CanRepack(DType::kQ4_1, 576, 576));

@@ -198,9 +198,9 @@ bool Engine::Step() {
     Active a = std::move(waiting_.front());
     waiting_.pop_front();
     int64_t& n = tokens_of[a.id];
-    n -= a.seq->MatchPrefix(n - 1);
+    if (options_.prefix_caching) n -= a.seq->MatchPrefix(n - 1);
     if (!a.started) {
-      stats.prefix_query_tokens += a.seq->num_tokens();
+      if (options_.prefix_caching) stats.prefix_query_tokens += a.seq->num_tokens();
       stats.prefix_hit_tokens += a.seq->num_computed();
       stats.queue_seconds.push_back(std::chrono::duration<double>(t0 - a.submitted).count());
       a.started = true;

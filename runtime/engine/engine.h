@@ -93,6 +93,8 @@ class Engine {
     // KV blocks in the pool; 0: enough for max_batch_size sequences of the
     // model's full context.
     int64_t kv_blocks = 0;
+    // New requests take the cached blocks of their prompt's prefix.
+    bool prefix_caching = true;
     // Called on the worker thread after every step (optional).
     std::function<void(const StepStats&)> on_step;
   };

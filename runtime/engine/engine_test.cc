@@ -419,6 +419,20 @@ TEST_P(TinyBatchingTest, SharedPrefixIsComputedOnce) {
   EXPECT_EQ(log.Sum(&StepStats::prefix_hit_tokens), 32);
   EXPECT_EQ(log.Sum(&StepStats::prefill_tokens) - prefill_before, 45 - 32);
   EXPECT_EQ(engine->kv_used_blocks(), 0);
+
+  // Turned off, the second request computes its whole prompt.
+  StepLog off_log;
+  Engine::Options off;
+  off.prefix_caching = false;
+  off.on_step = off_log.Hook();
+  std::unique_ptr<Engine> no_cache = Start(off);
+  ASSERT_TRUE(RunAll(*no_cache, {first})[0].ok());
+  const int64_t off_before = off_log.Sum(&StepStats::prefill_tokens);
+  std::vector<absl::StatusOr<GenerationResult>> r3 = RunAll(*no_cache, {second});
+  ASSERT_TRUE(r3[0].ok());
+  EXPECT_EQ(r3[0]->TokenIds(), alone[1]);
+  EXPECT_EQ(off_log.Sum(&StepStats::prefix_hit_tokens), 0);
+  EXPECT_EQ(off_log.Sum(&StepStats::prefill_tokens) - off_before, 45);
 }
 
 // With a budget of 8 tokens per step, a 60-token prompt is prefilled in
