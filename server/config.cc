@@ -54,7 +54,8 @@ const std::vector<std::string> kServerKeys = {"listen",
 const std::vector<std::string> kModelKeys = {
     "name",       "path",           "quantization",   "device_map",
     "max_memory", "offload_folder", "max_batch_size", "max_sequence_length",
-    "max_batch_tokens", "kv_cache_bytes", "kv_block_tokens", "prefix_caching"};
+    "max_batch_tokens", "kv_cache_bytes", "kv_block_tokens", "prefix_caching",
+    "parse_special_tokens_in_chat"};
 const std::vector<std::string> kQuantizationKeys = {
     "load_in_8bit",
     "load_in_4bit",
@@ -343,6 +344,9 @@ absl::StatusOr<ModelServingConfig> ReadModel(const ConfigNode& node) {
   }
   if (std::optional<ConfigNode> v = node.Get("prefix_caching")) {
     TS_ASSIGN_OR_RETURN(m.prefix_caching, v->Bool());
+  }
+  if (std::optional<ConfigNode> v = node.Get("parse_special_tokens_in_chat")) {
+    TS_ASSIGN_OR_RETURN(m.parse_special_tokens_in_chat, v->Bool());
   }
   return m;
 }

@@ -39,6 +39,8 @@
 //                                  # such sequences, capped at half the machine's memory
 //       kv_block_tokens: 16        # 1..1024 tokens per KV block (the prefix-cache granularity)
 //       prefix_caching: true       # reuse the KV blocks of prompt prefixes computed before
+//       parse_special_tokens_in_chat: false  # special tokens typed in chat message contents
+//                                  # (<|im_start|>, ...) are plain text; true matches them
 //
 // Every key is checked: an unknown key, a wrong type, a value out of range, a
 // duplicate name or a missing model file is an error of one line,
@@ -79,6 +81,7 @@ struct ModelServingConfig {
   std::string kv_cache_bytes_key;         // its key path, for messages
   int64_t kv_block_tokens = 16;
   bool prefix_caching = true;
+  bool parse_special_tokens_in_chat = false;
   // Where it was defined, for messages: "models[0]", or "--model".
   std::string key_path;
 };

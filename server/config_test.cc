@@ -161,7 +161,8 @@ TEST(ConfigTest, UnknownKeysNameTheFullPath) {
       ErrorOf(OneModel("    max_batch: 4\n")),
       "x.yaml: models[0].max_batch: unknown key; known keys: name, path, quantization, device_map, "
       "max_memory, offload_folder, max_batch_size, max_sequence_length, "
-      "max_batch_tokens, kv_cache_bytes, kv_block_tokens, prefix_caching");
+      "max_batch_tokens, kv_cache_bytes, kv_block_tokens, prefix_caching, "
+      "parse_special_tokens_in_chat");
   EXPECT_EQ(ErrorOf(OneModel("    quantization: {load_in_8bit: true, load_in_2bit: true}\n")),
             "x.yaml: models[0].quantization.load_in_2bit: unknown key; known keys: load_in_8bit, "
             "load_in_4bit, llm_int8_threshold, llm_int8_skip_modules, "

@@ -18,6 +18,9 @@ ABSL_FLAG(std::string, prompt, "", "The prompt text (or the user message with --
 ABSL_FLAG(bool, chat, false, "Treat --prompt as a user message and apply the model's chat template.");
 ABSL_FLAG(std::string, system, "",
           "System message for --chat (default: the template's own default, if any).");
+ABSL_FLAG(bool, parse_special_tokens_in_chat, false,
+          "With --chat, match special tokens typed in the messages (<|im_start|>, ...) as special "
+          "tokens; by default they are tokenized as plain text.");
 ABSL_FLAG(int32_t, max_new_tokens, 128, "Most tokens to generate.");
 ABSL_FLAG(float, temperature, 0.0f, "Sampling temperature; 0 decodes greedily.");
 ABSL_FLAG(int32_t, top_k, 0, "Keep the k most likely tokens (0: off).");
@@ -119,18 +122,19 @@ int RunGenerateCommand(const std::vector<std::string>& args) {
   }
   const Tokenizer& tok = *loaded->tokenizer;
 
-  std::string text = absl::GetFlag(FLAGS_prompt);
+  const std::string text = absl::GetFlag(FLAGS_prompt);
+  RenderedPrompt prompt{text, {}};
   if (absl::GetFlag(FLAGS_chat)) {
     std::vector<ChatMessage> messages;
     if (!absl::GetFlag(FLAGS_system).empty()) messages.push_back({"system", absl::GetFlag(FLAGS_system)});
     messages.push_back({"user", text});
-    absl::StatusOr<std::string> rendered = RenderChatPrompt(tok, messages);
+    absl::StatusOr<RenderedPrompt> rendered = RenderChatPrompt(tok, messages);
     if (!rendered.ok()) return fail(rendered.status());
-    text = *rendered;
+    prompt = std::move(*rendered);
   }
 
   GenerationRequest req;
-  req.prompt = tok.Encode(text);
+  req.prompt = prompt.Encode(tok, absl::GetFlag(FLAGS_parse_special_tokens_in_chat));
   req.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
   req.sampling.temperature = absl::GetFlag(FLAGS_temperature);
   req.sampling.top_k = absl::GetFlag(FLAGS_top_k);

@@ -28,14 +28,14 @@ double SecondsSince(Clock::time_point t0) {
 
 constexpr int32_t kDefaultMaxNewTokens = 128;
 
-// The prompt's text: plain, or chat messages through the model's template.
-absl::StatusOr<std::string> PromptText(const Tokenizer& tok, const v1::Prompt& prompt) {
+// The prompt: plain text, or chat messages through the model's template.
+absl::StatusOr<RenderedPrompt> PromptText(const Tokenizer& tok, const v1::Prompt& prompt) {
   switch (prompt.kind_case()) {
     case v1::Prompt::kText:
       if (prompt.text().empty()) {
         return absl::InvalidArgumentError("the prompt is empty; send non-empty text or chat messages");
       }
-      return prompt.text();
+      return RenderedPrompt{prompt.text(), {}};
     case v1::Prompt::kChat: {
       if (prompt.chat().messages().empty()) {
         return absl::InvalidArgumentError("the chat has no messages; send at least one");
@@ -50,9 +50,10 @@ absl::StatusOr<std::string> PromptText(const Tokenizer& tok, const v1::Prompt& p
 }
 
 // Validates a request once, at the edge, into what the engine runs.
-absl::StatusOr<GenerationRequest> BuildRequest(const Engine& engine, int64_t max_seq,
+absl::StatusOr<GenerationRequest> BuildRequest(const Engine& engine, const PromptLimits& limits,
                                                const v1::Prompt& prompt,
                                                const v1::GenerationParameters& p) {
+  const int64_t max_seq = limits.max_sequence_length;
   const Tokenizer* tok = engine.model().tokenizer.get();
   if (tok == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat("model ", engine.name(), " has no tokenizer"));
@@ -82,7 +83,8 @@ absl::StatusOr<GenerationRequest> BuildRequest(const Engine& engine, int64_t max
   req.stop.assign(p.stop().begin(), p.stop().end());
   TS_RETURN_IF_ERROR(StopMatcher::Create(req.stop).status());
 
-  TS_ASSIGN_OR_RETURN(std::string text, PromptText(*tok, prompt));
+  TS_ASSIGN_OR_RETURN(RenderedPrompt rendered, PromptText(*tok, prompt));
+  const std::string& text = rendered.text;
   // Refused before tokenizing when even the longest tokens could not fit it.
   if (static_cast<uint64_t>(text.size()) >
       static_cast<uint64_t>(max_seq) * static_cast<uint64_t>(tok->max_token_bytes())) {
@@ -90,7 +92,7 @@ absl::StatusOr<GenerationRequest> BuildRequest(const Engine& engine, int64_t max
         "the prompt has ", text.size(), " bytes, more than ", max_seq, " tokens (the model's "
         "max_sequence_length) of at most ", tok->max_token_bytes(), " bytes each can hold"));
   }
-  req.prompt = tok->Encode(text);
+  req.prompt = rendered.Encode(*tok, limits.parse_special_tokens_in_chat);
   const int64_t n = static_cast<int64_t>(req.prompt.size());
   if (n == 0) return absl::InvalidArgumentError("the prompt encodes to no tokens");
   if (n + req.max_new_tokens > max_seq) {
@@ -166,11 +168,12 @@ GenerationService::GenerationService(ServiceObserver observer) : observer_(std::
 GenerationService::~GenerationService() = default;
 
 void GenerationService::AddLoading(const std::string& name, int64_t max_sequence_length,
-                                   int64_t max_batch_size) {
+                                   int64_t max_batch_size, bool parse_special_tokens_in_chat) {
   std::lock_guard<std::mutex> lock(mu_);
   ServedModel& m = models_[name];
   m.name = name;
   m.max_sequence_length = max_sequence_length;
+  m.parse_special_tokens_in_chat = parse_special_tokens_in_chat;
   m.max_batch_size = max_batch_size;
 }
 
@@ -208,7 +211,7 @@ void GenerationService::Drain() {
     if (m.engine) m.engine->Shutdown();
 }
 
-absl::StatusOr<Engine*> GenerationService::FindEngine(const std::string& name, int64_t* max_seq) const {
+absl::StatusOr<Engine*> GenerationService::FindEngine(const std::string& name, PromptLimits* limits) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = models_.find(name);
   if (it == models_.end()) {
@@ -224,7 +227,8 @@ absl::StatusOr<Engine*> GenerationService::FindEngine(const std::string& name, i
   if (m.engine == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat("model ", name, " failed to load: ", m.state_message));
   }
-  *max_seq = m.max_sequence_length;
+  limits->max_sequence_length = m.max_sequence_length;
+  limits->parse_special_tokens_in_chat = m.parse_special_tokens_in_chat;
   return m.engine.get();
 }
 
@@ -240,8 +244,8 @@ grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContex
   active_calls_.fetch_add(1);
   const Clock::time_point t0 = Clock::now();
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  int64_t max_seq = 0;
-  absl::StatusOr<Engine*> engine = FindEngine(req->model(), &max_seq);
+  PromptLimits limits;
+  absl::StatusOr<Engine*> engine = FindEngine(req->model(), &limits);
   if (!engine.ok()) {
     FinishUnary(reactor, observer_, "Generate", t0, ToGrpcStatus(engine.status()));
     return reactor;
@@ -260,7 +264,7 @@ grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContex
   }
   std::vector<GenerationRequest> requests;
   for (int i = 0; i < req->prompts_size(); ++i) {
-    absl::StatusOr<GenerationRequest> r = BuildRequest(**engine, max_seq, req->prompts(i), req->parameters());
+    absl::StatusOr<GenerationRequest> r = BuildRequest(**engine, limits, req->prompts(i), req->parameters());
     if (!r.ok()) {
       const absl::Status s(r.status().code(), absl::StrCat("prompts[", i, "]: ", r.status().message()));
       FinishUnary(reactor, observer_, "Generate", t0, ToGrpcStatus(s));
@@ -467,10 +471,10 @@ grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::Generat
   active_calls_.fetch_add(1);
   auto* reactor = new StreamReactor(observer_);
   std::shared_ptr<StreamReactor::State> state = reactor->state();
-  int64_t max_seq = 0;
-  absl::StatusOr<Engine*> engine = FindEngine(req->model(), &max_seq);
+  PromptLimits limits;
+  absl::StatusOr<Engine*> engine = FindEngine(req->model(), &limits);
   absl::StatusOr<GenerationRequest> request =
-      engine.ok() ? BuildRequest(**engine, max_seq, req->prompt(), req->parameters()) : engine.status();
+      engine.ok() ? BuildRequest(**engine, limits, req->prompt(), req->parameters()) : engine.status();
   if (!request.ok()) {
     StreamReactor::Complete(state, ToGrpcStatus(request.status()));
     return reactor;
@@ -531,11 +535,11 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
   active_calls_.fetch_add(1);
   const Clock::time_point t0 = Clock::now();
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  int64_t max_seq = 0;
-  absl::StatusOr<Engine*> engine = FindEngine(req->model(), &max_seq);
+  PromptLimits limits;
+  absl::StatusOr<Engine*> engine = FindEngine(req->model(), &limits);
   const Tokenizer* tokenizer = engine.ok() ? (*engine)->model().tokenizer.get() : nullptr;
-  absl::StatusOr<std::string> text =
-      !engine.ok()          ? absl::StatusOr<std::string>(engine.status())
+  absl::StatusOr<RenderedPrompt> text =
+      !engine.ok()          ? absl::StatusOr<RenderedPrompt>(engine.status())
       : tokenizer == nullptr ? absl::FailedPreconditionError("the model has no tokenizer")
                              : PromptText(*tokenizer, req->prompt());
   if (!text.ok()) {
@@ -543,8 +547,8 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
     return reactor;
   }
   const Tokenizer& tok = *tokenizer;
-  if (req->prompt().has_chat()) resp->set_rendered_prompt(*text);
-  for (int32_t id : tok.Encode(*text)) {
+  if (req->prompt().has_chat()) resp->set_rendered_prompt(text->text);
+  for (int32_t id : text->Encode(tok, limits.parse_special_tokens_in_chat)) {
     v1::Token* t = resp->add_tokens();
     t->set_id(id);
     t->set_piece(tok.TokenBytes(id));

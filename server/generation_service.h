@@ -37,10 +37,19 @@ struct ServiceObserver {
 };
 
 // A served model: its engine once loaded, and its limits.
+// What a model allows of one prompt.
+struct PromptLimits {
+  int64_t max_sequence_length = 0;  // prompt + new tokens
+  // Special tokens written in chat message contents are matched as special
+  // tokens (true) or tokenized as plain text (false, the default).
+  bool parse_special_tokens_in_chat = false;
+};
+
 struct ServedModel {
   std::string name;
   int64_t max_sequence_length = 0;  // prompt + new tokens; <= the model's context
   int64_t max_batch_size = 1;       // most prompts in one Generate call
+  bool parse_special_tokens_in_chat = false;  // see PromptLimits
   std::unique_ptr<Engine> engine;   // null while loading or after a failure
   v1::ModelState state = v1::MODEL_STATE_LOADING;
   std::string state_message;
@@ -52,7 +61,8 @@ class GenerationService final : public v1::Generation::CallbackService {
   ~GenerationService() override;
 
   // Registers a model name before it loads (requests get UNAVAILABLE).
-  void AddLoading(const std::string& name, int64_t max_sequence_length, int64_t max_batch_size);
+  void AddLoading(const std::string& name, int64_t max_sequence_length, int64_t max_batch_size,
+                  bool parse_special_tokens_in_chat = false);
   // Marks `name` ready with its engine, or failed with a reason.
   void SetReady(const std::string& name, std::unique_ptr<Engine> engine);
   void SetFailed(const std::string& name, const std::string& reason);
@@ -83,7 +93,7 @@ class GenerationService final : public v1::Generation::CallbackService {
   // `ctx` is the call's, alive until the call finishes.
   absl::Status CancelledStatus(const grpc::CallbackServerContext* ctx) const;
   // The engine serving `name`, or NOT_FOUND / UNAVAILABLE.
-  absl::StatusOr<Engine*> FindEngine(const std::string& name, int64_t* max_sequence_length) const;
+  absl::StatusOr<Engine*> FindEngine(const std::string& name, PromptLimits* limits) const;
   // The most prompts one Generate call may bring for model `name`.
   int64_t MaxBatchSize(const std::string& name) const;
 

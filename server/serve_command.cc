@@ -177,7 +177,8 @@ int RunServeCommand(const std::vector<std::string>& args) {
   // Registered before the server listens: a request for a configured model
   // that arrives while it loads is UNAVAILABLE, never NOT_FOUND.
   for (const ModelServingConfig& m : config.models) {
-    service.AddLoading(m.name, m.max_sequence_length.value_or(0), m.max_batch_size);
+    service.AddLoading(m.name, m.max_sequence_length.value_or(0), m.max_batch_size,
+                       m.parse_special_tokens_in_chat);
   }
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -20,8 +20,8 @@ std::string ChatMLDefaultSystem(const std::string& tmpl) {
   return body;
 }
 
-absl::StatusOr<std::string> RenderChatPrompt(const Tokenizer& tokenizer,
-                                             absl::Span<const ChatMessage> messages) {
+absl::StatusOr<RenderedPrompt> RenderChatPrompt(const Tokenizer& tokenizer,
+                                                absl::Span<const ChatMessage> messages) {
   const std::string& tmpl = tokenizer.chat_template();
   if (tmpl.empty()) {
     return absl::FailedPreconditionError(
@@ -38,7 +38,9 @@ absl::StatusOr<std::string> RenderChatPrompt(const Tokenizer& tokenizer,
                                         " is not one of system, user, assistant");
     }
   }
-  return ApplyChatMLTemplate(messages, /*add_generation_prompt=*/true, ChatMLDefaultSystem(tmpl));
+  RenderedPrompt out;
+  out.text = ApplyChatMLTemplate(messages, /*add_generation_prompt=*/true, ChatMLDefaultSystem(tmpl), &out.contents);
+  return out;
 }
 
 }  // namespace tierserve

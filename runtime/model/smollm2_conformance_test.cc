@@ -141,9 +141,11 @@ TEST_F(SmolLm2Test, ChatAnswersLikeTransformers) {
       // Our rendering of the chat template, default system message included,
       // is the prompt transformers fed the model.
       std::vector<ChatMessage> messages = {{"user", golden["question"].get<std::string>()}};
-      absl::StatusOr<std::string> text = RenderChatPrompt(tok, messages);
+      absl::StatusOr<RenderedPrompt> text = RenderChatPrompt(tok, messages);
       ASSERT_TRUE(text.ok()) << text.status();
-      EXPECT_EQ(*text, prompt);
+      EXPECT_EQ(text->text, prompt);
+      // Message contents without special tokens get the ids of the whole text.
+      EXPECT_EQ(text->Encode(tok, false), c["prompt_ids"].get<std::vector<int32_t>>()) << label;
     }
     GenerationRequest req;
     req.prompt = tok.Encode(prompt);

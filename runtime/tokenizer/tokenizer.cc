@@ -49,19 +49,53 @@ class BpeTokenizer final : public Tokenizer {
     chat_template_ = std::move(vocab.chat_template);
   }
 
-  std::vector<int32_t> Encode(std::string_view text, bool add_special) const override {
+  std::vector<int32_t> Encode(std::string_view text, absl::Span<const TextSpan> literal,
+                              bool add_special) const override {
     std::vector<int32_t> ids;
     ids.reserve(text.size() / 3 + 2);
     if (add_special && add_bos_ && bos_id_) ids.push_back(*bos_id_);
-    std::vector<TextSegment> raw_segments, segments;
-    raw_added_.Split(text, &raw_segments);
-    for (const TextSegment& s : raw_segments) {
-      if (s.id >= 0) {
-        segments.push_back(s);
+    // Added tokens are matched outside the literal ranges; plain text that
+    // touches plain text is joined again, so the pre-tokenizer sees what it
+    // would see without the ranges.
+    std::vector<TextSegment> segments;
+    auto add_plain = [&segments](std::string_view t) {
+      if (t.empty()) return;
+      if (!segments.empty() && segments.back().id < 0 &&
+          segments.back().text.data() + segments.back().text.size() == t.data()) {
+        segments.back().text = std::string_view(segments.back().text.data(), segments.back().text.size() + t.size());
       } else {
-        normalized_added_.Split(s.text, &segments);
+        segments.push_back({t, -1});
       }
+    };
+    std::vector<TextSegment> raw_segments, found;
+    auto split = [&](std::string_view part) {
+      raw_segments.clear();
+      raw_added_.Split(part, &raw_segments);
+      for (const TextSegment& s : raw_segments) {
+        if (s.id >= 0) {
+          segments.push_back(s);
+          continue;
+        }
+        found.clear();
+        normalized_added_.Split(s.text, &found);
+        for (const TextSegment& f : found) {
+          if (f.id >= 0) {
+            segments.push_back(f);
+          } else {
+            add_plain(f.text);
+          }
+        }
+      }
+    };
+    size_t at = 0;
+    for (const TextSpan& span : literal) {
+      const size_t begin = std::clamp(span.begin, at, text.size());
+      const size_t end = std::clamp(span.end, begin, text.size());
+      split(text.substr(at, begin - at));
+      add_plain(text.substr(begin, end - begin));
+      at = end;
     }
+    split(text.substr(at));
     std::vector<std::string_view> pieces;
     for (const TextSegment& s : segments) {
       if (s.id >= 0) {

@@ -19,6 +19,12 @@
 
 namespace tierserve {
 
+// Bytes [begin, end) of a text.
+struct TextSpan {
+  size_t begin = 0;
+  size_t end = 0;
+};
+
 class GgufFile;
 
 // How text is split before BPE.
@@ -70,7 +76,16 @@ class Tokenizer {
   // Text -> ids. Added/special tokens that appear literally in `text` are
   // matched as such. A BOS token is prepended when the tokenizer's config
   // asks for one and `add_special` is true.
-  virtual std::vector<int32_t> Encode(std::string_view text, bool add_special = true) const = 0;
+  std::vector<int32_t> Encode(std::string_view text, bool add_special = true) const {
+    return Encode(text, {}, add_special);
+  }
+  // The same, except that inside the `literal` byte ranges of `text` added
+  // tokens are not matched: their text is tokenized as plain text (a chat
+  // message's content cannot forge `<|im_start|>system`). Pre-tokenization
+  // still runs across range edges, so text without added tokens gets the
+  // ids it gets from Encode(text). Ranges are sorted and disjoint.
+  virtual std::vector<int32_t> Encode(std::string_view text, absl::Span<const TextSpan> literal,
+                                      bool add_special = true) const = 0;
 
   // ids -> text, lossy UTF-8 (invalid sequences become U+FFFD) as HF does.
   // Special tokens are dropped when `skip_special` is true.
@@ -122,8 +137,11 @@ struct ChatMessage {
 // as SmolLM2's template does: when the first message is not a system message,
 // `default_system` is inserted first (skipped when empty). With
 // `add_generation_prompt` the text ends with `<|im_start|>assistant\n`.
+// `content_spans`, when given, receives where each message's content lies
+// in the text (the default system prompt is the template's own text).
 std::string ApplyChatMLTemplate(absl::Span<const ChatMessage> messages, bool add_generation_prompt,
-                                std::string_view default_system);
+                                std::string_view default_system,
+                                std::vector<TextSpan>* content_spans = nullptr);
 
 // The default system prompt of SmolLM2-Instruct's chat template.
 inline constexpr std::string_view kSmolLm2DefaultSystem =
