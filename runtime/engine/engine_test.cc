@@ -87,12 +87,43 @@ TEST_F(EngineTest, CancellationStopsWithinAStep) {
   EXPECT_EQ(r->finish_reason, FinishReason::kCancelled);
   EXPECT_EQ(r->tokens.size(), 3u);
 
-  // Cancelled while waiting: never runs.
-  std::promise<absl::StatusOr<GenerationResult>> skipped;
-  auto late = Job(10, &skipped);
-  late->cancelled = [] { return true; };
-  ASSERT_TRUE(engine->Submit(late).ok());
-  EXPECT_EQ(skipped.get_future().get().status().code(), absl::StatusCode::kCancelled);
+}
+
+// A job cancelled while it waits behind a full batch ends CANCELLED without
+// ever producing a token.
+TEST_F(EngineTest, CancelledWhileWaitingNeverRuns) {
+  absl::StatusOr<LoadedModel> m = LoadModel("tests/data/tiny_llama", &pool_);
+  ASSERT_TRUE(m.ok()) << m.status();
+  Engine::Options o;
+  o.max_batch_size = 1;  // the second job waits while the first runs
+  Engine engine(std::move(*m), o);
+  std::promise<void> first_running, release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<absl::StatusOr<GenerationResult>> first_done, waiting_done;
+  auto first = Job(4, &first_done);
+  bool once = false;
+  first->on_delta = [&](const GenerationDelta&) {
+    if (!once) {
+      once = true;
+      first_running.set_value();
+      released.wait();
+    }
+    return true;
+  };
+  ASSERT_TRUE(engine.Submit(first).ok());
+  first_running.get_future().wait();
+  std::atomic<bool> cancel{false};
+  std::atomic<int> tokens{0};
+  auto waiting = Job(10, &waiting_done);
+  waiting->cancelled = [&] { return cancel.load(); };
+  waiting->on_delta = [&](const GenerationDelta&) { return ++tokens > 0; };
+  ASSERT_TRUE(engine.Submit(waiting).ok());
+  EXPECT_EQ(engine.waiting(), 1);
+  cancel = true;  // while it waits
+  release.set_value();
+  EXPECT_TRUE(first_done.get_future().get().ok());
+  EXPECT_EQ(waiting_done.get_future().get().status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(tokens.load(), 0);
 }
 
 // ---- Continuous batching -------------------------------------------------
