@@ -8,6 +8,24 @@
 namespace tierserve {
 namespace {
 
+// Holds the engine's worker inside a job's first token until released.
+struct WorkerGate {
+  std::promise<void> entered;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  bool once = false;
+  void HoldAtFirstToken(GenerationJob& job) {
+    job.on_delta = [this](const GenerationDelta&) {
+      if (!once) {
+        once = true;
+        entered.set_value();
+        released.wait();
+      }
+      return true;
+    };
+  }
+};
+
 class EngineTest : public ::testing::Test {
  protected:
   std::unique_ptr<Engine> MakeEngine(int max_queued) {
@@ -47,29 +65,19 @@ TEST_F(EngineTest, RunsJobsInOrderAndDrainsOnShutdown) {
 TEST_F(EngineTest, FullQueueIsResourceExhausted) {
   auto engine = MakeEngine(1);
   // Hold the worker inside the first job until the queue has been tested.
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  std::promise<void> started;
+  WorkerGate gate;
   std::promise<absl::StatusOr<GenerationResult>> first, second, third;
   auto blocker = Job(2, &first);
-  bool once = false;
-  blocker->on_delta = [&](const GenerationDelta&) {
-    if (!once) {
-      once = true;
-      started.set_value();
-      released.wait();
-    }
-    return true;
-  };
+  gate.HoldAtFirstToken(*blocker);
   ASSERT_TRUE(engine->Submit(blocker).ok());
-  started.get_future().wait();
+  gate.entered.get_future().wait();
   ASSERT_TRUE(engine->Submit(Job(1, &second)).ok());  // waits in the queue
   absl::Status full = engine->Submit(Job(1, &third));
   EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(full.message().find("max_queued_requests"), absl::string_view::npos);
   EXPECT_EQ(engine->running(), 1);
   EXPECT_EQ(engine->waiting(), 1);
-  release.set_value();
+  gate.release.set_value();
   EXPECT_TRUE(first.get_future().get().ok());
   EXPECT_TRUE(second.get_future().get().ok());
 }
@@ -97,21 +105,12 @@ TEST_F(EngineTest, CancelledWhileWaitingNeverRuns) {
   Engine::Options o;
   o.max_batch_size = 1;  // the second job waits while the first runs
   Engine engine(std::move(*m), o);
-  std::promise<void> first_running, release;
-  std::shared_future<void> released = release.get_future().share();
+  WorkerGate gate;
   std::promise<absl::StatusOr<GenerationResult>> first_done, waiting_done;
   auto first = Job(4, &first_done);
-  bool once = false;
-  first->on_delta = [&](const GenerationDelta&) {
-    if (!once) {
-      once = true;
-      first_running.set_value();
-      released.wait();
-    }
-    return true;
-  };
+  gate.HoldAtFirstToken(*first);
   ASSERT_TRUE(engine.Submit(first).ok());
-  first_running.get_future().wait();
+  gate.entered.get_future().wait();
   std::atomic<bool> cancel{false};
   std::atomic<int> tokens{0};
   auto waiting = Job(10, &waiting_done);
@@ -120,7 +119,7 @@ TEST_F(EngineTest, CancelledWhileWaitingNeverRuns) {
   ASSERT_TRUE(engine.Submit(waiting).ok());
   EXPECT_EQ(engine.waiting(), 1);
   cancel = true;  // while it waits
-  release.set_value();
+  gate.release.set_value();
   EXPECT_TRUE(first_done.get_future().get().ok());
   EXPECT_EQ(waiting_done.get_future().get().status().code(), absl::StatusCode::kCancelled);
   EXPECT_EQ(tokens.load(), 0);
