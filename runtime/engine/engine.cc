@@ -162,7 +162,8 @@ bool Engine::Step() {
 
   auto describe = [this](const Active& a) {
     const std::vector<int32_t>& blocks = a.seq->cache().blocks();
-    const int64_t exclusive = std::count_if(blocks.begin(), blocks.end(), [this](int32_t b) { return pool_.refs(b) == 1; });
+    const int64_t exclusive =
+        std::count_if(blocks.begin(), blocks.end(), [this](int32_t b) { return pool_.refs(b) == 1; });
     return ScheduledSequence{a.id, a.seq->num_tokens(), a.seq->num_computed(), static_cast<int64_t>(blocks.size()),
                              exclusive};
   };
