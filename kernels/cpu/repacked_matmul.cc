@@ -15,9 +15,13 @@
 
 // Every M runs a register-tiled kernel per ISA, whose arithmetic for one row
 // of X is the same whatever M is (batch invariance: a sequence's logits do
-// not depend on what else is in the forward pass); without one, the tiled
-// path (groups decoded to fp32, then the fp32 kernel, row-invariant too)
-// serves every M.
+// not depend on what else is in the forward pass). A few rows decode each
+// group-block in registers per kMaxGroupRows rows (GroupKernel); more rows
+// decode it once per call into an L1 tile that every row reads
+// (DecodedBlockRows), with the same operations per row in the same order, so
+// both give the same bits. Without the register kernels, the tiled path
+// (groups decoded to fp32, then the fp32 kernel, row-invariant too) serves
+// every M.
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__F16C__) && defined(__FMA__))
 #define TS_REPACKED_REGISTER_PATH 1
 #endif
@@ -47,6 +51,15 @@ Layout LayoutOf(DType type) {
 }
 
 inline float Half(const uint8_t* p) { return F16ToF32(static_cast<uint16_t>(p[0] | (p[1] << 8))); }
+
+// One group-block decoded for the FMA loop of DecodedBlockRows: q as fp32 (not
+// yet scaled), w[c * (32 / kChains) + s] the 16 rows' weights that partial
+// sum c takes at its step s (ColumnOf), and the scale and offset per row.
+struct DecodedGroupBlock {
+  alignas(64) float w[kQK][kR];
+  alignas(64) float d[kR];
+  alignas(64) float offset[kR];  // Q4: m (Q4_1) or -8 d (Q4_0)
+};
 
 // Decodes the 16 rows of group-block `gb` into tile rows (stride K) at
 // columns [col, col + 32): w = d * q (+ m), as the GGUF dequantizers compute it.
@@ -157,6 +170,61 @@ inline float BlockSum(const float* p) {
   return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_loadu_ps(p), _mm512_loadu_ps(p + 16)));
 }
 
+// GroupKernel's four partial sums per row of W: Q8_0's chain c takes columns
+// k = 4s + c; Q4's chains 0, 1 the low, high nibbles of the even bytes j = 2s,
+// chains 2, 3 those of the odd bytes j = 2s + 1.
+constexpr int kChains = 4;
+
+// Rows of X per pass over a decoded group-block: a zmm of partial sums each,
+// 12 independent FMA chains (two FMA units at 4 cycles' latency need 8).
+constexpr int kTileRows = 12;
+
+// 16 fp32 lanes, one per row of a group: one zmm.
+struct Vec16 {
+  __m512 v;
+};
+inline Vec16 Zero16() { return {_mm512_setzero_ps()}; }
+inline Vec16 Load16(const float* p) { return {_mm512_load_ps(p)}; }
+inline void Store16(float* p, Vec16 a) { _mm512_store_ps(p, a.v); }
+inline Vec16 Splat16(float f) { return {_mm512_set1_ps(f)}; }
+inline Vec16 Add16(Vec16 a, Vec16 b) { return {_mm512_add_ps(a.v, b.v)}; }
+inline Vec16 Fma16(Vec16 a, Vec16 b, Vec16 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+inline void KeepInRegisters(Vec16& a) { asm("" : "+v"(a.v)); }
+
+// GroupKernel's decode of group-block `gb`, stored instead of multiplied.
+template <DType kType>
+void DecodeGroupBlockTile(const uint8_t* gb, DecodedGroupBlock* t) {
+  const Layout L = LayoutOf(kType);
+  for (int64_t off = 0; off < L.group_block_bytes; off += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(gb + kPrefetchGroupBlocks * L.group_block_bytes + off),
+                 _MM_HINT_T0);
+  }
+  const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb)));
+  _mm512_store_ps(t->d, d);
+  const uint8_t* q = gb + L.q_offset;
+  if constexpr (kType == DType::kQ8_0) {
+    for (int64_t k = 0; k < kQK; ++k) {
+      const __m512 wk = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k * kR))));
+      _mm512_store_ps(t->w[k % 4 * 8 + k / 4], wk);  // chain k % 4, step k / 4
+    }
+  } else {
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    for (int64_t j = 0; j < kQK / 2; ++j) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j * kR));
+      const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v, mask)));
+      const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), mask)));
+      const int64_t c = j % 2 * 2;
+      _mm512_store_ps(t->w[c * 8 + j / 2], lo);
+      _mm512_store_ps(t->w[(c + 1) * 8 + j / 2], hi);
+    }
+    if constexpr (kType == DType::kQ4_1) {
+      _mm512_store_ps(t->offset, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb + L.m_offset))));
+    } else {
+      _mm512_store_ps(t->offset, _mm512_mul_ps(d, _mm512_set1_ps(-8.0f)));
+    }
+  }
+}
+
 #elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 
 // The AVX2 register path: a 16-row group is two 8-lane halves. MR rows of X
@@ -249,12 +317,178 @@ inline float BlockSum(const float* p) {
   return _mm_cvtss_f32(s4);
 }
 
+// GroupKernel's two partial sums per row of W (per half): Q8_0's chain c
+// takes columns k = 2s + c; Q4's chains 0, 1 the low, high nibbles of byte s.
+constexpr int kChains = 2;
+
+// Rows of X per pass over a decoded group-block: 6 rows x 2 halves of partial
+// sums, the two weight halves and a broadcast fill the 16 ymm registers.
+constexpr int kTileRows = 6;
+
+// 16 fp32 lanes, one per row of a group: two ymm halves.
+struct Vec16 {
+  __m256 h[2];
+};
+inline Vec16 Zero16() { return {{_mm256_setzero_ps(), _mm256_setzero_ps()}}; }
+inline Vec16 Load16(const float* p) { return {{_mm256_load_ps(p), _mm256_load_ps(p + 8)}}; }
+inline void Store16(float* p, Vec16 a) {
+  _mm256_store_ps(p, a.h[0]);
+  _mm256_store_ps(p + 8, a.h[1]);
+}
+inline Vec16 Splat16(float f) {
+  const __m256 v = _mm256_set1_ps(f);
+  return {{v, v}};
+}
+inline Vec16 Add16(Vec16 a, Vec16 b) {
+  return {{_mm256_add_ps(a.h[0], b.h[0]), _mm256_add_ps(a.h[1], b.h[1])}};
+}
+inline Vec16 Fma16(Vec16 a, Vec16 b, Vec16 c) {
+  return {{_mm256_fmadd_ps(a.h[0], b.h[0], c.h[0]), _mm256_fmadd_ps(a.h[1], b.h[1], c.h[1])}};
+}
+inline void KeepInRegisters(Vec16& a) { asm("" : "+x"(a.h[0]), "+x"(a.h[1])); }
+
+// GroupKernel's decode of group-block `gb`, stored instead of multiplied.
+template <DType kType>
+void DecodeGroupBlockTile(const uint8_t* gb, DecodedGroupBlock* t) {
+  const Layout L = LayoutOf(kType);
+  for (int64_t off = 0; off < L.group_block_bytes; off += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(gb + kPrefetchGroupBlocks * L.group_block_bytes + off),
+                 _MM_HINT_T0);
+  }
+  const __m256 d[2] = {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb))),
+                       _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb + 16)))};
+  _mm256_store_ps(t->d, d[0]);
+  _mm256_store_ps(t->d + 8, d[1]);
+  const uint8_t* q = gb + L.q_offset;
+  if constexpr (kType == DType::kQ8_0) {
+    for (int64_t k = 0; k < kQK; ++k) {
+      const uint8_t* col = q + k * kR;
+      float* out = t->w[k % 2 * 16 + k / 2];
+      _mm256_store_ps(out, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(col)))));
+      _mm256_store_ps(out + 8, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(col + 8)))));
+    }
+  } else {
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    for (int64_t j = 0; j < kQK / 2; ++j) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j * kR));
+      const __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+      _mm256_store_ps(t->w[j], _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)));
+      _mm256_store_ps(t->w[j] + 8, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))));
+      _mm256_store_ps(t->w[16 + j], _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)));
+      _mm256_store_ps(t->w[16 + j] + 8, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))));
+    }
+    for (int h = 0; h < 2; ++h) {
+      if constexpr (kType == DType::kQ4_1) {
+        _mm256_store_ps(t->offset + 8 * h, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb + L.m_offset + 16 * h))));
+      } else {
+        _mm256_store_ps(t->offset + 8 * h, _mm256_mul_ps(d[h], _mm256_set1_ps(-8.0f)));
+      }
+    }
+  }
+}
+
 #endif  // __AVX512F__ / __AVX2__
 
 #if defined(TS_REPACKED_REGISTER_PATH)
 
-// Every 16-row group of [n0, n1) against X, kMaxGroupRows rows of X per
-// kernel call; the Q4 kernels take each block's sum of x from `sums`.
+constexpr int64_t kChainSteps = kQK / kChains;
+
+// The column of the block whose weights partial sum c takes at step s.
+template <DType kType>
+constexpr int64_t ColumnOf(int c, int s) {
+  if constexpr (kType == DType::kQ8_0) {
+    return kChains * s + c;
+  } else {
+    return c % 2 * (kQK / 2) + kChains / 2 * s + c / 2;
+  }
+}
+
+// MR rows of X (x at the block's first column, sums[i * nb] row i's block
+// sum) through one decoded group-block, continuing their accumulators
+// acc[MR][16]: per row, GroupKernel's operations in GroupKernel's order, with
+// loads of the weights it decodes. One partial sum at a time keeps MR x 16
+// lanes of them in registers; the finished ones wait in memory, which leaves
+// their bits alone.
+template <DType kType, int MR>
+void DecodedBlockRows(const DecodedGroupBlock& t, const float* x, int64_t ldx, const float* sums,
+                      int64_t nb, float* acc) {
+  Vec16 part[kChains][MR];
+  for (int c = 0; c < kChains; ++c) {
+    for (int i = 0; i < MR; ++i) part[c][i] = Zero16();
+    for (int s = 0; s < kChainSteps; ++s) {
+      Vec16 w = Load16(t.w[c * kChainSteps + s]);
+      // With registers to spare (few rows) GCC folds this load into each
+      // row's FMA, and the loop runs out of load slots.
+      if constexpr (MR <= 4) KeepInRegisters(w);
+      const int64_t col = ColumnOf<kType>(c, s);
+      for (int i = 0; i < MR; ++i) part[c][i] = Fma16(w, Splat16(x[i * ldx + col]), part[c][i]);
+    }
+  }
+  const Vec16 d = Load16(t.d);
+  for (int i = 0; i < MR; ++i) {
+    Vec16 dot;
+    if constexpr (kChains == 2) {
+      dot = Add16(part[0][i], part[1][i]);
+    } else {
+      dot = Add16(Add16(part[0][i], part[1][i]), Add16(part[2][i], part[3][i]));
+    }
+    Vec16 a = Fma16(dot, d, Load16(acc + i * kR));
+    if constexpr (kType != DType::kQ8_0) a = Fma16(Load16(t.offset), Splat16(sums[i * nb]), a);
+    Store16(acc + i * kR, a);
+  }
+}
+
+// DecodedBlockRows for 1 <= rows <= MR.
+template <DType kType, int MR>
+void DecodedBlockRowsUpTo(int64_t rows, const DecodedGroupBlock& t, const float* x, int64_t ldx,
+                          const float* sums, int64_t nb, float* acc) {
+  if constexpr (MR > 1) {
+    if (rows < MR) return DecodedBlockRowsUpTo<kType, MR - 1>(rows, t, x, ldx, sums, nb, acc);
+  }
+  DecodedBlockRows<kType, MR>(t, x, ldx, sums, nb, acc);
+}
+
+// Fewest rows of X for which decoding each group-block once into memory beats
+// decoding it in registers per kMaxGroupRows rows (measured with AVX2 on Zen
+// 3: at 2 rows the register kernel is ~1.3x faster for Q4, even for Q8_0; at
+// 3 the decoded path is ~1.2x (Q4) to 1.6x (Q8_0) faster; AVX-512 unmeasured).
+constexpr int64_t kDecodedPathMinRows = 3;
+
+// Every 16-row group of [n0, n1) against the M rows of X: each group-block is
+// decoded once, then all M rows go through it, kTileRows or fewer at a time,
+// their accumulators waiting in memory between blocks.
+template <DType kType>
+void DecodedPath(const float* x, int64_t ldx, const uint8_t* w, float* y, int64_t ldy, int64_t M,
+                 int64_t nb, const float* sums, int64_t n0, int64_t n1) {
+  const Layout L = LayoutOf(kType);
+  struct alignas(64) Accumulators {
+    float v[kR];
+  };
+  thread_local std::vector<Accumulators> acc;
+  if (static_cast<int64_t>(acc.size()) < M) acc.resize(M);
+  // ceil(M / kTileRows) passes over each block, of as equal a number of rows
+  // as can be: a pass of few rows has too few independent FMA chains.
+  const int64_t passes = (M + kTileRows - 1) / kTileRows;
+  DecodedGroupBlock tile;
+  for (int64_t n = n0; n < n1; n += kR) {
+    const uint8_t* group = w + (n / kR) * nb * L.group_block_bytes;
+    std::fill(acc.begin(), acc.begin() + M, Accumulators{});
+    for (int64_t b = 0; b < nb; ++b) {
+      DecodeGroupBlockTile<kType>(group + b * L.group_block_bytes, &tile);
+      for (int64_t p = 0, m = 0; p < passes; ++p) {
+        const int64_t rows = M / passes + (p < M % passes ? 1 : 0);
+        DecodedBlockRowsUpTo<kType, kTileRows>(rows, tile, x + m * ldx + b * kQK, ldx,
+                                               sums + m * nb + b, nb, acc[m].v);
+        m += rows;
+      }
+    }
+    for (int64_t m = 0; m < M; ++m) std::memcpy(y + m * ldy + n, acc[m].v, sizeof(acc[m].v));
+  }
+}
+
+// Every 16-row group of [n0, n1) against X; the Q4 kernels take each block's
+// sum of x from `sums`. Few rows: kMaxGroupRows rows of X per GroupKernel
+// call; more: DecodedPath.
 template <DType kType>
 void RegisterPath(const float* x, int64_t ldx, const uint8_t* w, float* y, int64_t ldy, int64_t M,
                   int64_t K, int64_t n0, int64_t n1) {
@@ -265,6 +499,9 @@ void RegisterPath(const float* x, int64_t ldx, const uint8_t* w, float* y, int64
   if constexpr (kType != DType::kQ8_0) {
     for (int64_t m = 0; m < M; ++m)
       for (int64_t b = 0; b < nb; ++b) sums[m * nb + b] = BlockSum(x + m * ldx + b * kQK);
+  }
+  if (M >= kDecodedPathMinRows) {
+    return DecodedPath<kType>(x, ldx, w, y, ldy, M, nb, sums.data(), n0, n1);
   }
   for (int64_t n = n0; n < n1; n += kR) {
     const uint8_t* group = w + (n / kR) * nb * L.group_block_bytes;
