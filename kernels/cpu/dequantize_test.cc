@@ -14,7 +14,7 @@
 #include "kernels/common/gguf_blocks.h"
 #include "kernels/common/half.h"
 #include "kernels/cpu/quantize.h"
-#include "runtime/base/dtype.h"
+#include "kernels/common/dtype.h"
 
 namespace tierserve {
 namespace {

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "runtime/base/dtype.h"
+#include "kernels/common/dtype.h"
 
 namespace tierserve::cpu {
 

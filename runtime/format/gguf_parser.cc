@@ -35,7 +35,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "runtime/base/dtype.h"
+#include "kernels/common/dtype.h"
 #include "runtime/base/mapped_file.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/format/gguf.h"

@@ -12,7 +12,7 @@
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "runtime/base/dtype.h"
+#include "kernels/common/dtype.h"
 #include "runtime/format/testing/gguf_test_fixture.h"
 #include "runtime/format/testing/gguf_writer.h"
 #include "runtime/format/testing/test_files.h"

@@ -13,7 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/dequantize.h"
-#include "runtime/base/dtype.h"
+#include "kernels/common/dtype.h"
 #include "runtime/format/testing/gguf_test_fixture.h"
 #include "runtime/format/testing/gguf_writer.h"
 #include "runtime/format/testing/test_files.h"

@@ -29,7 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
-#include "runtime/base/dtype.h"
+#include "kernels/common/dtype.h"
 #include "runtime/base/mapped_file.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/format/weight_store.h"

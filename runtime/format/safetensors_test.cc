@@ -11,7 +11,7 @@
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "runtime/base/dtype.h"
+#include "kernels/common/dtype.h"
 #include "runtime/format/testing/safetensors_writer.h"
 #include "runtime/format/testing/test_files.h"
 #include "runtime/format/weight_store.h"

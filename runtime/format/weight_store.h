@@ -13,7 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "runtime/base/dtype.h"
+#include "kernels/common/dtype.h"
 
 namespace tierserve {
 

@@ -8,7 +8,7 @@
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "runtime/base/dtype.h"
+#include "kernels/common/dtype.h"
 
 namespace tierserve {
 namespace {

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "runtime/base/dtype.h"
+#include "kernels/common/dtype.h"
 
 namespace tierserve {
 

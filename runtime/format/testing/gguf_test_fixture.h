@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "runtime/base/dtype.h"
+#include "kernels/common/dtype.h"
 #include "runtime/format/gguf.h"
 #include "runtime/format/testing/gguf_writer.h"
 #include "runtime/format/testing/test_files.h"

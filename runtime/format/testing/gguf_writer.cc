@@ -13,7 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "runtime/base/dtype.h"
+#include "kernels/common/dtype.h"
 #include "runtime/format/gguf.h"
 #include "runtime/format/testing/test_files.h"
 

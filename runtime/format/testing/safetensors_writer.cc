@@ -11,7 +11,7 @@
 
 #include "absl/status/status.h"
 #include "nlohmann/json.hpp"
-#include "runtime/base/dtype.h"
+#include "kernels/common/dtype.h"
 #include "runtime/format/testing/test_files.h"
 
 namespace tierserve {

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "runtime/base/dtype.h"
+#include "kernels/common/dtype.h"
 
 namespace tierserve {
 

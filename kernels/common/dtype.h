@@ -1,7 +1,7 @@
 // Storage formats of tensor elements, shared by the file readers, the
 // quantizers and the kernels.
-#ifndef TIERSERVE_RUNTIME_BASE_DTYPE_H_
-#define TIERSERVE_RUNTIME_BASE_DTYPE_H_
+#ifndef TIERSERVE_KERNELS_COMMON_DTYPE_H_
+#define TIERSERVE_KERNELS_COMMON_DTYPE_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -96,4 +96,4 @@ constexpr std::string_view DTypeName(DType t) {
 
 }  // namespace tierserve
 
-#endif  // TIERSERVE_RUNTIME_BASE_DTYPE_H_
+#endif  // TIERSERVE_KERNELS_COMMON_DTYPE_H_
