@@ -86,6 +86,8 @@ TEST_F(SmolLm2Test, TeacherForcedLogitsMatchBothReferences) {
   int64_t positions = 0, hf_decisive = 0, hf_argmax_agree = 0;
   int64_t llama_agree = 0, llama_disagree_wide_margin = 0;
   double worst_llama_margin_at_disagreement = 0;
+  // An empty golden would pass every bound below (and divide by zero).
+  ASSERT_TRUE(golden["cases"].is_array() && !golden["cases"].empty()) << "tests/data/smollm2/golden.json has no cases";
   for (const json& c : golden["cases"]) {
     const std::vector<int32_t> ids = c["ids"].get<std::vector<int32_t>>();
     // Our tokenizer reproduces the prompt tokens llama.cpp used.
@@ -125,6 +127,7 @@ TEST_F(SmolLm2Test, TeacherForcedLogitsMatchBothReferences) {
   std::printf("SmolLM2 vs llama.cpp: argmax agrees at %ld/%ld positions (%.1f%%); largest llama.cpp margin at a disagreement %.3f\n",
               static_cast<long>(llama_agree), static_cast<long>(positions), 100.0 * llama_agree / positions,
               worst_llama_margin_at_disagreement);
+  EXPECT_GT(positions, 0);
   EXPECT_LE(max_top5_diff, 5e-3);
   EXPECT_GE(llama_agree, 0.95 * positions);
   EXPECT_EQ(llama_disagree_wide_margin, 0);
@@ -134,6 +137,7 @@ TEST_F(SmolLm2Test, ChatAnswersLikeTransformers) {
   const json golden = ReadJson("tests/data/smollm2/chat_golden.json");
   const Tokenizer& tok = *loaded_->tokenizer;
   Generator gen(loaded_->model.get(), &tok);
+  ASSERT_TRUE(golden["cases"].is_array() && !golden["cases"].empty()) << "chat_golden.json has no cases";
   for (const json& c : golden["cases"]) {
     const std::string label = c["label"].get<std::string>();
     const std::string prompt = c["prompt"].get<std::string>();

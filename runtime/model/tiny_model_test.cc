@@ -50,11 +50,7 @@ class TinyModelTest : public ::testing::TestWithParam<Case> {
   json golden_;
 };
 
-// The same fixture, instantiated for the logits comparison alone.
-class TinyModelLogitsTest : public TinyModelTest {};
-
 TEST_P(TinyModelTest, LogitsMatchTransformers) { CheckLogits(); }
-TEST_P(TinyModelLogitsTest, LogitsMatchTransformers) { CheckLogits(); }
 
 void TinyModelTest::CheckLogits() {
   CausalLM& model = *loaded_.model;
@@ -69,25 +65,15 @@ void TinyModelTest::CheckLogits() {
     ASSERT_TRUE(model.Forward({&in, 1}, &logits).ok());
     ASSERT_EQ(logits.size(), ids.size() * V);
     double max_diff = 0;
-    // How far transformers itself, on the same checkpoint, is from `want`:
-    // zero for the exact reference; f16 rounding for the fp32 model.
-    double reference_diff = 0;
     for (size_t p = 0; p < ids.size(); ++p) {
       ASSERT_EQ(want[p].size(), static_cast<size_t>(V));
       for (int64_t v = 0; v < V; ++v) {
         max_diff = std::max(max_diff, std::fabs(logits[p * V + v] - want[p][v].get<double>()));
-        reference_diff = std::max(
-            reference_diff, std::fabs(c["logits"][p][v].get<double>() - want[p][v].get<double>()));
       }
     }
-    std::printf("%s vs %s, prompt of %zu tokens: max |diff| %.3g (transformers on this checkpoint: %.3g)\n",
-                GetParam().model.c_str(), GetParam().logits_key.c_str(), ids.size(), max_diff,
-                reference_diff);
-    // The bound: the stated tolerance, or, where f16 storage alone moves
-    // transformers further than that from the fp32 model, no further than
-    // transformers is (plus the fp32 tolerance).
-    EXPECT_LE(max_diff, std::max(GetParam().tolerance, reference_diff + 1e-4))
-        << "prompt of " << ids.size() << " tokens";
+    std::printf("%s vs %s, prompt of %zu tokens: max |diff| %.3g\n", GetParam().model.c_str(),
+                GetParam().logits_key.c_str(), ids.size(), max_diff);
+    EXPECT_LE(max_diff, GetParam().tolerance) << "prompt of " << ids.size() << " tokens";
   }
 }
 
@@ -157,19 +143,11 @@ TEST_P(TinyModelTest, RejectsOutOfRangeInput) {
   EXPECT_EQ(model.Forward({&past_end, 1}, &logits).code(), absl::StatusCode::kOutOfRange);
 }
 
-// Tolerances: 1e-4 against the exact fp32 reference (the same weights, fp32
-// math); 2e-2 for an F16 checkpoint against the fp32 model it was cast from.
-INSTANTIATE_TEST_SUITE_P(
-    F16AgainstFp32Model, TinyModelLogitsTest,
-    ::testing::Values(Case{"tiny_llama_f16", "tiny_llama_f16/golden.json", "logits_fp32_model", 2e-2},
-                      Case{"tiny_gpt2_f16", "tiny_gpt2_f16/golden.json", "logits_fp32_model", 2e-2}),
-    [](const ::testing::TestParamInfo<Case>& info) {
-      std::string n = info.param.model;
-      for (char& ch : n)
-        if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
-      return n;
-    });
-
+// Tolerance 1e-4 against transformers on the same checkpoint (the same
+// weights, fp32 math). An F16 checkpoint is compared with transformers
+// running that F16 checkpoint; how far that lies from the fp32 model it was
+// cast from is transformers' business, so no test bounds it here (one did,
+// and the F16 test below implied it).
 INSTANTIATE_TEST_SUITE_P(
     Models, TinyModelTest,
     ::testing::Values(Case{"tiny_llama", "tiny_llama/golden.json", "logits", 1e-4},
