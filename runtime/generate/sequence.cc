@@ -53,12 +53,10 @@ int64_t Sequence::MatchPrefix(int64_t limit) {
   // The last token is always computed: its logits give the first sample.
   limit = std::min(limit, num_tokens() - 1);
   for (int64_t i = 0; (i + 1) * bt <= limit; ++i) {
-    const uint64_t parent = i == 0 ? 0 : hashes_[i - 1];
-    const absl::Span<const int32_t> block = absl::Span<const int32_t>(tokens_).subspan(i * bt, bt);
-    const int32_t b = pool->Lookup(parent, block);
+    const int32_t b = pool->Lookup(ParentHash(i), BlockTokens(i));
     if (b == KvBlockPool::kNoBlock) break;
     cache_.Append(b);
-    hashes_.push_back(KvBlockPool::HashBlock(parent, block));
+    hashes_.push_back(KvBlockPool::HashBlock(ParentHash(i), BlockTokens(i)));
   }
   num_computed_ = static_cast<int64_t>(hashes_.size()) * bt;
   return num_computed_;
@@ -69,10 +67,8 @@ void Sequence::Advance(int64_t n) {
   KvBlockPool* pool = cache_.pool();
   const int64_t bt = pool->block_tokens();
   for (int64_t i = static_cast<int64_t>(hashes_.size()); (i + 1) * bt <= num_computed_; ++i) {
-    const uint64_t parent = i == 0 ? 0 : hashes_[i - 1];
-    const absl::Span<const int32_t> block = absl::Span<const int32_t>(tokens_).subspan(i * bt, bt);
-    pool->Publish(cache_.blocks()[i], parent, block);
-    hashes_.push_back(KvBlockPool::HashBlock(parent, block));
+    pool->Publish(cache_.blocks()[i], ParentHash(i), BlockTokens(i));
+    hashes_.push_back(KvBlockPool::HashBlock(ParentHash(i), BlockTokens(i)));
   }
 }
 

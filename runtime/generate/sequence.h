@@ -82,6 +82,13 @@ class Sequence {
   Sequence(GenerationRequest request, const Tokenizer* tokenizer, Sampler sampler, StopMatcher stop,
            std::vector<int32_t> eos, KvBlockPool* pool, int64_t kv_dim);
   void Finish(FinishReason reason);
+  // Block i of the prefix-cache hash chain: its tokens, and the hash of the
+  // blocks before it (0 for the first). REQUIRES: hashes_ holds i entries.
+  absl::Span<const int32_t> BlockTokens(int64_t i) const {
+    const int64_t bt = cache_.block_tokens();
+    return absl::Span<const int32_t>(tokens_).subspan(i * bt, bt);
+  }
+  uint64_t ParentHash(int64_t i) const { return i == 0 ? 0 : hashes_[i - 1]; }
 
   GenerationRequest request_;
   const Tokenizer* tokenizer_;
