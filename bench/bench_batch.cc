@@ -175,7 +175,7 @@ absl::StatusOr<ModelLoadOptions> OptionsFor(const std::string& p, ThreadPool* po
   o.pool = pool;
   if (p == "stored") return o;
   if (p == "fp32") {
-    o.device_map = DeviceMap::Everything(Placement{Device{}, Precision::kFp32}, "bench", "precision");
+    o.device_map = DeviceMap::Everything(Placement{Location{}, Precision::kFp32}, "bench", "precision");
   } else if (p == "int8") {
     o.quantization.load_in_8bit = true;
   } else if (p == "nf4" || p == "fp4") {

@@ -119,10 +119,12 @@ void BenchShape(int64_t N, int64_t K, const std::vector<int64_t>& ms, double min
   const int i8_copies = CopiesFor(i8_bytes);
   std::vector<std::vector<int8_t>> cb(i8_copies, std::vector<int8_t>(N * K));
   std::vector<float> scb(N, 0.02f);
+  std::vector<std::vector<int32_t>> row_sums(i8_copies, std::vector<int32_t>(N));
   std::vector<Int8WeightAux> aux;
-  for (auto& w : cb) {
-    for (int8_t& v : w) v = static_cast<int8_t>(byte(rng) % 255 - 127);
-    aux.push_back(ComputeInt8WeightAux(w.data(), N, K));
+  for (int c = 0; c < i8_copies; ++c) {
+    for (int8_t& v : cb[c]) v = static_cast<int8_t>(byte(rng) % 255 - 127);
+    Int8RowSums(cb[c].data(), N, K, row_sums[c].data());
+    aux.push_back(Int8WeightAux{row_sums[c].data()});
   }
   Int8Activations act;
   act.Resize(max_m, K);

@@ -107,7 +107,7 @@ int Run() {
       ModelLoadOptions options;
       options.pool = &pool;
       if (p == "fp32") {
-        options.device_map = DeviceMap::Everything(Placement{Device{}, Precision::kFp32}, "bench", "precision");
+        options.device_map = DeviceMap::Everything(Placement{Location{}, Precision::kFp32}, "bench", "precision");
       } else {
         options.quantization = ConfigFor(p);
       }

@@ -264,12 +264,12 @@ absl::StatusOr<QuantizationConfig> ReadQuantization(const ConfigNode& node) {
   return q;
 }
 
-absl::StatusOr<std::vector<std::pair<Device, int64_t>>> ReadMaxMemory(const ConfigNode& node) {
-  std::vector<std::pair<Device, int64_t>> out;
+absl::StatusOr<std::vector<std::pair<Location, int64_t>>> ReadMaxMemory(const ConfigNode& node) {
+  std::vector<std::pair<Location, int64_t>> out;
   TS_RETURN_IF_ERROR(node.ForEachEntry(
       "a map from device to size, like {cuda:0: 2GiB, cpu: 8GiB}",
       [&](const std::string& key, const ConfigNode& value) -> absl::Status {
-        std::optional<Device> d = ParseDevice(key);
+        std::optional<Location> d = ParseLocation(key);
         if (!d.has_value()) {
           return value.Error(absl::StrCat("\"", absl::CHexEscape(key),
                                           "\" is not a device; expected ", kDeviceForms));
@@ -317,7 +317,7 @@ absl::StatusOr<ModelServingConfig> ReadModel(const ConfigNode& node) {
     TS_ASSIGN_OR_RETURN(m.device_map, ReadDeviceMap(*v));
   } else {
     m.device_map =
-        DeviceMap::Everything(Placement{Device{Device::Tier::kCpu, 0}, std::nullopt}, node.source(),
+        DeviceMap::Everything(Placement{Location{Location::Tier::kCpu, 0}, std::nullopt}, node.source(),
                               ChildKeyPath(node.key_path(), "device_map"));
   }
   if (std::optional<ConfigNode> v = node.Get("max_memory")) {
@@ -510,7 +510,7 @@ absl::Status ApplyFlagOverrides(ServerConfig* config, const FlagOverrides& flags
     }
     m.path = path;
     m.key_path = "--model";
-    m.device_map = DeviceMap::Everything(Placement{Device{Device::Tier::kCpu, 0}, std::nullopt},
+    m.device_map = DeviceMap::Everything(Placement{Location{Location::Tier::kCpu, 0}, std::nullopt},
                                          config->source, "--model");
     config->models.push_back(std::move(m));
   }
@@ -549,7 +549,7 @@ absl::Status CheckServable(const ModelServingConfig& model, const std::string& s
   const std::string dm = ChildKeyPath(model.key_path, "device_map");
   for (const DeviceMap::Entry& e : model.device_map.entries()) {
     const Placement& p = e.placement;
-    if (p.device.tier != Device::Tier::kCpu) {
+    if (p.device.tier != Location::Tier::kCpu) {
       return ConfigError(source, ChildKeyPath(dm, e.key),
                          absl::StrCat(p.device.ToString(),
                                       " placement is not available yet: modules are served on the "

@@ -72,7 +72,7 @@ struct ModelServingConfig {
   std::string path;  // as written; relative paths resolve against the working directory
   QuantizationConfig quantization;
   DeviceMap device_map;
-  std::vector<std::pair<Device, int64_t>> max_memory;  // bytes per device, in file order
+  std::vector<std::pair<Location, int64_t>> max_memory;  // bytes per device, in file order
   std::string offload_folder;                          // "" when not set
   int64_t max_batch_size = 8;
   std::optional<int64_t> max_sequence_length;  // unset: the model's context length

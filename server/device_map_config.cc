@@ -11,7 +11,7 @@ constexpr char kMapForms[] = "auto or a map from module-path prefix to placement
 absl::StatusOr<Placement> ReadPlacement(const ConfigNode& node) {
   Placement p;
   if (node.yaml().IsScalar()) {
-    std::optional<Device> d = ParseDevice(node.yaml().Scalar());
+    std::optional<Location> d = ParseLocation(node.yaml().Scalar());
     if (!d.has_value()) {
       return node.Error(absl::StrCat(node.Describe(), " is not a placement; expected ",
                                      kDeviceForms, ", or a map {device: ..., precision: ...}"));
@@ -27,8 +27,8 @@ absl::StatusOr<Placement> ReadPlacement(const ConfigNode& node) {
     return node.Error(absl::StrCat("no device; expected a map {device: <", kDeviceForms,
                                    ">, precision: <optional>}"));
   }
-  std::optional<Device> d;
-  if (device->yaml().IsScalar()) d = ParseDevice(device->yaml().Scalar());
+  std::optional<Location> d;
+  if (device->yaml().IsScalar()) d = ParseLocation(device->yaml().Scalar());
   if (!d.has_value()) {
     return device->Error(
         absl::StrCat(device->Describe(), " is not a device; expected ", kDeviceForms));

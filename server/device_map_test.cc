@@ -27,9 +27,9 @@ std::string ErrorOf(const std::string& yaml) {
   return m.ok() ? "" : std::string(m.status().message());
 }
 
-const Device kCpu{Device::Tier::kCpu, 0};
-const Device kDisk{Device::Tier::kDisk, 0};
-Device Cuda(int i) { return Device{Device::Tier::kCuda, i}; }
+const Location kCpu{Location::Tier::kCpu, 0};
+const Location kDisk{Location::Tier::kDisk, 0};
+Location Cuda(int i) { return Location{Location::Tier::kCuda, i}; }
 
 std::vector<std::string> TensorNames(const std::string& model_path) {
   absl::StatusOr<std::unique_ptr<WeightSource>> src = WeightSource::Open(model_path);
@@ -38,15 +38,15 @@ std::vector<std::string> TensorNames(const std::string& model_path) {
 }
 
 TEST(ParseDeviceTest, Forms) {
-  EXPECT_EQ(ParseDevice("cpu"), kCpu);
-  EXPECT_EQ(ParseDevice("disk"), kDisk);
-  EXPECT_EQ(ParseDevice("cuda:0"), Cuda(0));
-  EXPECT_EQ(ParseDevice("cuda:7"), Cuda(7));
-  EXPECT_EQ(ParseDevice("3"), Cuda(3));  // accelerate's bare GPU index
-  EXPECT_EQ(ParseDevice("cuda:255"), Cuda(255));
+  EXPECT_EQ(ParseLocation("cpu"), kCpu);
+  EXPECT_EQ(ParseLocation("disk"), kDisk);
+  EXPECT_EQ(ParseLocation("cuda:0"), Cuda(0));
+  EXPECT_EQ(ParseLocation("cuda:7"), Cuda(7));
+  EXPECT_EQ(ParseLocation("3"), Cuda(3));  // accelerate's bare GPU index
+  EXPECT_EQ(ParseLocation("cuda:255"), Cuda(255));
   for (const char* bad : {"", "gpu", "cuda", "cuda:", "cuda:-1", "-1", "cuda:01", "cuda:256", "CPU",
                           "mps", "cuda:0 ", "cuda:1.5"}) {
-    EXPECT_FALSE(ParseDevice(bad).has_value()) << bad;
+    EXPECT_FALSE(ParseLocation(bad).has_value()) << bad;
   }
 }
 

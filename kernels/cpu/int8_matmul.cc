@@ -296,15 +296,12 @@ void Int8Activations::Resize(int64_t M, int64_t K) {
   outlier_x.resize(static_cast<size_t>(M * K));
 }
 
-Int8WeightAux ComputeInt8WeightAux(const int8_t* cb, int64_t N, int64_t K) {
-  Int8WeightAux aux;
-  aux.row_sum.resize(static_cast<size_t>(N));
+void Int8RowSums(const int8_t* cb, int64_t N, int64_t K, int32_t* out) {
   for (int64_t n = 0; n < N; ++n) {
     int32_t s = 0;
     for (int64_t k = 0; k < K; ++k) s += cb[n * K + k];
-    aux.row_sum[n] = s;
+    out[n] = s;
   }
-  return aux;
 }
 
 void QuantizeActivationsInt8OnPath(CpuPath path, const float* x, int64_t M, int64_t K,
@@ -374,7 +371,7 @@ void Int8MatMulOnPath(CpuPath path, const Int8Activations& a, const int8_t* cb, 
       const int mr = static_cast<int>(std::min<int64_t>(kMaxTileRows, M - m));
       switch (path) {
         case CpuPath::kAvx512Bf16:
-        case CpuPath::kAvx512Vnni: TilesVnni(a, m, mr, cb, K, aux.row_sum.data(), n, nc, c); break;
+        case CpuPath::kAvx512Vnni: TilesVnni(a, m, mr, cb, K, aux.row_sum, n, nc, c); break;
         case CpuPath::kAvx2: TilesAvx2(a, m, mr, cb, K, n, nc, c); break;
         case CpuPath::kPortable: TilesPortable(a, m, mr, cb, K, n, nc, c); break;
       }

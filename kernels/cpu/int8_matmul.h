@@ -56,15 +56,16 @@ struct Int8Activations {
 };
 
 // Per-row data of the weights that the kernels need beyond cb and scb,
-// computed once when the weights are loaded.
+// computed once when the weights are loaded (Int8RowSums); the caller owns
+// the arrays, which travel with the weights.
 struct Int8WeightAux {
   // [N]: sum_k cb[n, k]. The AVX-512 VNNI path multiplies unsigned q + 128
   // by signed cb and subtracts 128 * row_sum[n].
-  std::vector<int32_t> row_sum;
+  const int32_t* row_sum = nullptr;
 };
 
-// REQUIRES: cb is [N, K] row-major.
-Int8WeightAux ComputeInt8WeightAux(const int8_t* cb, int64_t N, int64_t K);
+// out[n] = sum_k cb[n, k] for n < N. REQUIRES: cb is [N, K] row-major.
+void Int8RowSums(const int8_t* cb, int64_t N, int64_t K, int32_t* out);
 
 // Quantizes X [M, K] (row-major, rows K apart) row by row into `out`:
 //   O_t    = { k : |x[t,k]| >= threshold } when threshold > 0, else empty

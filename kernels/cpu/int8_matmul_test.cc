@@ -81,6 +81,7 @@ std::vector<float> MakeActivations(int64_t M, int64_t K, std::mt19937* rng) {
 struct Int8Weights {
   std::vector<int8_t> cb;
   std::vector<float> scb;
+  std::vector<int32_t> row_sum;
   Int8WeightAux aux;
 };
 
@@ -95,7 +96,9 @@ Int8Weights MakeWeights(int64_t N, int64_t K, std::mt19937* rng) {
   // the AVX2 path's int16 stage sees).
   for (int64_t k = 0; k < K; ++k) w.cb[k] = -127;
   for (float& v : w.scb) v = s(*rng);
-  w.aux = ComputeInt8WeightAux(w.cb.data(), N, K);
+  w.row_sum.resize(N);
+  Int8RowSums(w.cb.data(), N, K, w.row_sum.data());
+  w.aux.row_sum = w.row_sum.data();
   return w;
 }
 
@@ -283,10 +286,10 @@ TEST(Int8MatMulPathsTest, SkipsPathsThisCpuLacks) {
 
 TEST(Int8WeightAuxTest, RowSums) {
   const std::vector<int8_t> cb = {1, -2, 3, 127, -127, -127};
-  const Int8WeightAux aux = ComputeInt8WeightAux(cb.data(), 2, 3);
-  ASSERT_EQ(aux.row_sum.size(), 2u);
-  EXPECT_EQ(aux.row_sum[0], 2);
-  EXPECT_EQ(aux.row_sum[1], -127);
+  int32_t row_sum[2] = {};
+  Int8RowSums(cb.data(), 2, 3, row_sum);
+  EXPECT_EQ(row_sum[0], 2);
+  EXPECT_EQ(row_sum[1], -127);
 }
 
 }  // namespace

@@ -213,7 +213,9 @@ TEST_F(BnbKernelsGpuTest, Int8MatMulIsCpuBitForBit) {
   std::vector<int8_t> cb(N * K);
   std::vector<float> scb(N);
   cpu::QuantizeInt8Rows(wf.data(), N, K, cb.data(), scb.data());
-  const cpu::Int8WeightAux aux = cpu::ComputeInt8WeightAux(cb.data(), N, K);
+  std::vector<int32_t> row_sum(N);
+  cpu::Int8RowSums(cb.data(), N, K, row_sum.data());
+  const cpu::Int8WeightAux aux{row_sum.data()};
   for (float threshold : {0.0f, 6.0f}) {
     cpu::Int8Activations ca;
     ca.Resize(M, K);

@@ -563,6 +563,7 @@ std::vector<float> HostInt8MatMul(const HostInt8& a, const std::vector<int8_t>& 
 struct Int8Weight {
   std::vector<int8_t> cb;
   std::vector<float> scb;
+  std::vector<int32_t> row_sum;
   cpu::Int8WeightAux aux;
 };
 
@@ -575,7 +576,9 @@ Int8Weight MakeInt8Weight(int64_t N, int64_t K, unsigned seed) {
   iw.cb.resize(N * K);
   iw.scb.resize(N);
   cpu::QuantizeInt8Rows(w.data(), N, K, iw.cb.data(), iw.scb.data());
-  iw.aux = cpu::ComputeInt8WeightAux(iw.cb.data(), N, K);
+  iw.row_sum.resize(N);
+  cpu::Int8RowSums(iw.cb.data(), N, K, iw.row_sum.data());
+  iw.aux.row_sum = iw.row_sum.data();
   return iw;
 }
 

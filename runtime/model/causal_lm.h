@@ -11,6 +11,7 @@
 #include "absl/types/span.h"
 #include "runtime/kv/kv_cache.h"
 #include "runtime/model/model_config.h"
+#include "runtime/stream/streamer.h"
 
 namespace tierserve {
 
@@ -46,6 +47,10 @@ class CausalLM {
 
   // Bytes of weights read by one forward step (each weight once).
   virtual int64_t WeightBytes() const = 0;
+
+  // What stages the model's offloaded weights (every model has one; with
+  // nothing offloaded it does nothing).
+  virtual const Streamer& streamer() const = 0;
 };
 
 }  // namespace tierserve

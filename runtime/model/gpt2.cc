@@ -20,6 +20,7 @@ namespace tierserve {
 namespace {
 
 struct Gpt2Layer {
+  Streamer::GroupId weights;  // the layer's Linears stage together
   F32Weight ln_1_w, ln_1_b;  // [H]
   Linear c_attn;             // [3H, H] (stored [H, 3H])
   Linear attn_proj;          // [H, H]
@@ -52,6 +53,7 @@ class Gpt2 final : public CausalLM {
     for (int64_t l = 0; l < c_.num_layers; ++l) {
       const std::string p = absl::StrCat("transformer.h.", l, ".");
       Gpt2Layer& L = layers_[l];
+      L.weights = loader.BeginGroup(absl::StrCat("transformer.h.", l));
       TS_ASSIGN_OR_RETURN(L.ln_1_w, loader.LoadF32(p + "ln_1.weight", {H}));
       TS_ASSIGN_OR_RETURN(L.ln_1_b, loader.LoadF32(p + "ln_1.bias", {H}));
       TS_ASSIGN_OR_RETURN(L.c_attn, loader.LoadLinear(p + "attn.c_attn", H, 3 * H, true, true));
@@ -60,7 +62,9 @@ class Gpt2 final : public CausalLM {
       TS_ASSIGN_OR_RETURN(L.ln_2_b, loader.LoadF32(p + "ln_2.bias", {H}));
       TS_ASSIGN_OR_RETURN(L.c_fc, loader.LoadLinear(p + "mlp.c_fc", H, I, true, true));
       TS_ASSIGN_OR_RETURN(L.mlp_proj, loader.LoadLinear(p + "mlp.c_proj", I, H, true, true));
+      loader.EndGroup();
     }
+    TS_ASSIGN_OR_RETURN(streamer_, loader.FinishStreamer());
     return absl::OkStatus();
   }
 
@@ -80,6 +84,8 @@ class Gpt2 final : public CausalLM {
     return b;
   }
 
+  const Streamer& streamer() const override { return *streamer_; }
+
   absl::Status Forward(absl::Span<const SequenceInput> batch, std::vector<float>* logits) override {
     TS_RETURN_IF_ERROR(rows_.Build(batch, c_));
     const int64_t T = rows_.size(), H = c_.hidden_size, I = c_.intermediate_size;
@@ -92,13 +98,20 @@ class Gpt2 final : public CausalLM {
     s.att.resize(T * H);
     s.h.resize(T * I);
 
-    for (int64_t t = 0; t < T; ++t) {
-      lm_head_.Row(rows_.tokens[t], &s.x[t * H]);
-      cpu::AddInPlace(&s.x[t * H], wpe_.data() + rows_.pos[t] * H, H);
+    // Offloaded weights are acquired where they are used; the streamer has
+    // the next ones on their way.
+    streamer_->BeginForward();
+    {
+      TS_ASSIGN_OR_RETURN(Streamer::Lease wte, streamer_->Acquire(lm_head_.group()));
+      for (int64_t t = 0; t < T; ++t) {
+        lm_head_.Row(rows_.tokens[t], &s.x[t * H]);
+        cpu::AddInPlace(&s.x[t * H], wpe_.data() + rows_.pos[t] * H, H);
+      }
     }
 
     for (int64_t l = 0; l < c_.num_layers; ++l) {
       const Gpt2Layer& L = layers_[l];
+      TS_ASSIGN_OR_RETURN(Streamer::Lease weights, streamer_->Acquire(L.weights));
       // Attention block.
       for (int64_t t = 0; t < T; ++t)
         cpu::LayerNorm(&s.x[t * H], L.ln_1_w.data(), L.ln_1_b.data(), &s.xn[t * H], H, c_.norm_eps);
@@ -129,6 +142,7 @@ class Gpt2 final : public CausalLM {
                      c_.norm_eps);
     }
     logits->resize(n_out * c_.vocab_size);
+    TS_ASSIGN_OR_RETURN(Streamer::Lease wte, streamer_->Acquire(lm_head_.group()));
     lm_head_.Forward(s.last.data(), n_out, logits->data(), pool_);
     return absl::OkStatus();
   }
@@ -140,6 +154,7 @@ class Gpt2 final : public CausalLM {
   F32Weight wpe_;   // [n_positions, H]
   F32Weight ln_f_w_, ln_f_b_;
   std::vector<Gpt2Layer> layers_;
+  std::unique_ptr<Streamer> streamer_;  // stages the offloaded groups
   BatchRows rows_;
   Gpt2RunState state_;
 };

@@ -14,15 +14,18 @@
 #include "runtime/base/thread_pool.h"
 #include "runtime/format/weight_views.h"
 #include "runtime/quant/weight_format.h"
+#include "runtime/stream/streamer.h"
 
 namespace tierserve {
 
 class Linear {
  public:
   Linear() = default;
-  // `bias` is [out_features] or empty.
-  Linear(std::unique_ptr<WeightFormat> weight, F32Weight bias)
-      : weight_(std::move(weight)), bias_(std::move(bias)) {}
+  // `bias` is [out_features] or empty. `group` is the streamer group the
+  // weight is staged with when offloaded (Streamer::kResident otherwise).
+  Linear(std::unique_ptr<WeightFormat> weight, F32Weight bias,
+         Streamer::GroupId group = Streamer::kResident)
+      : weight_(std::move(weight)), bias_(std::move(bias)), group_(group) {}
 
   // y[M, out] = x[M, in] W^T + b. Rows are contiguous (strides in, out).
   void Forward(const float* x, int64_t M, float* y, ThreadPool* pool) const;
@@ -42,6 +45,8 @@ class Linear {
   const WeightFormat& weight() const { return *weight_; }
   // Bytes of weights one Forward reads, bias included.
   int64_t WeightBytes() const;
+  // The streamer group to acquire before Forward or Row when offloaded.
+  Streamer::GroupId group() const { return group_; }
 
  private:
   // Output features [n0, n1) of Forward, on the calling thread.
@@ -50,6 +55,7 @@ class Linear {
 
   std::unique_ptr<WeightFormat> weight_;  // [out, in]
   F32Weight bias_;                        // [out] or empty
+  Streamer::GroupId group_ = Streamer::kResident;
 };
 
 }  // namespace tierserve

@@ -20,6 +20,7 @@ namespace tierserve {
 namespace {
 
 struct LlamaLayer {
+  Streamer::GroupId weights;  // the layer's Linears stage together
   F32Weight input_norm;  // [H]
   Linear q_proj;         // [nh*hd, H]
   Linear k_proj;         // [nkv*hd, H]
@@ -63,6 +64,7 @@ class Llama final : public CausalLM {
     for (int64_t l = 0; l < c_.num_layers; ++l) {
       const std::string p = absl::StrCat("model.layers.", l, ".");
       LlamaLayer& L = layers_[l];
+      L.weights = loader.BeginGroup(absl::StrCat("model.layers.", l));
       TS_ASSIGN_OR_RETURN(L.input_norm, loader.LoadF32(p + "input_layernorm.weight", {H}));
       TS_ASSIGN_OR_RETURN(L.q_proj, loader.LoadLinear(p + "self_attn.q_proj", H, qd, ab));
       TS_ASSIGN_OR_RETURN(L.k_proj, loader.LoadLinear(p + "self_attn.k_proj", H, kvd, ab));
@@ -72,7 +74,9 @@ class Llama final : public CausalLM {
       TS_ASSIGN_OR_RETURN(L.gate_proj, loader.LoadLinear(p + "mlp.gate_proj", H, I, mb));
       TS_ASSIGN_OR_RETURN(L.up_proj, loader.LoadLinear(p + "mlp.up_proj", H, I, mb));
       TS_ASSIGN_OR_RETURN(L.down_proj, loader.LoadLinear(p + "mlp.down_proj", I, H, mb));
+      loader.EndGroup();
     }
+    TS_ASSIGN_OR_RETURN(streamer_, loader.FinishStreamer());
     inv_freq_ = RopeInverseFrequencies(c_);
     return absl::OkStatus();
   }
@@ -95,6 +99,8 @@ class Llama final : public CausalLM {
     return b;
   }
 
+  const Streamer& streamer() const override { return *streamer_; }
+
   absl::Status Forward(absl::Span<const SequenceInput> batch, std::vector<float>* logits) override {
     TS_RETURN_IF_ERROR(rows_.Build(batch, c_));
     const int64_t T = rows_.size(), H = c_.hidden_size, I = c_.intermediate_size;
@@ -111,13 +117,20 @@ class Llama final : public CausalLM {
     s.up.resize(T * I);
     s.cos_sin.resize(T * hd);
 
-    for (int64_t t = 0; t < T; ++t) {
-      embed_.Row(rows_.tokens[t], &s.x[t * H]);
-      RopeCosSin(inv_freq_, rows_.pos[t], &s.cos_sin[t * hd]);
+    // Offloaded weights are acquired where they are used; the streamer has
+    // the next ones on their way.
+    streamer_->BeginForward();
+    {
+      TS_ASSIGN_OR_RETURN(Streamer::Lease embed, streamer_->Acquire(embed_.group()));
+      for (int64_t t = 0; t < T; ++t) {
+        embed_.Row(rows_.tokens[t], &s.x[t * H]);
+        RopeCosSin(inv_freq_, rows_.pos[t], &s.cos_sin[t * hd]);
+      }
     }
 
     for (int64_t l = 0; l < c_.num_layers; ++l) {
       const LlamaLayer& L = layers_[l];
+      TS_ASSIGN_OR_RETURN(Streamer::Lease weights, streamer_->Acquire(L.weights));
       // Attention block.
       RmsNormRows(s.x.data(), L.input_norm.data(), s.xn.data(), T);
       const Linear* qkv[] = {&L.q_proj, &L.k_proj, &L.v_proj};
@@ -150,7 +163,9 @@ class Llama final : public CausalLM {
       cpu::RmsNorm(&s.x[rows_.logit_rows[i] * H], final_norm_.data(), &s.last[i * H], H, c_.norm_eps);
     }
     logits->resize(n_out * c_.vocab_size);
-    (c_.tie_word_embeddings ? embed_ : lm_head_).Forward(s.last.data(), n_out, logits->data(), pool_);
+    const Linear& head = c_.tie_word_embeddings ? embed_ : lm_head_;
+    TS_ASSIGN_OR_RETURN(Streamer::Lease weights, streamer_->Acquire(head.group()));
+    head.Forward(s.last.data(), n_out, logits->data(), pool_);
     return absl::OkStatus();
   }
 
@@ -166,6 +181,7 @@ class Llama final : public CausalLM {
   Linear lm_head_;               // [V, H] when not tied
   F32Weight final_norm_;         // [H]
   std::vector<LlamaLayer> layers_;
+  std::unique_ptr<Streamer> streamer_;  // stages the offloaded groups
   std::vector<float> inv_freq_;  // [hd/2]
   BatchRows rows_;
   LlamaRunState state_;

@@ -15,7 +15,8 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const ModelLoadOp
   if (options.pool == nullptr) return absl::InvalidArgumentError("LoadModel needs a compute pool");
   LoadedModel m;
   TS_ASSIGN_OR_RETURN(m.source, WeightSource::Open(path));
-  ModuleLoader loader(*m.source, options.quantization, options.device_map);
+  ModuleLoader loader(*m.source, options.quantization, options.device_map,
+                      OffloadOptions{HostDevice(), options.offload_path, options.prefetch_depth});
   switch (m.source->config().arch) {
     case Architecture::kLlama: {
       TS_ASSIGN_OR_RETURN(m.model, LoadLlama(loader, options.pool));

@@ -25,6 +25,11 @@ struct ModelLoadOptions {
   DeviceMap device_map;
   // The compute pool the model runs on; must outlive the model. Required.
   ThreadPool* pool = nullptr;
+  // The file disk-placed modules are written to and streamed back from;
+  // required when the device map places anything on disk.
+  std::string offload_path;
+  // Offloaded groups read ahead of the one in use.
+  int prefetch_depth = 2;
 };
 
 // A loaded model with what it needs to serve text: its weights' source (kept

@@ -9,10 +9,68 @@
 namespace tierserve {
 
 ModuleLoader::ModuleLoader(const WeightSource& src, const QuantizationConfig& quantization,
-                           const DeviceMap& device_map)
-    : src_(src), quantization_(quantization), device_map_(device_map) {
+                           const DeviceMap& device_map, OffloadOptions offload)
+    : src_(src),
+      quantization_(quantization),
+      device_map_(device_map),
+      offload_(std::move(offload)),
+      streamer_(std::make_unique<Streamer>(offload_.host,
+                                           Streamer::Options{offload_.prefetch_depth})) {
   if (quantization_.enabled()) skip_ = quantization_.SkipModules();
   skip_used_.assign(skip_.size(), false);
+}
+
+Streamer::GroupId ModuleLoader::BeginGroup(const std::string& name) {
+  group_ = streamer_->AddGroup(name);
+  return group_;
+}
+
+absl::StatusOr<std::unique_ptr<Streamer>> ModuleLoader::FinishStreamer() {
+  TS_RETURN_IF_ERROR(streamer_->Finish(std::move(file_)));
+  return std::move(streamer_);
+}
+
+absl::StatusOr<Location::Tier> ModuleLoader::TierOf(const std::string& module,
+                                                    Streamer::GroupId group) {
+  Location::Tier tier = Location::Tier::kCpu;
+  if (!device_map_.is_auto() && !device_map_.entries().empty()) {
+    TS_ASSIGN_OR_RETURN(Placement p, device_map_.Resolve(module + ".weight"));
+    tier = p.device.tier;
+  }
+  if (tier == Location::Tier::kCuda) {
+    return absl::UnimplementedError(
+        absl::StrCat(module, ": cuda placements are not served yet; expected cpu or disk"));
+  }
+  if (tier == Location::Tier::kDisk && (offload_.path.empty() || offload_.host == nullptr)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(module, " is placed on disk, but there is no offload folder to put it in"));
+  }
+  if (static_cast<size_t>(group) >= group_tier_.size()) group_tier_.resize(group + 1);
+  auto& [first, first_tier] = group_tier_[group];
+  if (first.empty()) {
+    first = module;
+    first_tier = tier;
+  } else if (first_tier != tier) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        streamer_->group_name(group), " would be split across placements (", first, " on ",
+        Location{first_tier, 0}.ToString(), ", ", module, " on ", Location{tier, 0}.ToString(),
+        "); a decoder layer rests in one place: place it as a whole"));
+  }
+  return tier;
+}
+
+absl::Status ModuleLoader::Place(const std::string& module, Streamer::GroupId group,
+                                 Location::Tier tier, WeightFormat* w) {
+  if (tier != Location::Tier::kDisk) {
+    if (!w->ViewsSource()) src_.ReleaseStored(module + ".weight");
+    return absl::OkStatus();
+  }
+  if (file_ == nullptr) {
+    TS_ASSIGN_OR_RETURN(file_, OffloadFile::Create(offload_.path));
+  }
+  TS_RETURN_IF_ERROR(streamer_->Offload(group, w, file_.get()));
+  src_.ReleaseStored(module + ".weight");  // read back from the offload file from now on
+  return absl::OkStatus();
 }
 
 std::optional<Precision> ModuleLoader::LinearPrecision(const std::string& name) {
@@ -53,41 +111,54 @@ absl::StatusOr<std::unique_ptr<WeightFormat>> ModuleLoader::LoadWeight(
   return f;
 }
 
-void ModuleLoader::Record(const std::string& module, Precision precision, int64_t parameters,
-                          int64_t bytes) {
-  records_.push_back(ModuleRecord{module, "cpu", precision, parameters, bytes});
+void ModuleLoader::Record(const std::string& module, const std::string& device,
+                          Precision precision, int64_t parameters, int64_t bytes) {
+  records_.push_back(ModuleRecord{module, device, precision, parameters, bytes});
 }
 
 absl::StatusOr<Linear> ModuleLoader::LoadLinear(const std::string& name, int64_t in_features,
                                                 int64_t out_features, bool bias, bool conv1d) {
+  const Streamer::GroupId group =
+      group_ != Streamer::kResident ? group_ : streamer_->AddGroup(name);
+  TS_ASSIGN_OR_RETURN(Location::Tier tier, TierOf(name, group));
   TS_ASSIGN_OR_RETURN(std::unique_ptr<WeightFormat> w,
                       LoadWeight(name + ".weight", out_features, in_features, conv1d,
                                  LinearPrecision(name)));
-  if (!w->ViewsSource()) src_.ReleaseStored(name + ".weight");
+  TS_RETURN_IF_ERROR(Place(name, group, tier, w.get()));
   F32Weight b;
   if (bias) {
     TS_ASSIGN_OR_RETURN(b, src_.Load(name + ".bias", {out_features}));
   }
-  Record(name, w->precision(), out_features * in_features + (bias ? out_features : 0),
-         w->bytes() + (bias ? out_features * static_cast<int64_t>(sizeof(float)) : 0));
-  return Linear(std::move(w), std::move(b));
+  const int64_t bias_bytes = bias ? out_features * static_cast<int64_t>(sizeof(float)) : 0;
+  if (tier == Location::Tier::kDisk && bias) {
+    // The weight streams; its bias stays in memory with the norms.
+    Record(name, "disk", w->precision(), out_features * in_features, w->bytes());
+    Record(name + ".bias", "cpu", Precision::kFp32, out_features, bias_bytes);
+  } else {
+    Record(name, Location{tier, 0}.ToString(), w->precision(),
+           out_features * in_features + (bias ? out_features : 0), w->bytes() + bias_bytes);
+  }
+  return Linear(std::move(w), std::move(b), group);
 }
 
 absl::StatusOr<Linear> ModuleLoader::LoadEmbedding(const std::string& name, int64_t rows,
                                                    int64_t cols) {
+  const Streamer::GroupId group =
+      group_ != Streamer::kResident ? group_ : streamer_->AddGroup(name);
+  TS_ASSIGN_OR_RETURN(Location::Tier tier, TierOf(name, group));
   TS_ASSIGN_OR_RETURN(std::unique_ptr<WeightFormat> w,
                       LoadWeight(name + ".weight", rows, cols, false, std::nullopt));
-  if (!w->ViewsSource()) src_.ReleaseStored(name + ".weight");
-  Record(name, w->precision(), rows * cols, w->bytes());
-  return Linear(std::move(w), F32Weight());
+  TS_RETURN_IF_ERROR(Place(name, group, tier, w.get()));
+  Record(name, Location{tier, 0}.ToString(), w->precision(), rows * cols, w->bytes());
+  return Linear(std::move(w), F32Weight(), group);
 }
 
 absl::StatusOr<F32Weight> ModuleLoader::LoadF32(const std::string& tensor_name,
                                                 const std::vector<int64_t>& shape) {
   TS_ASSIGN_OR_RETURN(F32Weight w, src_.Load(tensor_name, shape));
   const size_t dot = tensor_name.rfind('.');
-  Record(dot == std::string::npos ? tensor_name : tensor_name.substr(0, dot), Precision::kFp32,
-         w.size(), w.size() * static_cast<int64_t>(sizeof(float)));
+  Record(dot == std::string::npos ? tensor_name : tensor_name.substr(0, dot), "cpu",
+         Precision::kFp32, w.size(), w.size() * static_cast<int64_t>(sizeof(float)));
   return w;
 }
 

@@ -12,6 +12,15 @@
 // quantized size. Embeddings and norms are never quantized, as in
 // bitsandbytes, which replaces only linear layers.
 //
+// Placement: a module on `disk` has its image written to the offload file
+// in its final precision and its memory freed; the streamer stages it back
+// when its group is acquired. The architectures group a decoder layer's
+// modules (BeginGroup/EndGroup): a group is never split across placements.
+// A linear module loaded outside a group is a group of its own. fp32
+// vectors (norm weights, biases, position tables; well under 1% of a
+// model's bytes) stay in memory whatever their placement, and are reported
+// as resting on the cpu.
+//
 // Thread-safety: one loader per load, on one thread.
 #ifndef TIERSERVE_RUNTIME_MODEL_MODULE_LOADER_H_
 #define TIERSERVE_RUNTIME_MODEL_MODULE_LOADER_H_
@@ -28,15 +37,24 @@
 #include "runtime/placement/device_map.h"
 #include "runtime/placement/module_report.h"
 #include "runtime/placement/quantization_config.h"
+#include "runtime/stream/offload_file.h"
+#include "runtime/stream/streamer.h"
 
 namespace tierserve {
+
+// Where disk-tier modules go and how they come back.
+struct OffloadOptions {
+  Device* host = nullptr;  // staging memory; required when a module is on disk
+  std::string path;        // the offload file; required when a module is on disk
+  int prefetch_depth = 2;  // Streamer::Options::depth
+};
 
 class ModuleLoader {
  public:
   // `device_map` may be empty (everything on the cpu). Both must outlive the
   // loader.
   ModuleLoader(const WeightSource& src, const QuantizationConfig& quantization,
-               const DeviceMap& device_map);
+               const DeviceMap& device_map, OffloadOptions offload = {});
 
   const WeightSource& source() const { return src_; }
 
@@ -49,6 +67,13 @@ class ModuleLoader {
   // A tensor kept in fp32 (norm weights and biases, position tables).
   absl::StatusOr<F32Weight> LoadF32(const std::string& tensor_name,
                                     const std::vector<int64_t>& shape);
+
+  // The modules loaded until EndGroup are staged together (a decoder layer,
+  // `name` its module path).
+  Streamer::GroupId BeginGroup(const std::string& name);
+  void EndGroup() { group_ = Streamer::kResident; }
+  // Ends loading: the streamer over every group, its staging pool allocated.
+  absl::StatusOr<std::unique_ptr<Streamer>> FinishStreamer();
 
   // What was loaded, module by module, in load order.
   const std::vector<ModuleRecord>& records() const { return records_; }
@@ -64,7 +89,14 @@ class ModuleLoader {
                                                            int64_t rows, int64_t cols,
                                                            bool conv1d,
                                                            std::optional<Precision> precision);
-  void Record(const std::string& module, Precision precision, int64_t parameters, int64_t bytes);
+  void Record(const std::string& module, const std::string& device, Precision precision,
+              int64_t parameters, int64_t bytes);
+  // Where the weight of `module` rests: "cpu" or "disk". Checks the group's
+  // modules agree and that disk has somewhere to go.
+  absl::StatusOr<Location::Tier> TierOf(const std::string& module, Streamer::GroupId group);
+  // Places `w` (the weight of `module`, in `group`) on `tier`.
+  absl::Status Place(const std::string& module, Streamer::GroupId group, Location::Tier tier,
+                     WeightFormat* w);
 
   const WeightSource& src_;
   const QuantizationConfig& quantization_;
@@ -72,6 +104,12 @@ class ModuleLoader {
   std::vector<std::string> skip_;
   std::vector<bool> skip_used_;
   std::vector<ModuleRecord> records_;
+
+  OffloadOptions offload_;
+  std::unique_ptr<Streamer> streamer_;
+  std::unique_ptr<OffloadFile> file_;  // opened by the first disk module
+  Streamer::GroupId group_ = Streamer::kResident;  // the open group, if any
+  std::vector<std::pair<std::string, Location::Tier>> group_tier_;  // first module, tier; by group
 };
 
 }  // namespace tierserve

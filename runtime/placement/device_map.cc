@@ -44,7 +44,7 @@ bool IsNamePart(absl::string_view part) {
 
 }  // namespace
 
-std::string Device::ToString() const {
+std::string Location::ToString() const {
   switch (tier) {
     case Tier::kCuda:
       return absl::StrCat("cuda:", index);
@@ -56,13 +56,13 @@ std::string Device::ToString() const {
   return "?";
 }
 
-std::optional<Device> ParseDevice(absl::string_view text) {
-  if (text == "cpu") return Device{Device::Tier::kCpu, 0};
-  if (text == "disk") return Device{Device::Tier::kDisk, 0};
+std::optional<Location> ParseLocation(absl::string_view text) {
+  if (text == "cpu") return Location{Location::Tier::kCpu, 0};
+  if (text == "disk") return Location{Location::Tier::kDisk, 0};
   absl::ConsumePrefix(&text, "cuda:");  // "cuda:N" or the bare index N
   std::optional<int64_t> index = ParseIndex(text);
   if (!index.has_value() || *index > kMaxCudaIndex) return std::nullopt;
-  return Device{Device::Tier::kCuda, static_cast<int>(*index)};
+  return Location{Location::Tier::kCuda, static_cast<int>(*index)};
 }
 
 std::string Placement::ToString() const {

@@ -35,25 +35,26 @@
 
 namespace tierserve {
 
-// A memory tier and, for cuda, the device index.
-struct Device {
+// Where a placement puts a module: a memory tier and, for cuda, the device
+// index.
+struct Location {
   enum class Tier { kCuda, kCpu, kDisk };
   Tier tier = Tier::kCpu;
   int index = 0;  // cuda only
 
   // "cuda:N", "cpu" or "disk".
   std::string ToString() const;
-  bool operator==(const Device&) const = default;
+  bool operator==(const Location&) const = default;
 };
 // Parses `cuda:N`, a bare GPU index `N` (as accelerate writes it), `cpu` or
 // `disk`; std::nullopt otherwise. N is 0..255.
-std::optional<Device> ParseDevice(absl::string_view text);
+std::optional<Location> ParseLocation(absl::string_view text);
 inline constexpr char kDeviceForms[] = "cuda:N, a GPU index N, cpu or disk";
 
 // Where one module's weights rest, and in which precision (none: as the
 // model file and the quantization section make them).
 struct Placement {
-  Device device;
+  Location device;
   std::optional<Precision> precision;
 
   // "cuda:0", or "cuda:0 (int8)" with a precision.

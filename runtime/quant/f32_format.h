@@ -1,5 +1,6 @@
 // fp32 weights, [rows, cols] row-major: a view into the mapped model file
-// when the stored bytes are already that, else an owned converted copy.
+// when the stored bytes are already that, else an owned converted copy. The
+// image is the matrix itself.
 #ifndef TIERSERVE_RUNTIME_QUANT_F32_FORMAT_H_
 #define TIERSERVE_RUNTIME_QUANT_F32_FORMAT_H_
 
@@ -14,14 +15,16 @@ class F32Format final : public WeightFormat {
   explicit F32Format(F32Weight w);
 
   Precision precision() const override { return Precision::kFp32; }
-  int64_t bytes() const override;
   void ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y, int64_t ldy,
                    int64_t n0, int64_t n1) const override;
   void Row(int64_t r, float* out) const override;
   bool ViewsSource() const override { return w_.is_view(); }
 
  private:
-  F32Weight w_;
+  const float* w() const { return reinterpret_cast<const float*>(image()); }
+  void DropStorage() override { w_ = F32Weight(); }
+
+  F32Weight w_;  // the storage as made; empty once bound elsewhere
 };
 
 }  // namespace tierserve

@@ -1,6 +1,7 @@
 #include "runtime/quant/four_bit_format.h"
 
 #include <array>
+#include <cstring>
 
 #include "kernels/cpu/bnb_quantize.h"
 
@@ -28,39 +29,64 @@ cpu::ComputeDType KernelDType(ComputeDType t) {
 
 }  // namespace
 
+FourBitFormat::Layout FourBitFormat::MakeLayout(int64_t n, bool double_quant) {
+  const int64_t nblocks = cpu::FourBitBlockCount(n, kBlockSize);
+  ImageLayout image;
+  Layout l;
+  l.packed = image.Add((n + 1) / 2);
+  if (double_quant) {
+    l.qabsmax = image.Add(nblocks);
+    l.absmax2 = image.Add(static_cast<int64_t>(sizeof(float)) * cpu::FourBitBlockCount(nblocks, 256));
+    l.offset = image.Add(sizeof(float));
+  } else {
+    l.absmax = image.Add(static_cast<int64_t>(sizeof(float)) * nblocks);
+  }
+  l.bytes = image.size();
+  return l;
+}
+
 FourBitFormat::FourBitFormat(const float* w, int64_t rows, int64_t cols, Precision precision,
                              bool double_quant, ComputeDType compute)
-    : WeightFormat(rows, cols), precision_(precision), compute_(KernelDType(compute)) {
+    : WeightFormat(rows, cols),
+      precision_(precision),
+      compute_(KernelDType(compute)),
+      layout_(MakeLayout(rows * cols, double_quant)),
+      storage_(layout_.bytes) {
   const int64_t n = rows * cols;
   const int64_t nblocks = cpu::FourBitBlockCount(n, kBlockSize);
   const cpu::FourBitType type =
       precision == Precision::kNf4 ? cpu::FourBitType::kNf4 : cpu::FourBitType::kFp4;
-  packed_.resize((n + 1) / 2);
-  absmax_.resize(nblocks);
-  cpu::Quantize4bit(w, n, kBlockSize, type, packed_.data(), absmax_.data());
-  view_.packed = packed_.data();
+  uint8_t* image = storage_.data();
   view_.rows = rows;
   view_.cols = cols;
   view_.blocksize = kBlockSize;
   view_.code = cpu::FourBitCode(type);
   if (double_quant) {
-    qabsmax_.resize(nblocks);
-    absmax2_.resize(cpu::FourBitBlockCount(nblocks, 256));
-    cpu::DoubleQuantizeAbsmax(absmax_.data(), nblocks, DynamicCode(), qabsmax_.data(),
-                              absmax2_.data(), &view_.offset);
-    absmax_ = std::vector<float>();
-    view_.qabsmax = qabsmax_.data();
-    view_.absmax2 = absmax2_.data();
+    std::vector<float> absmax(nblocks);
+    cpu::Quantize4bit(w, n, kBlockSize, type, image + layout_.packed, absmax.data());
+    float offset = 0.0f;
+    cpu::DoubleQuantizeAbsmax(absmax.data(), nblocks, DynamicCode(), image + layout_.qabsmax,
+                              reinterpret_cast<float*>(image + layout_.absmax2), &offset);
+    std::memcpy(image + layout_.offset, &offset, sizeof(float));
     view_.code2 = DynamicCode();
   } else {
-    view_.absmax = absmax_.data();
+    cpu::Quantize4bit(w, n, kBlockSize, type, image + layout_.packed,
+                      reinterpret_cast<float*>(image + layout_.absmax));
   }
+  SetImage(image, layout_.bytes);
+  OnBind();
 }
 
-int64_t FourBitFormat::bytes() const {
-  return static_cast<int64_t>(packed_.size() + sizeof(float) * absmax_.size() + qabsmax_.size() +
-                              sizeof(float) * absmax2_.size() +
-                              (qabsmax_.empty() ? 0 : sizeof(float)));  // the offset
+void FourBitFormat::OnBind() {
+  const uint8_t* image = this->image();
+  view_.packed = image + layout_.packed;
+  if (layout_.offset >= 0) {
+    view_.qabsmax = image + layout_.qabsmax;
+    view_.absmax2 = reinterpret_cast<const float*>(image + layout_.absmax2);
+    std::memcpy(&view_.offset, image + layout_.offset, sizeof(float));
+  } else {
+    view_.absmax = reinterpret_cast<const float*>(image + layout_.absmax);
+  }
 }
 
 void FourBitFormat::ForwardRows(const float* x, const PreparedInput*, int64_t M, float* y,

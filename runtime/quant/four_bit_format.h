@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/cpu/fourbit_matmul.h"
+#include "runtime/base/aligned_bytes.h"
 #include "runtime/placement/quantization_config.h"
 #include "runtime/quant/weight_format.h"
 
@@ -23,7 +24,6 @@ class FourBitFormat final : public WeightFormat {
                 bool double_quant, ComputeDType compute);
 
   Precision precision() const override { return precision_; }
-  int64_t bytes() const override;
   void ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y, int64_t ldy,
                    int64_t n0, int64_t n1) const override;
   void Row(int64_t r, float* out) const override;
@@ -32,13 +32,23 @@ class FourBitFormat final : public WeightFormat {
   const cpu::FourBitWeight& view() const { return view_; }
 
  private:
+  // The image, each array 64-byte aligned:
+  //   packed   uint8 [(rows*cols + 1) / 2]
+  //   absmax   fp32 [nblocks]                  without double quant, or
+  //   qabsmax  uint8 [nblocks], absmax2 fp32 [ceil(nblocks / 256)],
+  //   offset   fp32 [1]                        with double quant
+  struct Layout {
+    int64_t packed = 0, absmax = -1, qabsmax = -1, absmax2 = -1, offset = -1, bytes = 0;
+  };
+  static Layout MakeLayout(int64_t n, bool double_quant);
+  void OnBind() override;
+  void DropStorage() override { storage_ = AlignedBytes(); }
+
   Precision precision_;
   cpu::ComputeDType compute_;
-  std::vector<uint8_t> packed_;   // [(rows*cols + 1) / 2]
-  std::vector<float> absmax_;     // [nblocks], without double quant
-  std::vector<uint8_t> qabsmax_;  // [nblocks], with double quant
-  std::vector<float> absmax2_;    // [ceil(nblocks / 256)], with double quant
-  cpu::FourBitWeight view_;
+  Layout layout_;
+  AlignedBytes storage_;  // the image as made
+  cpu::FourBitWeight view_;  // pointers into image()
 };
 
 }  // namespace tierserve

@@ -7,13 +7,23 @@
 namespace tierserve {
 
 GgufBlockFormat::GgufBlockFormat(BlockWeight blocks)
-    : WeightFormat(blocks.rows(), blocks.cols()), type_(blocks.type()) {
-  if (cpu::CanRepack(type_, rows(), cols())) {
-    packed_.resize(cpu::RepackedBytes(type_, rows(), cols()));
+    : WeightFormat(blocks.rows(), blocks.cols()),
+      type_(blocks.type()),
+      repacked_(cpu::CanRepack(type_, rows(), cols())),
+      row_bytes_(blocks.row_bytes()) {
+  if (repacked_) {
+    packed_ = AlignedBytes(cpu::RepackedBytes(type_, rows(), cols()));
     cpu::RepackRows(type_, blocks.data(), blocks.row_bytes(), rows(), cols(), packed_.data());
+    SetImage(packed_.data(), packed_.size());
   } else {
     blocks_ = std::move(blocks);
+    SetImage(blocks_.data(), blocks_.bytes());
   }
+}
+
+void GgufBlockFormat::DropStorage() {
+  blocks_ = BlockWeight();
+  packed_ = AlignedBytes();
 }
 
 Precision GgufBlockFormat::precision() const {
@@ -24,25 +34,20 @@ Precision GgufBlockFormat::precision() const {
   }
 }
 
-int64_t GgufBlockFormat::bytes() const {
-  return packed_.empty() ? blocks_.bytes() : static_cast<int64_t>(packed_.size());
-}
-
 void GgufBlockFormat::ForwardRows(const float* x, const PreparedInput*, int64_t M, float* y,
                                   int64_t ldy, int64_t n0, int64_t n1) const {
-  if (!packed_.empty()) {
-    cpu::RepackedMatMulF32(type_, x, cols(), packed_.data(), y, ldy, M, cols(), n0, n1);
+  if (repacked_) {
+    cpu::RepackedMatMulF32(type_, x, cols(), image(), y, ldy, M, cols(), n0, n1);
   } else {
-    cpu::QuantMatMulF32(type_, x, cols(), blocks_.data(), blocks_.row_bytes(), y, ldy, M, cols(),
-                        n0, n1);
+    cpu::QuantMatMulF32(type_, x, cols(), image(), row_bytes_, y, ldy, M, cols(), n0, n1);
   }
 }
 
 void GgufBlockFormat::Row(int64_t r, float* out) const {
-  if (!packed_.empty()) {
-    cpu::RepackedRowF32(type_, packed_.data(), cols(), r, out);
+  if (repacked_) {
+    cpu::RepackedRowF32(type_, image(), cols(), r, out);
   } else {
-    DequantizeRowF32(type_, blocks_.data() + r * blocks_.row_bytes(), out, cols());
+    DequantizeRowF32(type_, image() + r * row_bytes_, out, cols());
   }
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "runtime/base/aligned_bytes.h"
 #include "runtime/format/weight_views.h"
 #include "runtime/quant/weight_format.h"
 
@@ -18,16 +19,19 @@ class GgufBlockFormat final : public WeightFormat {
   explicit GgufBlockFormat(BlockWeight blocks);
 
   Precision precision() const override;
-  int64_t bytes() const override;
   void ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y, int64_t ldy,
                    int64_t n0, int64_t n1) const override;
   void Row(int64_t r, float* out) const override;
-  bool ViewsSource() const override { return packed_.empty() && blocks_.is_view(); }
+  bool ViewsSource() const override { return !repacked_ && blocks_.is_view(); }
 
  private:
+  void DropStorage() override;
+
   DType type_;
-  BlockWeight blocks_;          // released once repacked
-  std::vector<uint8_t> packed_;  // the repacked rows, or empty
+  bool repacked_;        // the image is RepackRows' layout, else the file's rows
+  int64_t row_bytes_;    // of the file's rows
+  BlockWeight blocks_;   // the file's rows as loaded; released once repacked
+  AlignedBytes packed_;  // the repacked rows as made
 };
 
 }  // namespace tierserve

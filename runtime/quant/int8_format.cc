@@ -28,20 +28,28 @@ void RoundToF16(const float* in, float* out, int64_t n) {
 }  // namespace
 
 Int8Format::Int8Format(const float* w, int64_t rows, int64_t cols, float threshold)
-    : WeightFormat(rows, cols), threshold_(threshold), cb_(rows * cols), scb_(rows) {
+    : WeightFormat(rows, cols), threshold_(threshold) {
+  ImageLayout layout;
+  layout.Add(rows * cols);
+  scb_offset_ = layout.Add(static_cast<int64_t>(sizeof(float)) * rows);
+  row_sum_offset_ = layout.Add(static_cast<int64_t>(sizeof(int32_t)) * rows);
+  storage_ = AlignedBytes(layout.size());
+  int8_t* cb = reinterpret_cast<int8_t*>(storage_.data());
+  float* scb = reinterpret_cast<float*>(storage_.data() + scb_offset_);
   // bitsandbytes quantizes the fp16 cast of the weight (Int8Params), so the
   // bytes equal its own for a model loaded with load_in_8bit.
   std::vector<float> row(cols);
   for (int64_t r = 0; r < rows; ++r) {
     RoundToF16(w + r * cols, row.data(), cols);
-    cpu::QuantizeInt8Rows(row.data(), 1, cols, cb_.data() + r * cols, scb_.data() + r);
+    cpu::QuantizeInt8Rows(row.data(), 1, cols, cb + r * cols, scb + r);
   }
-  aux_ = cpu::ComputeInt8WeightAux(cb_.data(), rows, cols);
+  cpu::Int8RowSums(cb, rows, cols, reinterpret_cast<int32_t*>(storage_.data() + row_sum_offset_));
+  SetImage(storage_.data(), storage_.size());
+  OnBind();
 }
 
-int64_t Int8Format::bytes() const {
-  return static_cast<int64_t>(cb_.size() + sizeof(float) * scb_.size() +
-                              sizeof(int32_t) * aux_.row_sum.size());
+void Int8Format::OnBind() {
+  aux_.row_sum = reinterpret_cast<const int32_t*>(image() + row_sum_offset_);
 }
 
 std::unique_ptr<PreparedInput> Int8Format::Prepare(const float* x, int64_t M) const {
@@ -65,11 +73,11 @@ std::unique_ptr<PreparedInput> Int8Format::Prepare(const float* x, int64_t M) co
 void Int8Format::ForwardRows(const float*, const PreparedInput* prepared, int64_t M, float* y,
                              int64_t ldy, int64_t n0, int64_t n1) const {
   const auto& a = static_cast<const Int8Input*>(prepared)->a;
-  cpu::Int8MatMul(a, cb_.data(), scb_.data(), aux_, y, ldy, M, cols(), n0, n1);
+  cpu::Int8MatMul(a, cb(), scb(), aux_, y, ldy, M, cols(), n0, n1);
 }
 
 void Int8Format::Row(int64_t r, float* out) const {
-  cpu::DequantizeInt8Rows(cb_.data() + r * cols(), scb_.data() + r, 1, cols(), out);
+  cpu::DequantizeInt8Rows(cb() + r * cols(), scb() + r, 1, cols(), out);
 }
 
 }  // namespace tierserve

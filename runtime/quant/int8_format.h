@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/cpu/int8_matmul.h"
+#include "runtime/base/aligned_bytes.h"
 #include "runtime/quant/weight_format.h"
 
 namespace tierserve {
@@ -22,20 +23,26 @@ class Int8Format final : public WeightFormat {
   Int8Format(const float* w, int64_t rows, int64_t cols, float threshold);
 
   Precision precision() const override { return Precision::kInt8; }
-  int64_t bytes() const override;
   std::unique_ptr<PreparedInput> Prepare(const float* x, int64_t M) const override;
   void ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y, int64_t ldy,
                    int64_t n0, int64_t n1) const override;
   void Row(int64_t r, float* out) const override;
 
-  const std::vector<int8_t>& cb() const { return cb_; }
-  const std::vector<float>& scb() const { return scb_; }
+  // The int8 rows [rows, cols] and their scales [rows] (bitsandbytes' CB, SCB).
+  const int8_t* cb() const { return reinterpret_cast<const int8_t*>(image()); }
+  const float* scb() const { return reinterpret_cast<const float*>(image() + scb_offset_); }
 
  private:
+  // The image: cb int8 [rows, cols], scb fp32 [rows], row sums int32 [rows]
+  // (Int8WeightAux), each 64-byte aligned.
+  void OnBind() override;
+  void DropStorage() override { storage_ = AlignedBytes(); }
+
   float threshold_;
-  std::vector<int8_t> cb_;  // [rows, cols]
-  std::vector<float> scb_;  // [rows]
-  cpu::Int8WeightAux aux_;
+  int64_t scb_offset_;
+  int64_t row_sum_offset_;
+  AlignedBytes storage_;     // the image as made
+  cpu::Int8WeightAux aux_;   // points into image()
 };
 
 }  // namespace tierserve

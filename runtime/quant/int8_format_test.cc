@@ -23,7 +23,7 @@ constexpr int64_t kOutlierCols[] = {7, 100, 201};
 // same dequantized weights: only the activations' quantization is measured.
 double ActivationError(const Int8Format& f, const std::vector<float>& x) {
   std::vector<float> w(kN * kK);
-  cpu::DequantizeInt8Rows(f.cb().data(), f.scb().data(), kN, kK, w.data());
+  cpu::DequantizeInt8Rows(f.cb(), f.scb(), kN, kK, w.data());
   std::vector<float> y(kM * kN);
   auto prepared = f.Prepare(x.data(), kM);
   f.ForwardRows(x.data(), prepared.get(), kM, y.data(), kN, 0, kN);

@@ -10,8 +10,15 @@
 // (int8 per token for LLM.int8); then ForwardRows runs on disjoint row
 // ranges, possibly on several threads at once.
 //
-// Thread-safety: immutable after construction; every method is const and
-// safe to call concurrently (each call brings its own scratch).
+// A format's bytes — weights, scales, tables — are one contiguous image
+// whose arrays start 64-byte aligned: what a forward step reads, what an
+// offloaded module writes to disk and streams back into a staging buffer.
+// A format owns its image when made; Bind points it at a copy elsewhere (a
+// staging slot, a device buffer) and drops what it owned, Unbind leaves it
+// without bytes until the next Bind (an offloaded module between uses).
+//
+// Thread-safety: const methods are safe to call concurrently (each call
+// brings its own scratch); Bind and Unbind only while no forward runs.
 #ifndef TIERSERVE_RUNTIME_QUANT_WEIGHT_FORMAT_H_
 #define TIERSERVE_RUNTIME_QUANT_WEIGHT_FORMAT_H_
 
@@ -35,9 +42,21 @@ class WeightFormat {
   virtual Precision precision() const = 0;
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
-  // Bytes this weight occupies at rest, scales and tables included: what one
-  // forward step reads.
-  virtual int64_t bytes() const = 0;
+  // Bytes of the image: the weight at rest, scales and tables included, what
+  // one forward step reads.
+  int64_t bytes() const { return bytes_; }
+  // The image, or nullptr while unbound.
+  const uint8_t* image() const { return image_; }
+  bool bound() const { return image_ != nullptr; }
+
+  // Reads `image` from now on and frees what the format owned. REQUIRES:
+  // `image` holds bytes() bytes equal to image() as made, starts 64-byte
+  // aligned, and stays valid until the next Bind or Unbind.
+  void Bind(const uint8_t* image);
+  // No image until the next Bind; frees what the format owned.
+  void Unbind();
+
+  // The methods below REQUIRE bound().
 
   // The activations x [M, cols] as this format's kernel reads them, or
   // nullptr when it reads fp32 x directly (the default).
@@ -61,10 +80,33 @@ class WeightFormat {
  protected:
   WeightFormat(int64_t rows, int64_t cols) : rows_(rows), cols_(cols) {}
 
+  // The image as made (the format's own storage, or the model file's bytes).
+  void SetImage(const uint8_t* image, int64_t bytes) {
+    image_ = image;
+    bytes_ = bytes;
+  }
+  // The image moved: re-derive whatever points into it.
+  virtual void OnBind() {}
+  // Frees the storage the format owned (its image is elsewhere now).
+  virtual void DropStorage() = 0;
+
  private:
   int64_t rows_;
   int64_t cols_;
+  const uint8_t* image_ = nullptr;
+  int64_t bytes_ = 0;
 };
+
+inline void WeightFormat::Bind(const uint8_t* image) {
+  DropStorage();
+  image_ = image;
+  OnBind();
+}
+
+inline void WeightFormat::Unbind() {
+  DropStorage();
+  image_ = nullptr;
+}
 
 }  // namespace tierserve
 

@@ -1,0 +1,140 @@
+#include "runtime/device/device.h"
+
+#include <iterator>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace tierserve {
+namespace {
+
+// "0 B", "512 B", "12.0 MiB", "1.0 GiB": binary units, one decimal.
+std::string FormatBytes(int64_t bytes) {
+  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+  if (bytes < 1024) return absl::StrCat(bytes, " B");
+  double value = static_cast<double>(bytes) / 1024;
+  int unit = 0;
+  while (value >= 1024 && unit + 1 < static_cast<int>(std::size(kUnits))) {
+    value /= 1024;
+    ++unit;
+  }
+  return absl::StrFormat("%.1f %s", value, kUnits[unit]);
+}
+
+// "1020.0 MiB in use (weights 1000.0 MiB, staging 20.0 MiB, kv 0 B, scratch 0 B)".
+std::string FormatInUse(const std::array<int64_t, kMemoryKinds>& bytes) {
+  int64_t total = 0;
+  std::string by_kind;
+  for (int k = 0; k < kMemoryKinds; ++k) {
+    total += bytes[k];
+    absl::StrAppend(&by_kind, k == 0 ? "" : ", ", MemoryKindName(static_cast<MemoryKind>(k)), " ",
+                    FormatBytes(bytes[k]));
+  }
+  return absl::StrCat(FormatBytes(total), " in use (", by_kind, ")");
+}
+
+}  // namespace
+
+const char* MemoryKindName(MemoryKind kind) {
+  switch (kind) {
+    case MemoryKind::kWeights:
+      return "weights";
+    case MemoryKind::kStaging:
+      return "staging";
+    case MemoryKind::kKv:
+      return "kv";
+    case MemoryKind::kScratch:
+      return "scratch";
+  }
+  return "unknown";
+}
+
+Buffer::~Buffer() { Reset(); }
+
+Buffer::Buffer(Buffer&& other) noexcept
+    : device_(std::exchange(other.device_, nullptr)),
+      data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      kind_(other.kind_) {}
+
+Buffer& Buffer::operator=(Buffer&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    device_ = std::exchange(other.device_, nullptr);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    kind_ = other.kind_;
+  }
+  return *this;
+}
+
+void Buffer::Reset() {
+  if (data_ != nullptr) device_->Free(data_, size_, kind_);
+  device_ = nullptr;
+  data_ = nullptr;
+  size_ = 0;
+}
+
+Device::Device(DeviceKind kind, int index, int64_t capacity)
+    : kind_(kind), index_(index), capacity_(capacity) {}
+
+std::string Device::name() const {
+  switch (kind_) {
+    case DeviceKind::kCpu:
+      return "cpu";
+    case DeviceKind::kSim:
+      return absl::StrCat("sim:", index_);
+    case DeviceKind::kCuda:
+      return absl::StrCat("cuda:", index_);
+  }
+  return absl::StrCat("unknown:", index_);
+}
+
+absl::StatusOr<Buffer> Device::Allocate(int64_t bytes, MemoryKind kind) {
+  if (bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name(), ": cannot allocate a negative size (", bytes, " bytes)"));
+  }
+  if (bytes == 0) return Buffer(this, nullptr, 0, kind);
+  const int k = static_cast<int>(kind);
+  {
+    // Reserve first, allocate outside the lock (allocation can be slow).
+    absl::MutexLock lock(&mu_);
+    int64_t used = 0;
+    for (int64_t b : bytes_) used += b;
+    if (capacity_ >= 0 && bytes > capacity_ - used) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          name(), ": cannot allocate ", FormatBytes(bytes), " of ", MemoryKindName(kind), ": ",
+          FormatBytes(capacity_), " capacity, ", FormatInUse(bytes_)));
+    }
+    bytes_[k] += bytes;
+  }
+  absl::StatusOr<uint8_t*> data = RawAllocate(bytes);
+  if (!data.ok()) {
+    absl::MutexLock lock(&mu_);
+    bytes_[k] -= bytes;
+    return absl::Status(data.status().code(),
+                        absl::StrCat(name(), ": cannot allocate ", FormatBytes(bytes), " of ",
+                                     MemoryKindName(kind), ": ", data.status().message(), ", ",
+                                     FormatInUse(bytes_)));
+  }
+  return Buffer(this, *data, bytes, kind);
+}
+
+MemoryUsage Device::usage() const {
+  MemoryUsage usage;
+  usage.capacity = capacity_;
+  absl::MutexLock lock(&mu_);
+  usage.bytes = bytes_;
+  return usage;
+}
+
+void Device::Free(uint8_t* data, int64_t bytes, MemoryKind kind) {
+  RawFree(data, bytes);
+  absl::MutexLock lock(&mu_);
+  bytes_[static_cast<int>(kind)] -= bytes;
+}
+
+}  // namespace tierserve

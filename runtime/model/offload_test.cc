@@ -1,0 +1,227 @@
+// Disk offload: modules placed on `disk` are written to the offload file in
+// their final precision, freed, and staged back by the streamer when their
+// layer runs. The logits are the bits of the all-resident model, in every
+// precision, for prefill and decode steps; and the failures are clear.
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "gtest/gtest.h"
+#include "runtime/base/thread_pool.h"
+#include "runtime/model/model_loader.h"
+
+namespace tierserve {
+namespace {
+
+constexpr char kSmolLM2[] = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+struct Case {
+  std::string name;
+  std::string path;
+  std::string quantization;  // "" (as stored), "int8", "nf4", "fp4"
+  std::string layers;        // the layer prefix: model.layers or transformer.h
+  int num_layers;
+};
+
+std::ostream& operator<<(std::ostream& os, const Case& c) { return os << c.name; }
+
+void Quantize(const std::string& q, ModelLoadOptions* o) {
+  if (q == "int8") {
+    o->quantization.load_in_8bit = true;
+  } else if (q == "nf4" || q == "fp4") {
+    o->quantization.load_in_4bit = true;
+    o->quantization.bnb_4bit_quant_type =
+        q == "nf4" ? QuantizationConfig::QuantType::kNf4 : QuantizationConfig::QuantType::kFp4;
+    o->quantization.bnb_4bit_use_double_quant = true;
+  }
+}
+
+Placement At(Location::Tier tier) { return Placement{Location{tier, 0}, std::nullopt}; }
+
+// A fresh offload folder per test.
+class OffloadFolder {
+ public:
+  OffloadFolder() {
+    path_ = std::filesystem::temp_directory_path() /
+            ("tierserve_offload_test_" + std::to_string(getpid()) + "_" + std::to_string(++count_));
+    std::filesystem::create_directories(path_);
+  }
+  ~OffloadFolder() { std::filesystem::remove_all(path_); }
+  std::string File(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  static inline int count_ = 0;
+  std::filesystem::path path_;
+};
+
+// The prompt's logits (every position) and those of `decode` more steps,
+// each fed the argmax of the step before.
+std::vector<float> Generate(CausalLM& model, int decode) {
+  const int64_t V = model.config().vocab_size;
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 12; ++i) prompt.push_back(static_cast<int32_t>((7919 * i + 5) % V));
+  auto cache = model.NewCache(static_cast<int64_t>(prompt.size()) + decode);
+  std::vector<float> all, logits;
+  SequenceInput in{prompt, 0, cache.get(), /*all_logits=*/true};
+  EXPECT_TRUE(model.Forward({&in, 1}, &logits).ok());
+  all = logits;
+  int64_t pos = static_cast<int64_t>(prompt.size());
+  for (int s = 0; s < decode; ++s) {
+    const float* last = logits.data() + logits.size() - V;
+    const int32_t next = static_cast<int32_t>(std::max_element(last, last + V) - last);
+    const int32_t token[] = {next};
+    SequenceInput step{token, pos++, cache.get()};
+    const absl::Status st = model.Forward({&step, 1}, &logits);
+    EXPECT_TRUE(st.ok()) << st;
+    all.insert(all.end(), logits.begin(), logits.end());
+  }
+  return all;
+}
+
+class OffloadTest : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(GetParam().path)) {
+      GTEST_FAIL() << GetParam().path << " is missing: run scripts/fetch_model.sh";
+    }
+    pool_ = std::make_unique<ThreadPool>(2);
+  }
+
+  LoadedModel Load(DeviceMap map, const std::string& offload) {
+    ModelLoadOptions o;
+    o.pool = pool_.get();
+    Quantize(GetParam().quantization, &o);
+    o.device_map = std::move(map);
+    o.offload_path = offload;
+    absl::StatusOr<LoadedModel> m = LoadModel(GetParam().path, o);
+    EXPECT_TRUE(m.ok()) << m.status();
+    return m.ok() ? std::move(*m) : LoadedModel();
+  }
+
+  std::unique_ptr<ThreadPool> pool_;
+};
+
+TEST_P(OffloadTest, HalfAndAllOnDiskGiveTheBitsOfAllResident) {
+  const Case& c = GetParam();
+  const std::vector<float> resident = Generate(*Load(DeviceMap(), "").model, 4);
+
+  OffloadFolder folder;
+  DeviceMap half("test", "device_map");
+  ASSERT_TRUE(half.AddKey("", At(Location::Tier::kCpu)).ok());
+  const std::string first_half = c.layers + ".0-" + std::to_string(c.num_layers / 2 - 1);
+  ASSERT_TRUE(half.AddKey(first_half, At(Location::Tier::kDisk)).ok());
+  DeviceMap all("test", "device_map");
+  ASSERT_TRUE(all.AddKey("", At(Location::Tier::kDisk)).ok());
+
+  for (const DeviceMap* map : {&half, &all}) {
+    SCOPED_TRACE(map == &half ? "half on disk" : "all on disk");
+    LoadedModel m = Load(*map, folder.File(c.name + ".offload"));
+    ASSERT_NE(m.model, nullptr);
+    const std::vector<float> got = Generate(*m.model, 4);
+    ASSERT_EQ(got.size(), resident.size());
+    EXPECT_EQ(std::memcmp(got.data(), resident.data(), got.size() * sizeof(float)), 0);
+    // The weights really came from disk: every step read the offloaded layers.
+    const StreamerStats stats = m.model->streamer().stats();
+    EXPECT_GT(stats.bytes_read, 0);
+    // From the second forward on, reads run ahead along the learned order.
+    if (c.num_layers > 4) {
+      EXPECT_GT(stats.prefetch_hits, 0);
+    }
+    EXPECT_GT(m.model->streamer().staging_bytes(), 0);
+    int disk_modules = 0;
+    for (const ModuleRecord& r : m.modules) disk_modules += r.device == "disk";
+    EXPECT_GT(disk_modules, 0);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Models, OffloadTest,
+    ::testing::Values(Case{"tiny_llama", "tests/data/tiny_llama", "", "model.layers", 2},
+                      Case{"tiny_gpt2", "tests/data/tiny_gpt2", "", "transformer.h", 2},
+                      Case{"tiny_llama_q8_0", "tests/data/tiny_llama_gguf/tiny_llama_q8_0.gguf",
+                           "", "model.layers", 2},
+                      Case{"tiny_llama_int8", "tests/data/tiny_llama", "int8", "model.layers", 2},
+                      Case{"tiny_llama_nf4", "tests/data/tiny_llama", "nf4", "model.layers", 2},
+                      Case{"tiny_llama_fp4", "tests/data/tiny_llama", "fp4", "model.layers", 2},
+                      Case{"smollm2_q4_1", kSmolLM2, "", "model.layers", 30},
+                      Case{"smollm2_int8", kSmolLM2, "int8", "model.layers", 30},
+                      Case{"smollm2_nf4", kSmolLM2, "nf4", "model.layers", 30}),
+    [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+
+class OffloadErrorTest : public ::testing::Test {
+ protected:
+  absl::StatusOr<LoadedModel> Load(DeviceMap map, const std::string& offload, int depth = 2) {
+    ModelLoadOptions o;
+    o.pool = &pool_;
+    o.device_map = std::move(map);
+    o.offload_path = offload;
+    o.prefetch_depth = depth;
+    return LoadModel("tests/data/tiny_llama", o);
+  }
+  ThreadPool pool_{1};
+};
+
+TEST_F(OffloadErrorTest, DiskWithoutAnOffloadFileIsRefused) {
+  DeviceMap map("test", "device_map");
+  ASSERT_TRUE(map.AddKey("", At(Location::Tier::kDisk)).ok());
+  absl::StatusOr<LoadedModel> m = Load(std::move(map), "");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("placed on disk, but there is no offload folder"),
+            std::string::npos)
+      << m.status();
+}
+
+TEST_F(OffloadErrorTest, AnUnwritableOffloadFileIsRefused) {
+  DeviceMap map("test", "device_map");
+  ASSERT_TRUE(map.AddKey("", At(Location::Tier::kDisk)).ok());
+  absl::StatusOr<LoadedModel> m = Load(std::move(map), "/nonexistent-folder/x.offload");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("cannot create the offload file /nonexistent-folder/x.offload"),
+            std::string::npos)
+      << m.status();
+}
+
+TEST_F(OffloadErrorTest, ALayerSplitAcrossPlacementsIsRefused) {
+  OffloadFolder folder;
+  DeviceMap map("test", "device_map");
+  ASSERT_TRUE(map.AddKey("", At(Location::Tier::kCpu)).ok());
+  ASSERT_TRUE(map.AddKey("model.layers.1.mlp", At(Location::Tier::kDisk)).ok());
+  absl::StatusOr<LoadedModel> m = Load(std::move(map), folder.File("m.offload"));
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("model.layers.1 would be split across placements"),
+            std::string::npos)
+      << m.status();
+}
+
+TEST_F(OffloadErrorTest, ATruncatedOffloadFileFailsTheForwardNotTheProcess) {
+  OffloadFolder folder;
+  const std::string file = folder.File("m.offload");
+  DeviceMap map("test", "device_map");
+  ASSERT_TRUE(map.AddKey("", At(Location::Tier::kDisk)).ok());
+  // Depth 1: 3 staging slots for the 4 groups (embedding, 2 layers, head),
+  // so every forward reads from the file again.
+  absl::StatusOr<LoadedModel> m = Load(std::move(map), file, /*depth=*/1);
+  ASSERT_TRUE(m.ok()) << m.status();
+  CausalLM& model = *m->model;
+  const int32_t tokens[] = {1, 2, 3};
+  auto cache = model.NewCache(8);
+  std::vector<float> logits;
+  SequenceInput in{tokens, 0, cache.get()};
+  const absl::Status first = model.Forward({&in, 1}, &logits);
+  ASSERT_TRUE(first.ok()) << first;
+
+  std::filesystem::resize_file(file, 100);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto c = model.NewCache(8);
+    SequenceInput again{tokens, 0, c.get()};
+    const absl::Status st = model.Forward({&again, 1}, &logits);
+    EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+    EXPECT_NE(st.message().find("offload file " + file), std::string::npos) << st;
+    EXPECT_NE(st.message().find("truncated"), std::string::npos) << st;
+  }
+}
+
+}  // namespace
+}  // namespace tierserve

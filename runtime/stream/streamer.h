@@ -1,0 +1,153 @@
+// The streamer: brings offloaded module groups (a decoder layer, the
+// embedding, the head) to the execution device ahead of use, so compute
+// waits only when the link is slower than the math.
+//
+//   Streamer::Lease w = streamer.Acquire(layer.group);   // waits for layer l only
+//   ... the layer's Linears run on the staged bytes ...
+//   (w goes out of scope: the staging slot is free for a group further ahead)
+//
+// A group's weights are WeightFormats whose images lie back to back (64-byte
+// aligned) in one region of the offload file. Acquire reads that region into
+// a staging slot on the copy stream's thread and Binds each format to its
+// part of the slot; releasing the lease Unbinds them. While group g is in
+// use, the next `depth` offloaded groups of the forward's order are already
+// on their way into the other slots. The order is learned: the first forward
+// records the order in which groups are acquired, and every later forward
+// prefetches along it (wrapping from the head back to the embedding, so the
+// next step's first layers load while this step's logits are computed).
+//
+// The staging pool is bounded: depth + kMaxHeld slots of the largest
+// offloaded group's size, allocated once on the host device as staging
+// memory. Resident groups (not offloaded) cost nothing to acquire.
+//
+// Thread-safety: Acquire, leases and BeginForward on one thread (the model's
+// forward); the reads run on the copy stream's thread.
+#ifndef TIERSERVE_RUNTIME_STREAM_STREAMER_H_
+#define TIERSERVE_RUNTIME_STREAM_STREAMER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "runtime/device/device.h"
+#include "runtime/quant/weight_format.h"
+#include "runtime/stream/offload_file.h"
+
+namespace tierserve {
+
+// What the streamer has done since it was made: the figures of the
+// offload metrics and the benchmark.
+struct StreamerStats {
+  int64_t groups_read = 0;
+  int64_t bytes_read = 0;      // offload file -> host staging
+  double read_seconds = 0;     // time the reads took, on the copy thread
+  double stall_seconds = 0;    // time Acquire waited for bytes not yet read
+  int64_t acquires = 0;        // of offloaded groups
+  int64_t prefetch_hits = 0;   // acquires whose read had been issued ahead
+                               // (a group still staged from its last use
+                               // counts as neither hit nor read)
+};
+
+class Streamer {
+ public:
+  struct Options {
+    int depth = 2;  // offloaded groups read ahead of the one in use
+  };
+  // Leases held at once, most: GPT-2 holds its token and position tables
+  // together.
+  static constexpr int kMaxHeld = 2;
+
+  // A group id; kResident for modules that never stream.
+  using GroupId = int;
+  static constexpr GroupId kResident = -1;
+
+  // Releases the group's staging slot when destroyed (or moved from).
+  class Lease {
+   public:
+    Lease() = default;
+    ~Lease();
+    Lease(Lease&& other) noexcept;
+    Lease& operator=(Lease&& other) noexcept;
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+
+   private:
+    friend class Streamer;
+    Lease(Streamer* streamer, int slot) : streamer_(streamer), slot_(slot) {}
+    void Release();
+    Streamer* streamer_ = nullptr;
+    int slot_ = -1;
+  };
+
+  // A streamer with no offloaded groups; `host` (the staging device) must
+  // outlive it.
+  Streamer(Device* host, Options options);
+  ~Streamer();
+  Streamer(const Streamer&) = delete;
+  Streamer& operator=(const Streamer&) = delete;
+
+  // Loading. AddGroup starts a group; Offload writes `format`'s image into
+  // the group's region of `file` and unbinds the format (its bytes now live
+  // only on disk). Finish allocates the staging pool. `file` is set by the
+  // first Offload and must be the same for every call.
+  GroupId AddGroup(std::string name);
+  absl::Status Offload(GroupId group, WeightFormat* format, OffloadFile* file);
+  absl::Status Finish(std::unique_ptr<OffloadFile> file);
+
+  // The group's weights, bound and readable until the lease ends. An error
+  // (the offload file is gone or truncated) leaves every format unbound.
+  absl::StatusOr<Lease> Acquire(GroupId group);
+  // A forward pass starts: its acquires follow the order learned so far.
+  void BeginForward();
+
+  const std::string& group_name(GroupId group) const { return groups_[group].name; }
+  bool offloaded(GroupId group) const { return group >= 0 && !groups_[group].members.empty(); }
+  int64_t group_bytes(GroupId group) const { return groups_[group].bytes; }
+  // Staging pool size in bytes (0 when nothing is offloaded).
+  int64_t staging_bytes() const;
+  StreamerStats stats() const;
+
+ private:
+  struct Member {
+    WeightFormat* format;
+    int64_t offset;  // in the group's image
+  };
+  struct Group {
+    std::string name;
+    std::vector<Member> members;  // empty: resident
+    int64_t file_offset = -1;
+    int64_t bytes = 0;
+  };
+  struct Slot;
+
+  // Issues the read of `group` into a slot that is free or holds a group
+  // needed later (any unheld slot when `demand`: an acquire is waiting);
+  // returns the slot, or -1 when there is none.
+  int StartRead(GroupId group, bool demand);
+  // Reads ahead along the learned order from position `cursor_`.
+  void Prefetch();
+  void Release(int slot);
+  int SlotOf(GroupId group) const;
+
+  Device* host_;
+  Options options_;
+  std::vector<Group> groups_;
+  std::unique_ptr<OffloadFile> file_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::unique_ptr<CopyStream> reads_;
+
+  // The order of offloaded acquires in a forward, as last observed.
+  std::vector<GroupId> order_;
+  std::vector<GroupId> recording_;
+  bool learned_ = false;
+  size_t cursor_ = 0;  // position in order_ after the last acquire
+
+  StreamerStats stats_;
+};
+
+}  // namespace tierserve
+
+#endif  // TIERSERVE_RUNTIME_STREAM_STREAMER_H_
