@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <tuple>
@@ -540,20 +541,43 @@ absl::Status CheckServable(const ModelServingConfig& model, const std::string& s
                        "memory budgets are not honoured yet (they feed the planner of "
                        "device_map: auto, which places everything on the cpu today); remove it");
   }
+  const std::string folder_key = ChildKeyPath(model.key_path, "offload_folder");
   if (!model.offload_folder.empty()) {
-    return ConfigError(source, ChildKeyPath(model.key_path, "offload_folder"),
-                       "disk offload is not available yet, so nothing would be written there; "
-                       "remove it");
+    // Made if missing, as accelerate does; then proven writable now rather
+    // than after the weights were read.
+    std::error_code ec;
+    std::filesystem::create_directories(model.offload_folder, ec);
+    if (ec) {
+      return ConfigError(source, folder_key,
+                         absl::StrCat("cannot create the folder ", model.offload_folder, ": ",
+                                      ec.message(), "; expected a writable folder"));
+    }
+    const std::string probe = OffloadPath(model) + ".probe";
+    {
+      std::ofstream out(probe, std::ios::binary | std::ios::trunc);
+      out << "tierserve";
+      if (!out.good()) {
+        return ConfigError(source, folder_key,
+                           absl::StrCat("cannot write in ", model.offload_folder, " (", probe,
+                                        "): ", std::strerror(errno), "; expected a writable folder"));
+      }
+    }
+    std::filesystem::remove(probe, ec);
   }
   if (model.device_map.is_auto()) return absl::OkStatus();  // everything on the cpu
   const std::string dm = ChildKeyPath(model.key_path, "device_map");
   for (const DeviceMap::Entry& e : model.device_map.entries()) {
     const Placement& p = e.placement;
-    if (p.device.tier != Location::Tier::kCpu) {
+    if (p.device.tier == Location::Tier::kCuda) {
       return ConfigError(source, ChildKeyPath(dm, e.key),
                          absl::StrCat(p.device.ToString(),
                                       " placement is not available yet: modules are served on the "
-                                      "cpu only; expected cpu"));
+                                      "cpu, resting in memory or on disk; expected cpu or disk"));
+    }
+    if (p.device.tier == Location::Tier::kDisk && model.offload_folder.empty()) {
+      return ConfigError(source, ChildKeyPath(dm, e.key),
+                         absl::StrCat("disk placement needs a folder to write the weights to; set ",
+                                      folder_key));
     }
     if (p.precision.has_value() && !CanQuantizeAtLoad(*p.precision)) {
       return ConfigError(source, ChildKeyPath(ChildKeyPath(dm, e.key), "precision"),
@@ -563,6 +587,15 @@ absl::Status CheckServable(const ModelServingConfig& model, const std::string& s
     }
   }
   return absl::OkStatus();
+}
+
+std::string OffloadPath(const ModelServingConfig& model) {
+  if (model.offload_folder.empty()) return "";
+  std::string file = model.name;
+  for (char& c : file) {
+    if (c == '/' || c == ':') c = '_';
+  }
+  return (std::filesystem::path(model.offload_folder) / (file + ".offload")).string();
 }
 
 }  // namespace tierserve

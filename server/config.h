@@ -18,7 +18,7 @@
 //                                  # errors unless one is true
 //         llm_int8_threshold: 6.0  # outlier threshold, >= 0; 0 turns the outlier split off (8-bit)
 //         llm_int8_skip_modules: [lm_head]  # module-path prefixes kept unquantized; default: lm_head
-//         llm_int8_enable_fp32_cpu_offload: false  # offloaded modules stay fp32 (none today)
+//         llm_int8_enable_fp32_cpu_offload: false  # modules on disk stay fp32, not quantized
 //         llm_int8_has_fp16_weight: false  # accepted; inference numbers are the same
 //         bnb_4bit_quant_type: fp4 # nf4 | fp4 (used by 4-bit; default fp4 as in transformers)
 //         bnb_4bit_use_double_quant: false  # (used by 4-bit)
@@ -28,7 +28,8 @@
 //                                  # on cpu. A value {device: cpu, precision: P} sets the precision
 //                                  # of the linear layers under the key: fp32, int8, nf4 or fp4.
 //       max_memory: {cuda:0: 2GiB, cpu: 8GiB}  # per device, for auto; refused until honoured
-//       offload_folder: /var/lib/tierserve/offload  # for weights on disk; refused until used
+//       offload_folder: /var/lib/tierserve/offload  # where modules placed on disk are written
+//                                  # (<folder>/<name>.offload, made at each start); made if missing
 //       max_batch_size: 8          # 1..4096; sequences decoded together (continuous batching),
 //                                  # and the most prompts per Generate call; default 8
 //       max_sequence_length: 2048  # 1..1048576 tokens; default: the model's context length
@@ -133,10 +134,16 @@ absl::Status ApplyFlagOverrides(ServerConfig* config, const FlagOverrides& flags
 absl::Status CheckDeviceMapCoversModel(const ModelServingConfig& model, const std::string& source);
 
 // Fails, naming the key path, for what the config may say but this build
-// cannot serve yet: placements other than cpu (cuda:N needs the CUDA runtime
-// path; disk needs the weight streamer) and explicit per-module precisions
-// other than fp32, int8, nf4 and fp4. Nothing is guessed silently.
+// cannot serve yet — cuda:N placements (the CUDA execution path), max_memory
+// (the auto planner), explicit per-module precisions other than fp32, int8,
+// nf4 and fp4 — and for a disk placement without an offload_folder. Makes
+// the offload_folder if missing and proves it writable. Nothing is guessed
+// silently.
 absl::Status CheckServable(const ModelServingConfig& model, const std::string& source);
+
+// <offload_folder>/<name>.offload ('/' and ':' of the name as '_'), or ""
+// without an offload_folder: the file the model's disk modules go to.
+std::string OffloadPath(const ModelServingConfig& model);
 
 }  // namespace tierserve
 

@@ -3,7 +3,10 @@
 // allowed.
 #include "server/config.h"
 
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -548,6 +551,88 @@ TEST(FlagOverridesTest, ModelFlagErrors) {
       "--model: the file name \"my model\" is not a model name; expected 1 to 128 letters, digits "
       "and . _ - / :, starting with a letter or digit, or list the model in a config file under "
       "such a name");
+}
+
+}  // namespace
+}  // namespace tierserve
+
+namespace tierserve {
+namespace {
+
+// What CheckServable says of the one model of `yaml`: "" when servable.
+std::string ServableError(const std::string& yaml) {
+  absl::StatusOr<ServerConfig> c = ParseServerConfig(yaml, "x.yaml");
+  EXPECT_TRUE(c.ok()) << c.status();
+  if (!c.ok()) return "parse error";
+  return std::string(CheckServable(c->models[0], "x.yaml").message());
+}
+
+class OffloadFolderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    folder_ = std::filesystem::temp_directory_path() /
+              ("tierserve_config_test_" + std::to_string(getpid()));
+    std::filesystem::remove_all(folder_);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::permissions(folder_, std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::add, ec);
+    std::filesystem::remove_all(folder_, ec);
+  }
+  std::filesystem::path folder_;
+};
+
+TEST_F(OffloadFolderTest, DiskPlacementWithAFolderIsServableAndTheFolderIsMade) {
+  const std::string yaml = OneModel(absl::StrCat(
+      "    device_map: {\"\": cpu, model.layers.0: disk}\n    offload_folder: ",
+      (folder_ / "sub").string(), "\n"));
+  EXPECT_EQ(ServableError(yaml), "");
+  EXPECT_TRUE(std::filesystem::is_directory(folder_ / "sub"));
+  // The probe file is gone again.
+  EXPECT_TRUE(std::filesystem::is_empty(folder_ / "sub"));
+  absl::StatusOr<ServerConfig> c = ParseServerConfig(yaml, "x.yaml");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(OffloadPath(c->models[0]), (folder_ / "sub" / "m.offload").string());
+}
+
+TEST_F(OffloadFolderTest, DiskPlacementWithoutAFolderIsRefused) {
+  EXPECT_EQ(ServableError(OneModel("    device_map: {\"\": cpu, model.layers.0: disk}\n")),
+            "x.yaml: models[0].device_map[\"model.layers.0\"]: disk placement needs a folder to write "
+            "the weights to; set models[0].offload_folder");
+}
+
+TEST_F(OffloadFolderTest, AFolderThatCannotBeWrittenIsRefused) {
+  if (geteuid() == 0) {
+    // root writes through permissions: use a path under a regular file instead.
+    std::filesystem::create_directories(folder_);
+    std::ofstream(folder_ / "file") << "x";
+    const std::string error = ServableError(
+        OneModel(absl::StrCat("    offload_folder: ", (folder_ / "file" / "sub").string(), "\n")));
+    EXPECT_EQ(error.rfind(absl::StrCat("x.yaml: models[0].offload_folder: cannot create the folder ",
+                                       (folder_ / "file" / "sub").string(), ": "),
+                          0),
+              0u)
+        << error;
+    EXPECT_NE(error.find("expected a writable folder"), std::string::npos) << error;
+    return;
+  }
+  std::filesystem::create_directories(folder_);
+  std::filesystem::permissions(folder_, std::filesystem::perms::owner_read |
+                                            std::filesystem::perms::owner_exec);
+  const std::string error =
+      ServableError(OneModel(absl::StrCat("    offload_folder: ", folder_.string(), "\n")));
+  EXPECT_EQ(error.rfind(absl::StrCat("x.yaml: models[0].offload_folder: cannot write in ",
+                                     folder_.string()),
+                        0),
+            0u)
+      << error;
+}
+
+TEST(CheckServableTest, CudaPlacementIsRefusedWithTheKeyPath) {
+  EXPECT_EQ(ServableError(OneModel("    device_map: {\"\": cpu, model.layers.1: cuda:0}\n")),
+            "x.yaml: models[0].device_map[\"model.layers.1\"]: cuda:0 placement is not available yet: "
+            "modules are served on the cpu, resting in memory or on disk; expected cpu or disk");
 }
 
 }  // namespace

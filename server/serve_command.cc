@@ -27,6 +27,7 @@
 #include "server/config.h"
 #include "server/generation_service.h"
 #include "server/metrics/metrics.h"
+#include "server/metrics/process_memory_collector.h"
 
 ABSL_FLAG(std::string, config, "", "YAML config file (see deploy/tierserve.yaml).");
 ABSL_FLAG(std::optional<std::string>, listen, std::nullopt, "gRPC address host:port (overrides server.listen).");
@@ -207,11 +208,16 @@ int RunServeCommand(const std::vector<std::string>& args) {
   if (absl::GetFlag(FLAGS_testing_load_delay_ms) > 0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(absl::GetFlag(FLAGS_testing_load_delay_ms)));
   }
+  if (absl::StatusOr<int64_t> rss = ReadResidentMemoryBytes("/proc/self/statm"); rss.ok()) {
+    std::cerr << "tierserve: resident memory before loading models: " << *rss << " bytes"
+              << std::endl;
+  }
   for (const ModelServingConfig& m : config.models) {
     ModelLoadOptions load_options;
     load_options.quantization = m.quantization;
     load_options.device_map = m.device_map;
     load_options.pool = &pool;
+    load_options.offload_path = OffloadPath(m);
     absl::StatusOr<LoadedModel> loaded = LoadModel(m.path, load_options);
     if (!loaded.ok()) {
       service.SetFailed(m.name, std::string(loaded.status().message()));
@@ -231,6 +237,11 @@ int RunServeCommand(const std::vector<std::string>& args) {
     }
     for (const auto& [device, bytes] : bytes_by_device) {
       model_metrics.at(m.name)->SetWeightBytes(device, bytes);
+    }
+    if (const int64_t staging = loaded->model->streamer().staging_bytes(); staging > 0) {
+      std::cerr << "tierserve: model " << m.name << ": disk modules in " << load_options.offload_path
+                << ", streamed through a staging pool of " << staging << " bytes (prefetch depth "
+                << load_options.prefetch_depth << ")" << std::endl;
     }
     absl::StatusOr<Engine::Options> options = EngineOptionsFor(m, config, *loaded->model);
     if (!options.ok()) {

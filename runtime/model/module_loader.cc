@@ -73,7 +73,8 @@ absl::Status ModuleLoader::Place(const std::string& module, Streamer::GroupId gr
   return absl::OkStatus();
 }
 
-std::optional<Precision> ModuleLoader::LinearPrecision(const std::string& name) {
+std::optional<Precision> ModuleLoader::LinearPrecision(const std::string& name,
+                                                       Location::Tier tier) {
   if (!device_map_.is_auto() && !device_map_.entries().empty()) {
     absl::StatusOr<Placement> p = device_map_.Resolve(name + ".weight");
     if (p.ok() && p->precision.has_value()) return p->precision;
@@ -83,6 +84,11 @@ std::optional<Precision> ModuleLoader::LinearPrecision(const std::string& name) 
       skip_used_[i] = true;
       return std::nullopt;
     }
+  }
+  // transformers keeps what rests off the execution device in fp32.
+  if (quantization_.enabled() && quantization_.llm_int8_enable_fp32_cpu_offload &&
+      tier == Location::Tier::kDisk) {
+    return Precision::kFp32;
   }
   return quantization_.LinearPrecision(name);
 }
@@ -123,7 +129,7 @@ absl::StatusOr<Linear> ModuleLoader::LoadLinear(const std::string& name, int64_t
   TS_ASSIGN_OR_RETURN(Location::Tier tier, TierOf(name, group));
   TS_ASSIGN_OR_RETURN(std::unique_ptr<WeightFormat> w,
                       LoadWeight(name + ".weight", out_features, in_features, conv1d,
-                                 LinearPrecision(name)));
+                                 LinearPrecision(name, tier)));
   TS_RETURN_IF_ERROR(Place(name, group, tier, w.get()));
   F32Weight b;
   if (bias) {

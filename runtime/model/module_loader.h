@@ -7,7 +7,8 @@
 // Precision of a linear module: the device map's explicit precision for it,
 // else the quantization config's (int8, nf4, fp4; skip list aside), else as
 // stored (GGUF Q8_0/Q4_0/Q4_1 blocks stay as they are; other types become
-// fp32). A quantized module is read as fp32, quantized, and its fp32 copy
+// fp32). With llm_int8_enable_fp32_cpu_offload, a quantization config leaves
+// the modules on disk in fp32, as transformers leaves offloaded modules. A quantized module is read as fp32, quantized, and its fp32 copy
 // dropped before the next module is read, so loading peaks near the
 // quantized size. Embeddings and norms are never quantized, as in
 // bitsandbytes, which replaces only linear layers.
@@ -82,8 +83,9 @@ class ModuleLoader {
   std::vector<std::string> UnusedSkipModules() const;
 
  private:
-  // The precision the linear module `name` is to take; nullopt: as stored.
-  std::optional<Precision> LinearPrecision(const std::string& name);
+  // The precision the linear module `name`, resting on `tier`, is to take;
+  // nullopt: as stored.
+  std::optional<Precision> LinearPrecision(const std::string& name, Location::Tier tier);
   // The weight of a linear or embedding in `precision`.
   absl::StatusOr<std::unique_ptr<WeightFormat>> LoadWeight(const std::string& tensor,
                                                            int64_t rows, int64_t cols,

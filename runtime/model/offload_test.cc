@@ -200,7 +200,7 @@ TEST_F(OffloadErrorTest, ATruncatedOffloadFileFailsTheForwardNotTheProcess) {
   const std::string file = folder.File("m.offload");
   DeviceMap map("test", "device_map");
   ASSERT_TRUE(map.AddKey("", At(Location::Tier::kDisk)).ok());
-  // Depth 1: 3 staging slots for the 4 groups (embedding, 2 layers, head),
+  // Depth 1: 2 staging slots for the 4 groups (embedding, 2 layers, head),
   // so every forward reads from the file again.
   absl::StatusOr<LoadedModel> m = Load(std::move(map), file, /*depth=*/1);
   ASSERT_TRUE(m.ok()) << m.status();

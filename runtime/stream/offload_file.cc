@@ -1,6 +1,7 @@
 #include "runtime/stream/offload_file.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,12 +18,28 @@ std::string Reason(int err) { return std::strerror(err); }
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<OffloadFile>> OffloadFile::Create(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
     const int err = errno;
     return absl::Status(err == ENOENT || err == ENOTDIR ? absl::StatusCode::kNotFound
                                                          : absl::StatusCode::kPermissionDenied,
                         absl::StrCat("cannot create the offload file ", path, ": ", Reason(err)));
+  }
+  // Truncating a file another process streams from would fail its requests:
+  // the lock says whose it is.
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    close(fd);
+    return absl::FailedPreconditionError(
+        absl::StrCat("the offload file ", path, " is in use by another server or model (",
+                     err == EWOULDBLOCK ? "it holds the lock" : Reason(err),
+                     "); give each server its own offload_folder"));
+  }
+  if (ftruncate(fd, 0) != 0) {
+    const int err = errno;
+    close(fd);
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot truncate the offload file ", path, ": ", Reason(err)));
   }
   return std::unique_ptr<OffloadFile>(new OffloadFile(path, fd));
 }

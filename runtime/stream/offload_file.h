@@ -19,7 +19,9 @@ namespace tierserve {
 
 class OffloadFile {
  public:
-  // Creates (or truncates) `path`, readable and writable by the owner only.
+  // Creates (or truncates) `path`, readable and writable by the owner only,
+  // and holds an exclusive lock on it while open: a second process (or
+  // model) given the same path gets FailedPrecondition.
   static absl::StatusOr<std::unique_ptr<OffloadFile>> Create(const std::string& path);
   ~OffloadFile();
   OffloadFile(const OffloadFile&) = delete;

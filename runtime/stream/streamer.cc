@@ -176,6 +176,7 @@ void Streamer::BeginForward() {
   if (!recording_.empty()) order_ = std::move(recording_);
   recording_.clear();
   cursor_ = 0;
+  Prefetch();  // the forward's first groups, if the last one did not already
 }
 
 absl::StatusOr<Streamer::Lease> Streamer::Acquire(GroupId group) {

@@ -56,9 +56,8 @@ class Streamer {
   struct Options {
     int depth = 2;  // offloaded groups read ahead of the one in use
   };
-  // Leases held at once, most: GPT-2 holds its token and position tables
-  // together.
-  static constexpr int kMaxHeld = 2;
+  // Leases held at once, most: the architectures hold one group at a time.
+  static constexpr int kMaxHeld = 1;
 
   // A group id; kResident for modules that never stream.
   using GroupId = int;

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Disk offload through the daemon: SmolLM2 with half its decoder layers on
+disk serves the tokens of the all-resident model, reports those layers on
+disk, and holds only what it keeps in memory.
+
+    offload_test.py BINARY
+
+Peak memory: during a 256-token greedy generation, the daemon's peak resident
+set (VmHWM) with layers 0-14 on disk must be at most
+1.15 x (weights resident + staging pool + KV cache) + the resident set it had
+before loading any model — all figures from the daemon's own start-up log —
+and at least half of the offloaded weight bytes under the all-resident
+daemon's peak. Uses daemon_test.py's Daemon (Debian's python3-grpcio).
+"""
+import os
+import re
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import daemon_test as dt  # noqa: E402
+
+NAME = "smollm2"
+TOKENS = 256
+
+
+def vm_field(pid, name):
+    with open(f"/proc/{pid}/status") as s:
+        for line in s:
+            if line.startswith(name + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {name} in /proc/{pid}/status")
+
+
+def log_figures(log):
+    """Bytes the daemon reported: before loading, weights per device, staging, KV."""
+    text = "".join(log)
+    before = int(re.search(r"resident memory before loading models: (\d+) bytes", text).group(1))
+    weights = {}
+    for device, b in re.findall(rf"model {NAME}: (\S+) \S+: \d+ parameters, (\d+) bytes", text):
+        weights[device] = weights.get(device, 0) + int(b)
+    m = re.search(r"staging pool of (\d+) bytes", text)
+    staging = int(m.group(1)) if m else 0
+    kv = int(re.search(r"KV cache \d+ blocks of \d+ tokens, (\d+) bytes", text).group(1))
+    return before, weights, staging, kv
+
+
+class OffloadTest(unittest.TestCase):
+    def run_daemon(self, tmp, extra):
+        """(token ids, peak RSS, log figures, ListModels entry) of one greedy generation."""
+        import grpc
+        from tierserve.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc
+        config = os.path.join(tmp, "offload.yaml")
+        with open(config, "w") as f:
+            f.write(f"models:\n  - name: {NAME}\n    path: {dt.SMOLLM2}\n"
+                    "    max_batch_size: 1\n    max_sequence_length: 512\n"
+                    "    kv_cache_bytes: 24MiB\n" + extra)
+        d = dt.Daemon(f"--config={config}")
+        try:
+            self.assertTrue(d.ready.wait(120), "model did not load:\n" + "".join(d.log))
+            with grpc.insecure_channel(f"127.0.0.1:{d.port}") as channel:
+                stub = pb_grpc.GenerationStub(channel)
+                req = pb.GenerateStreamRequest(
+                    model=NAME, prompt=pb.Prompt(text="The history of the printing press"),
+                    parameters=pb.GenerationParameters(max_new_tokens=TOKENS, temperature=0.0,
+                                                       ignore_eos=True))
+                ids = []
+                for msg in stub.GenerateStream(req, timeout=600):
+                    ids += [t.id for t in msg.tokens]
+                info = stub.ListModels(pb.ListModelsRequest(), timeout=10).models[0]
+            peak = vm_field(d.proc.pid, "VmHWM")
+            disk_metric = dt.metric_value(d.metrics(), "tierserve_model_weight_bytes", model=NAME,
+                                          device="disk")
+            return ids, peak, log_figures(d.log), info, disk_metric
+        finally:
+            d.kill()
+
+    def test_half_on_disk_matches_resident_and_holds_what_it_keeps(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = os.path.join(tmp, "offload")
+            resident_ids, resident_peak, (_, resident_weights, _, _), _, _ = self.run_daemon(tmp, "")
+            ids, peak, (before, weights, staging, kv), info, disk_metric = self.run_daemon(
+                tmp, f'    device_map: {{"": cpu, model.layers.0-14: disk}}\n'
+                     f"    offload_folder: {folder}\n")
+            self.assertEqual(len(ids), TOKENS)
+            self.assertEqual(ids, resident_ids)
+            # The layers' linear modules rest on disk; their norm vectors stay in memory.
+            placed = [(m.modules, m.placement) for m in info.modules]
+            self.assertIn(("model.layers.0-14.self_attn", "disk"), placed)
+            self.assertIn(("model.layers.0-14.mlp", "disk"), placed)
+            self.assertIn(("model.layers.15-29.mlp", "cpu"), placed)
+            self.assertTrue(os.path.exists(os.path.join(folder, f"{NAME}.offload")))
+
+            on_disk = weights.get("disk", 0)
+            in_memory = weights.get("cpu", 0)
+            bound = 1.15 * (in_memory + staging + kv) + before
+            mib = 1 << 20
+            print(f"before loading {before / mib:.1f} MiB; weights in memory {in_memory / mib:.1f} MiB, "
+                  f"on disk {on_disk / mib:.1f} MiB; staging {staging / mib:.1f} MiB; KV {kv / mib:.1f} MiB")
+            print(f"peak RSS: half on disk {peak / mib:.1f} MiB (bound {bound / mib:.1f} MiB), "
+                  f"all resident {resident_peak / mib:.1f} MiB "
+                  f"(weights {sum(resident_weights.values()) / mib:.1f} MiB)")
+            self.assertGreater(on_disk, 0)
+            self.assertEqual(disk_metric, on_disk)
+            self.assertLessEqual(peak, bound)
+            self.assertLessEqual(peak, resident_peak - on_disk / 2)
+
+
+def main():
+    dt.BINARY = os.path.abspath(sys.argv.pop(1))
+    with tempfile.TemporaryDirectory() as stubs:
+        dt.generate_stubs(stubs)
+        result = unittest.main(exit=False, verbosity=2).result
+    sys.exit(0 if result.wasSuccessful() else 1)
+
+
+if __name__ == "__main__":
+    main()
