@@ -51,12 +51,16 @@ const std::vector<std::string> kServerKeys = {"listen",
                                               "max_queued_requests",
                                               "max_message_bytes",
                                               "shutdown_grace_seconds",
-                                              "threads"};
+                                              "threads",
+                                              "sim_device"};
+const std::vector<std::string> kSimDeviceKeys = {"memory", "link_bandwidth", "link_latency_us"};
 const std::vector<std::string> kModelKeys = {
     "name",       "path",           "quantization",   "device_map",
     "max_memory", "offload_folder", "max_batch_size", "max_sequence_length",
     "max_batch_tokens", "kv_cache_bytes", "kv_block_tokens", "prefix_caching",
-    "parse_special_tokens_in_chat"};
+    "parse_special_tokens_in_chat", "accelerator", "prefetch_depth"};
+constexpr int64_t kMaxPrefetchDepth = 64;
+constexpr char kAcceleratorForms[] = "expected cuda or sim";
 const std::vector<std::string> kQuantizationKeys = {
     "load_in_8bit",
     "load_in_4bit",
@@ -192,6 +196,20 @@ absl::Status ReadServer(const ConfigNode& node, ServerConfig* config) {
   }
   if (std::optional<ConfigNode> v = node.Get("threads")) {
     TS_ASSIGN_OR_RETURN(config->threads, v->Int(0, kMaxThreads));
+  }
+  if (std::optional<ConfigNode> sim = node.Get("sim_device")) {
+    TS_RETURN_IF_ERROR(sim->CheckMap(kSimDeviceKeys, "a map of simulated device settings"));
+    if (std::optional<ConfigNode> v = sim->Get("memory")) {
+      TS_ASSIGN_OR_RETURN(config->sim_memory_bytes,
+                          v->ByteSize(1, std::numeric_limits<int64_t>::max()));
+    }
+    if (std::optional<ConfigNode> v = sim->Get("link_bandwidth")) {
+      TS_ASSIGN_OR_RETURN(config->sim_link_bytes_per_second,
+                          v->ByteSize(1, std::numeric_limits<int64_t>::max()));
+    }
+    if (std::optional<ConfigNode> v = sim->Get("link_latency_us")) {
+      TS_ASSIGN_OR_RETURN(config->sim_link_latency_us, v->NonNegativeDouble());
+    }
   }
   return absl::OkStatus();
 }
@@ -348,6 +366,15 @@ absl::StatusOr<ModelServingConfig> ReadModel(const ConfigNode& node) {
   }
   if (std::optional<ConfigNode> v = node.Get("parse_special_tokens_in_chat")) {
     TS_ASSIGN_OR_RETURN(m.parse_special_tokens_in_chat, v->Bool());
+  }
+  if (std::optional<ConfigNode> v = node.Get("accelerator")) {
+    TS_ASSIGN_OR_RETURN(m.accelerator, v->String(kAcceleratorForms));
+    if (m.accelerator != "cuda" && m.accelerator != "sim") {
+      return v->Error(absl::StrCat(v->Describe(), " is not an accelerator; ", kAcceleratorForms));
+    }
+  }
+  if (std::optional<ConfigNode> v = node.Get("prefetch_depth")) {
+    TS_ASSIGN_OR_RETURN(m.prefetch_depth, v->Int(0, kMaxPrefetchDepth));
   }
   return m;
 }
@@ -520,6 +547,19 @@ absl::Status ApplyFlagOverrides(ServerConfig* config, const FlagOverrides& flags
         config->source, "models",
         "no model to serve; expected a models list in the config file or --model PATH");
   }
+  if (flags.accelerator.has_value()) {
+    if (*flags.accelerator != "cuda" && *flags.accelerator != "sim") {
+      return ConfigError("", "--accelerator",
+                         absl::StrCat("\"", absl::CHexEscape(*flags.accelerator),
+                                      "\" is not an accelerator; ", kAcceleratorForms));
+    }
+    for (ModelServingConfig& m : config->models) m.accelerator = *flags.accelerator;
+  }
+  for (ModelServingConfig& m : config->models) {
+    if (m.accelerator == "sim") {
+      m.device_map = m.device_map.WithTier(Location::Tier::kCuda, Location::Tier::kSim);
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -569,10 +609,13 @@ absl::Status CheckServable(const ModelServingConfig& model, const std::string& s
   for (const DeviceMap::Entry& e : model.device_map.entries()) {
     const Placement& p = e.placement;
     if (p.device.tier == Location::Tier::kCuda) {
-      return ConfigError(source, ChildKeyPath(dm, e.key),
-                         absl::StrCat(p.device.ToString(),
-                                      " placement is not available yet: modules are served on the "
-                                      "cpu, resting in memory or on disk; expected cpu or disk"));
+      return ConfigError(
+          source, ChildKeyPath(dm, e.key),
+          absl::StrCat(p.device.ToString(),
+                       " placement is not available yet (this build computes on the cpu or on "
+                       "simulated accelerators); expected cpu, disk or sim:N, or set ",
+                       ChildKeyPath(model.key_path, "accelerator"),
+                       ": sim (or --accelerator=sim) to run this map on simulated devices"));
     }
     if (p.device.tier == Location::Tier::kDisk && model.offload_folder.empty()) {
       return ConfigError(source, ChildKeyPath(dm, e.key),

@@ -8,6 +8,10 @@
 //     max_message_bytes: 4MiB      # gRPC message limit both ways, 1 B..2 GiB-1; default 4 MiB
 //     shutdown_grace_seconds: 30   # 0..3600; in-flight requests may finish this long
 //     threads: 0                   # 0..1024 compute threads; 0 = one per core
+//     sim_device:                  # every simulated accelerator sim:N
+//       memory: 2GiB               # its capacity; what does not fit fails at load
+//       link_bandwidth: 16GB       # bytes per second host -> device (a size per second)
+//       link_latency_us: 10        # per copy, >= 0
 //   models:                        # at least one (or --model on the command line)
 //     - name: smollm2              # unique; letters, digits and . _ - / :
 //       path: models/x.gguf        # a .gguf file or a HF model folder (config.json);
@@ -40,6 +44,10 @@
 //                                  # such sequences, capped at half the machine's memory
 //       kv_block_tokens: 16        # 1..1024 tokens per KV block (the prefix-cache granularity)
 //       prefix_caching: true       # reuse the KV blocks of prompt prefixes computed before
+//       accelerator: cuda          # cuda | sim: with sim, cuda:N and bare GPU indices in the
+//                                  # device map mean sim:N, so a GPU map runs on a machine
+//                                  # without one (flag: --accelerator)
+//       prefetch_depth: 2          # 0..64 offloaded layers staged ahead of the one in use
 //       parse_special_tokens_in_chat: false  # special tokens typed in chat message contents
 //                                  # (<|im_start|>, ...) are plain text; true matches them
 //
@@ -83,6 +91,9 @@ struct ModelServingConfig {
   int64_t kv_block_tokens = 16;
   bool prefix_caching = true;
   bool parse_special_tokens_in_chat = false;
+  // "cuda" or "sim": what bare GPU indices and cuda:N placements mean.
+  std::string accelerator = "cuda";
+  int64_t prefetch_depth = 2;  // offloaded layers staged ahead of the one in use
   // Where it was defined, for messages: "models[0]", or "--model".
   std::string key_path;
 };
@@ -96,6 +107,10 @@ struct ServerConfig {
   int64_t max_message_bytes = 4 << 20;
   int64_t shutdown_grace_seconds = 30;
   int64_t threads = 0;  // 0: one per core
+  // Every sim:N device: memory capacity, link bandwidth and latency.
+  int64_t sim_memory_bytes = int64_t{2} << 30;
+  int64_t sim_link_bytes_per_second = 16'000'000'000;
+  double sim_link_latency_us = 10;
   std::vector<ModelServingConfig> models;
 };
 
@@ -118,6 +133,8 @@ struct FlagOverrides {
   std::optional<std::string> metrics_listen;
   std::optional<int64_t> max_queued_requests;
   std::optional<int64_t> threads;
+  // --accelerator: every model's accelerator.
+  std::optional<std::string> accelerator;
   // --model PATH: when the file lists no models, serves this one alone, named
   // after the file stem (models/SmolLM2.Q4_1.gguf -> SmolLM2.Q4_1), on the cpu.
   std::optional<std::string> model;

@@ -158,14 +158,14 @@ TEST(ConfigTest, UnknownKeysNameTheFullPath) {
   EXPECT_EQ(
       ErrorOf("server:\n  listn: 0.0.0.0:1\n"),
       "x.yaml: server.listn: unknown key; known keys: listen, metrics_listen, max_queued_requests, "
-      "max_message_bytes, shutdown_grace_seconds, threads");
+      "max_message_bytes, shutdown_grace_seconds, threads, sim_device");
   EXPECT_EQ(ErrorOf("servers: {}\n"), "x.yaml: servers: unknown key; known keys: server, models");
   EXPECT_EQ(
       ErrorOf(OneModel("    max_batch: 4\n")),
       "x.yaml: models[0].max_batch: unknown key; known keys: name, path, quantization, device_map, "
       "max_memory, offload_folder, max_batch_size, max_sequence_length, "
       "max_batch_tokens, kv_cache_bytes, kv_block_tokens, prefix_caching, "
-      "parse_special_tokens_in_chat");
+      "parse_special_tokens_in_chat, accelerator, prefetch_depth");
   EXPECT_EQ(ErrorOf(OneModel("    quantization: {load_in_8bit: true, load_in_2bit: true}\n")),
             "x.yaml: models[0].quantization.load_in_2bit: unknown key; known keys: load_in_8bit, "
             "load_in_4bit, llm_int8_threshold, llm_int8_skip_modules, "
@@ -344,8 +344,7 @@ TEST(ConfigTest, DeviceMapAndMaxMemoryErrorsCarryThePath) {
             "expected lo-hi with lo <= hi");
   EXPECT_EQ(ErrorOf(OneModel("    max_memory: {gpu0: 2GiB}\n")),
             "x.yaml: models[0].max_memory.gpu0: \"gpu0\" is not a device; expected cuda:N, a GPU "
-            "index N, "
-            "cpu or disk");
+            "index N, sim:N, cpu or disk");
   EXPECT_EQ(
       ErrorOf(OneModel("    max_memory: {0: 2GiB, cuda:0: 1GiB}\n")),
       "x.yaml: models[0].max_memory[\"cuda:0\"]: names cuda:0 a second time; expected each device "
@@ -391,7 +390,7 @@ TEST(LoadServerConfigTest, FileErrors) {
       LoadServerConfig(bad).status().message(),
       bad +
           ": server.listn: unknown key; known keys: listen, metrics_listen, max_queued_requests, "
-          "max_message_bytes, shutdown_grace_seconds, threads");
+          "max_message_bytes, shutdown_grace_seconds, threads, sim_device");
 }
 
 // The default config serves SmolLM2 on the CPU; its device map covers the
@@ -631,8 +630,48 @@ TEST_F(OffloadFolderTest, AFolderThatCannotBeWrittenIsRefused) {
 
 TEST(CheckServableTest, CudaPlacementIsRefusedWithTheKeyPath) {
   EXPECT_EQ(ServableError(OneModel("    device_map: {\"\": cpu, model.layers.1: cuda:0}\n")),
-            "x.yaml: models[0].device_map[\"model.layers.1\"]: cuda:0 placement is not available yet: "
-            "modules are served on the cpu, resting in memory or on disk; expected cpu or disk");
+            "x.yaml: models[0].device_map[\"model.layers.1\"]: cuda:0 placement is not available "
+            "yet (this build computes on the cpu or on simulated accelerators); expected cpu, disk "
+            "or sim:N, or set models[0].accelerator: sim (or --accelerator=sim) to run this map on "
+            "simulated devices");
+}
+
+TEST(CheckServableTest, AcceleratorSimRunsAGpuMapOnSimulatedDevices) {
+  absl::StatusOr<ServerConfig> c = ParseServerConfig(
+      OneModel("    accelerator: sim\n    device_map: {\"\": 0, model.layers.1: cuda:1}\n"), "x.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(ApplyFlagOverrides(&*c, FlagOverrides{}).ok());
+  EXPECT_EQ(c->models[0].device_map.entries()[0].placement.device.ToString(), "sim:0");
+  EXPECT_EQ(c->models[0].device_map.entries()[1].placement.device.ToString(), "sim:1");
+  EXPECT_TRUE(CheckServable(c->models[0], "x.yaml").ok());
+
+  // The flag does it for every model; a bad value names the flag.
+  c = ParseServerConfig(OneModel("    device_map: {\"\": 0}\n"), "x.yaml");
+  ASSERT_TRUE(c.ok());
+  FlagOverrides flags;
+  flags.accelerator = "sim";
+  ASSERT_TRUE(ApplyFlagOverrides(&*c, flags).ok());
+  EXPECT_EQ(c->models[0].device_map.entries()[0].placement.device.ToString(), "sim:0");
+  flags.accelerator = "tpu";
+  EXPECT_EQ(ApplyFlagOverrides(&*c, flags).message(),
+            "--accelerator: \"tpu\" is not an accelerator; expected cuda or sim");
+  EXPECT_EQ(ErrorOf(OneModel("    accelerator: gpu\n")),
+            "x.yaml: models[0].accelerator: \"gpu\" is not an accelerator; expected cuda or sim");
+}
+
+TEST(ConfigTest, SimDeviceSettings) {
+  absl::StatusOr<ServerConfig> c = ParseServerConfig(
+      absl::StrCat("server:\n  sim_device: {memory: 64MiB, link_bandwidth: 2GB, "
+                   "link_latency_us: 2.5}\n",
+                   OneModel()),
+      "x.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->sim_memory_bytes, 64 << 20);
+  EXPECT_EQ(c->sim_link_bytes_per_second, 2'000'000'000);
+  EXPECT_EQ(c->sim_link_latency_us, 2.5);
+  EXPECT_NE(ErrorOf(absl::StrCat("server:\n  sim_device: {bandwidth: 2GB}\n", OneModel()))
+                .find("x.yaml: server.sim_device.bandwidth: unknown key"),
+            std::string::npos);
 }
 
 }  // namespace

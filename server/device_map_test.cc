@@ -108,7 +108,7 @@ TEST(DeviceMapTest, BadPlacements) {
   EXPECT_EQ(
       ErrorOf("lm_head: gpu"),
       "x.yaml: models[0].device_map.lm_head: \"gpu\" is not a placement; expected cuda:N, a GPU "
-      "index N, cpu or disk, or a map {device: ..., precision: ...}");
+      "index N, sim:N, cpu or disk, or a map {device: ..., precision: ...}");
   EXPECT_EQ(
       ErrorOf("lm_head: {device: cuda:0, precision: int3}"),
       "x.yaml: models[0].device_map.lm_head.precision: \"int3\" is not one of fp32, fp16, bf16, "
@@ -116,18 +116,18 @@ TEST(DeviceMapTest, BadPlacements) {
   EXPECT_EQ(
       ErrorOf("lm_head: {device: tpu}"),
       "x.yaml: models[0].device_map.lm_head.device: \"tpu\" is not a device; expected cuda:N, a "
-      "GPU index N, cpu or disk");
+      "GPU index N, sim:N, cpu or disk");
   EXPECT_EQ(
       ErrorOf("lm_head: {precision: int8}"),
       "x.yaml: models[0].device_map.lm_head: no device; expected a map {device: <cuda:N, a GPU "
-      "index N, cpu or disk>, precision: <optional>}");
+      "index N, sim:N, cpu or disk>, precision: <optional>}");
   EXPECT_EQ(
       ErrorOf("lm_head: {device: cpu, dtype: int8}"),
       "x.yaml: models[0].device_map.lm_head.dtype: unknown key; known keys: device, precision");
   EXPECT_EQ(
       ErrorOf("lm_head: -1"),
       "x.yaml: models[0].device_map.lm_head: \"-1\" is not a placement; expected cuda:N, a GPU "
-      "index N, cpu or disk, or a map {device: ..., precision: ...}");
+      "index N, sim:N, cpu or disk, or a map {device: ..., precision: ...}");
   EXPECT_NE(ErrorOf("lm_head: [cpu]").find("models[0].device_map.lm_head: got a list"),
             std::string::npos);
   EXPECT_NE(ErrorOf("lm_head:").find("models[0].device_map.lm_head: got no value"),

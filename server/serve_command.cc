@@ -30,6 +30,9 @@
 #include "server/metrics/process_memory_collector.h"
 
 ABSL_FLAG(std::string, config, "", "YAML config file (see deploy/tierserve.yaml).");
+ABSL_FLAG(std::optional<std::string>, accelerator, std::nullopt,
+          "cuda or sim: with sim, cuda:N and bare GPU indices in every model's device map run "
+          "on simulated accelerators sim:N (overrides each model's accelerator).");
 ABSL_FLAG(std::optional<std::string>, listen, std::nullopt, "gRPC address host:port (overrides server.listen).");
 ABSL_FLAG(std::optional<std::string>, metrics_listen, std::nullopt,
           "Prometheus /metrics address host:port (overrides server.metrics_listen).");
@@ -128,6 +131,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
   overrides.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
   if (absl::GetFlag(FLAGS_threads) >= 0) overrides.threads = absl::GetFlag(FLAGS_threads);
   if (!absl::GetFlag(FLAGS_model).empty()) overrides.model = absl::GetFlag(FLAGS_model);
+  overrides.accelerator = absl::GetFlag(FLAGS_accelerator);
   if (absl::Status s = ApplyFlagOverrides(&config, overrides); !s.ok()) return Fail(s);
   if (config.models.empty()) {
     return Fail(absl::InvalidArgumentError("no model to serve: give --config FILE with models, or --model PATH"));
@@ -212,8 +216,14 @@ int RunServeCommand(const std::vector<std::string>& args) {
     std::cerr << "tierserve: resident memory before loading models: " << *rss << " bytes"
               << std::endl;
   }
+  // Every model's sim:N placements share these devices (and their capacity).
+  DeviceSet devices(SimDeviceOptions{config.sim_memory_bytes,
+                                     static_cast<double>(config.sim_link_bytes_per_second),
+                                     config.sim_link_latency_us * 1e-6});
   for (const ModelServingConfig& m : config.models) {
     ModelLoadOptions load_options;
+    load_options.devices = &devices;
+    load_options.prefetch_depth = static_cast<int>(m.prefetch_depth);
     load_options.quantization = m.quantization;
     load_options.device_map = m.device_map;
     load_options.pool = &pool;

@@ -11,12 +11,24 @@
 
 namespace tierserve {
 
+Location ExecutionLocation(const DeviceMap& map) {
+  if (!map.is_auto()) {
+    for (const DeviceMap::Entry& e : map.entries()) {
+      if (e.placement.device.tier == Location::Tier::kSim) return e.placement.device;
+    }
+  }
+  return Location{Location::Tier::kCpu, 0};
+}
+
 absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const ModelLoadOptions& options) {
   if (options.pool == nullptr) return absl::InvalidArgumentError("LoadModel needs a compute pool");
   LoadedModel m;
   TS_ASSIGN_OR_RETURN(m.source, WeightSource::Open(path));
+  static DeviceSet* const default_devices = new DeviceSet();
   ModuleLoader loader(*m.source, options.quantization, options.device_map,
-                      OffloadOptions{HostDevice(), options.offload_path, options.prefetch_depth});
+                      OffloadOptions{options.devices != nullptr ? options.devices : default_devices,
+                                     ExecutionLocation(options.device_map), options.offload_path,
+                                     options.prefetch_depth});
   switch (m.source->config().arch) {
     case Architecture::kLlama: {
       TS_ASSIGN_OR_RETURN(m.model, LoadLlama(loader, options.pool));

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "runtime/base/thread_pool.h"
+#include "runtime/device/device_set.h"
 #include "runtime/model/causal_lm.h"
 #include "runtime/model/weight_source.h"
 #include "runtime/placement/device_map.h"
@@ -30,7 +31,14 @@ struct ModelLoadOptions {
   std::string offload_path;
   // Offloaded groups read ahead of the one in use.
   int prefetch_depth = 2;
+  // The host and the sim:N devices the map may name; must outlive the model.
+  // nullptr: a process-wide set with default sim options.
+  DeviceSet* devices = nullptr;
 };
+
+// Where the math runs for `map`: the first sim:N placement in the map's
+// order, else the cpu.
+Location ExecutionLocation(const DeviceMap& map);
 
 // A loaded model with what it needs to serve text: its weights' source (kept
 // open: fp32 weights may be views into its mapped files), its tokenizer, and

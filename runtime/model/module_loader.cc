@@ -14,8 +14,12 @@ ModuleLoader::ModuleLoader(const WeightSource& src, const QuantizationConfig& qu
       quantization_(quantization),
       device_map_(device_map),
       offload_(std::move(offload)),
-      streamer_(std::make_unique<Streamer>(offload_.host,
-                                           Streamer::Options{offload_.prefetch_depth})) {
+      streamer_(std::make_unique<Streamer>(
+          offload_.devices->host(),
+          Streamer::Options{offload_.prefetch_depth,
+                            offload_.execution.tier == Location::Tier::kSim
+                                ? offload_.devices->Sim(offload_.execution.index)
+                                : nullptr})) {
   if (quantization_.enabled()) skip_ = quantization_.SkipModules();
   skip_used_.assign(skip_.size(), false);
 }
@@ -30,51 +34,68 @@ absl::StatusOr<std::unique_ptr<Streamer>> ModuleLoader::FinishStreamer() {
   return std::move(streamer_);
 }
 
-absl::StatusOr<Location::Tier> ModuleLoader::TierOf(const std::string& module,
-                                                    Streamer::GroupId group) {
-  Location::Tier tier = Location::Tier::kCpu;
+absl::StatusOr<Location> ModuleLoader::LocationOf(const std::string& module,
+                                                  Streamer::GroupId group) {
+  Location where{Location::Tier::kCpu, 0};
   if (!device_map_.is_auto() && !device_map_.entries().empty()) {
     TS_ASSIGN_OR_RETURN(Placement p, device_map_.Resolve(module + ".weight"));
-    tier = p.device.tier;
+    where = p.device;
   }
-  if (tier == Location::Tier::kCuda) {
-    return absl::UnimplementedError(
-        absl::StrCat(module, ": cuda placements are not served yet; expected cpu or disk"));
+  if (where.tier == Location::Tier::kCuda) {
+    return absl::UnimplementedError(absl::StrCat(
+        module, ": cuda placements are not served yet; expected cpu, disk or sim:N"));
   }
-  if (tier == Location::Tier::kDisk && (offload_.path.empty() || offload_.host == nullptr)) {
+  if (where.tier == Location::Tier::kDisk && offload_.path.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(module, " is placed on disk, but there is no offload folder to put it in"));
   }
-  if (static_cast<size_t>(group) >= group_tier_.size()) group_tier_.resize(group + 1);
-  auto& [first, first_tier] = group_tier_[group];
+  if (static_cast<size_t>(group) >= group_location_.size()) group_location_.resize(group + 1);
+  auto& [first, first_where] = group_location_[group];
   if (first.empty()) {
     first = module;
-    first_tier = tier;
-  } else if (first_tier != tier) {
+    first_where = where;
+  } else if (!(first_where == where)) {
     return absl::InvalidArgumentError(absl::StrCat(
         streamer_->group_name(group), " would be split across placements (", first, " on ",
-        Location{first_tier, 0}.ToString(), ", ", module, " on ", Location{tier, 0}.ToString(),
+        first_where.ToString(), ", ", module, " on ", where.ToString(),
         "); a decoder layer rests in one place: place it as a whole"));
   }
-  return tier;
+  return where;
 }
 
 absl::Status ModuleLoader::Place(const std::string& module, Streamer::GroupId group,
-                                 Location::Tier tier, WeightFormat* w) {
-  if (tier != Location::Tier::kDisk) {
-    if (!w->ViewsSource()) src_.ReleaseStored(module + ".weight");
-    return absl::OkStatus();
+                                 const Location& where, WeightFormat* w) {
+  absl::Status placed;
+  switch (where.tier) {
+    case Location::Tier::kCpu:
+      if (offload_.execution.tier == Location::Tier::kCpu) {
+        // Computed where it rests; a view of the model file stays mapped.
+        if (!w->ViewsSource()) src_.ReleaseStored(module + ".weight");
+        return absl::OkStatus();
+      }
+      placed = streamer_->RestOnHost(group, w);
+      break;
+    case Location::Tier::kSim:
+      placed = streamer_->PlaceOn(w, offload_.devices->Sim(where.index));
+      break;
+    case Location::Tier::kDisk:
+      if (file_ == nullptr) {
+        TS_ASSIGN_OR_RETURN(file_, OffloadFile::Create(offload_.path));
+      }
+      placed = streamer_->Offload(group, w, file_.get());
+      break;
+    case Location::Tier::kCuda:
+      return absl::UnimplementedError(absl::StrCat(module, ": cuda placements are not served yet"));
   }
-  if (file_ == nullptr) {
-    TS_ASSIGN_OR_RETURN(file_, OffloadFile::Create(offload_.path));
+  if (!placed.ok()) {
+    return absl::Status(placed.code(), absl::StrCat(module, ": ", placed.message()));
   }
-  TS_RETURN_IF_ERROR(streamer_->Offload(group, w, file_.get()));
-  src_.ReleaseStored(module + ".weight");  // read back from the offload file from now on
+  src_.ReleaseStored(module + ".weight");  // it lives elsewhere from now on
   return absl::OkStatus();
 }
 
 std::optional<Precision> ModuleLoader::LinearPrecision(const std::string& name,
-                                                       Location::Tier tier) {
+                                                       const Location& where) {
   if (!device_map_.is_auto() && !device_map_.entries().empty()) {
     absl::StatusOr<Placement> p = device_map_.Resolve(name + ".weight");
     if (p.ok() && p->precision.has_value()) return p->precision;
@@ -87,7 +108,8 @@ std::optional<Precision> ModuleLoader::LinearPrecision(const std::string& name,
   }
   // transformers keeps what rests off the execution device in fp32.
   if (quantization_.enabled() && quantization_.llm_int8_enable_fp32_cpu_offload &&
-      tier == Location::Tier::kDisk) {
+      (where.tier == Location::Tier::kDisk ||
+       (where.tier == Location::Tier::kCpu && offload_.execution.tier != Location::Tier::kCpu))) {
     return Precision::kFp32;
   }
   return quantization_.LinearPrecision(name);
@@ -126,22 +148,22 @@ absl::StatusOr<Linear> ModuleLoader::LoadLinear(const std::string& name, int64_t
                                                 int64_t out_features, bool bias, bool conv1d) {
   const Streamer::GroupId group =
       group_ != Streamer::kResident ? group_ : streamer_->AddGroup(name);
-  TS_ASSIGN_OR_RETURN(Location::Tier tier, TierOf(name, group));
+  TS_ASSIGN_OR_RETURN(Location where, LocationOf(name, group));
   TS_ASSIGN_OR_RETURN(std::unique_ptr<WeightFormat> w,
                       LoadWeight(name + ".weight", out_features, in_features, conv1d,
-                                 LinearPrecision(name, tier)));
-  TS_RETURN_IF_ERROR(Place(name, group, tier, w.get()));
+                                 LinearPrecision(name, where)));
+  TS_RETURN_IF_ERROR(Place(name, group, where, w.get()));
   F32Weight b;
   if (bias) {
     TS_ASSIGN_OR_RETURN(b, src_.Load(name + ".bias", {out_features}));
   }
   const int64_t bias_bytes = bias ? out_features * static_cast<int64_t>(sizeof(float)) : 0;
-  if (tier == Location::Tier::kDisk && bias) {
-    // The weight streams; its bias stays in memory with the norms.
-    Record(name, "disk", w->precision(), out_features * in_features, w->bytes());
+  if (where.tier != Location::Tier::kCpu && bias) {
+    // The weight rests there; its bias stays in host memory with the norms.
+    Record(name, where.ToString(), w->precision(), out_features * in_features, w->bytes());
     Record(name + ".bias", "cpu", Precision::kFp32, out_features, bias_bytes);
   } else {
-    Record(name, Location{tier, 0}.ToString(), w->precision(),
+    Record(name, where.ToString(), w->precision(),
            out_features * in_features + (bias ? out_features : 0), w->bytes() + bias_bytes);
   }
   return Linear(std::move(w), std::move(b), group);
@@ -151,11 +173,11 @@ absl::StatusOr<Linear> ModuleLoader::LoadEmbedding(const std::string& name, int6
                                                    int64_t cols) {
   const Streamer::GroupId group =
       group_ != Streamer::kResident ? group_ : streamer_->AddGroup(name);
-  TS_ASSIGN_OR_RETURN(Location::Tier tier, TierOf(name, group));
+  TS_ASSIGN_OR_RETURN(Location where, LocationOf(name, group));
   TS_ASSIGN_OR_RETURN(std::unique_ptr<WeightFormat> w,
                       LoadWeight(name + ".weight", rows, cols, false, std::nullopt));
-  TS_RETURN_IF_ERROR(Place(name, group, tier, w.get()));
-  Record(name, Location{tier, 0}.ToString(), w->precision(), rows * cols, w->bytes());
+  TS_RETURN_IF_ERROR(Place(name, group, where, w.get()));
+  Record(name, where.ToString(), w->precision(), rows * cols, w->bytes());
   return Linear(std::move(w), F32Weight(), group);
 }
 

@@ -13,9 +13,13 @@
 // quantized size. Embeddings and norms are never quantized, as in
 // bitsandbytes, which replaces only linear layers.
 //
-// Placement: a module on `disk` has its image written to the offload file
-// in its final precision and its memory freed; the streamer stages it back
-// when its group is acquired. The architectures group a decoder layer's
+// Placement, with `cpu` or a `sim:N` as the execution device: a module on
+// `disk` has its image written to the offload file in its final precision
+// and its memory freed; a module on `cpu` rests in host memory, computed in
+// place on a cpu execution device, else copied over the link at each use; a
+// module on a `sim:N` rests in that device's memory (its capacity checked).
+// The streamer stages offloaded groups to the execution device when they
+// are acquired. The architectures group a decoder layer's
 // modules (BeginGroup/EndGroup): a group is never split across placements.
 // A linear module loaded outside a group is a group of its own. fp32
 // vectors (norm weights, biases, position tables; well under 1% of a
@@ -33,6 +37,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "runtime/device/device_set.h"
 #include "runtime/model/linear.h"
 #include "runtime/model/weight_source.h"
 #include "runtime/placement/device_map.h"
@@ -43,9 +48,12 @@
 
 namespace tierserve {
 
-// Where disk-tier modules go and how they come back.
+// The devices placements name, and where disk-tier modules go.
 struct OffloadOptions {
-  Device* host = nullptr;  // staging memory; required when a module is on disk
+  // The host and the sim:N devices; required. Must outlive the model.
+  DeviceSet* devices = nullptr;
+  // Where the math runs: cpu or a sim:N the map names.
+  Location execution{Location::Tier::kCpu, 0};
   std::string path;        // the offload file; required when a module is on disk
   int prefetch_depth = 2;  // Streamer::Options::depth
 };
@@ -83,9 +91,9 @@ class ModuleLoader {
   std::vector<std::string> UnusedSkipModules() const;
 
  private:
-  // The precision the linear module `name`, resting on `tier`, is to take;
+  // The precision the linear module `name`, resting at `where`, is to take;
   // nullopt: as stored.
-  std::optional<Precision> LinearPrecision(const std::string& name, Location::Tier tier);
+  std::optional<Precision> LinearPrecision(const std::string& name, const Location& where);
   // The weight of a linear or embedding in `precision`.
   absl::StatusOr<std::unique_ptr<WeightFormat>> LoadWeight(const std::string& tensor,
                                                            int64_t rows, int64_t cols,
@@ -93,11 +101,11 @@ class ModuleLoader {
                                                            std::optional<Precision> precision);
   void Record(const std::string& module, const std::string& device, Precision precision,
               int64_t parameters, int64_t bytes);
-  // Where the weight of `module` rests: "cpu" or "disk". Checks the group's
-  // modules agree and that disk has somewhere to go.
-  absl::StatusOr<Location::Tier> TierOf(const std::string& module, Streamer::GroupId group);
-  // Places `w` (the weight of `module`, in `group`) on `tier`.
-  absl::Status Place(const std::string& module, Streamer::GroupId group, Location::Tier tier,
+  // Where the weight of `module` rests. Checks the group's modules agree and
+  // that disk has somewhere to go.
+  absl::StatusOr<Location> LocationOf(const std::string& module, Streamer::GroupId group);
+  // Places `w` (the weight of `module`, in `group`) at `where`.
+  absl::Status Place(const std::string& module, Streamer::GroupId group, const Location& where,
                      WeightFormat* w);
 
   const WeightSource& src_;
@@ -111,7 +119,7 @@ class ModuleLoader {
   std::unique_ptr<Streamer> streamer_;
   std::unique_ptr<OffloadFile> file_;  // opened by the first disk module
   Streamer::GroupId group_ = Streamer::kResident;  // the open group, if any
-  std::vector<std::pair<std::string, Location::Tier>> group_tier_;  // first module, tier; by group
+  std::vector<std::pair<std::string, Location>> group_location_;  // first module, where; by group
 };
 
 }  // namespace tierserve

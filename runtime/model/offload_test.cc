@@ -4,6 +4,7 @@
 // precision, for prefill and decode steps; and the failures are clear.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -92,6 +93,7 @@ class OffloadTest : public ::testing::TestWithParam<Case> {
   LoadedModel Load(DeviceMap map, const std::string& offload) {
     ModelLoadOptions o;
     o.pool = pool_.get();
+    o.devices = &devices_;
     Quantize(GetParam().quantization, &o);
     o.device_map = std::move(map);
     o.offload_path = offload;
@@ -101,6 +103,7 @@ class OffloadTest : public ::testing::TestWithParam<Case> {
   }
 
   std::unique_ptr<ThreadPool> pool_;
+  DeviceSet devices_{SimDeviceOptions{int64_t{2} << 30, 32e9, 1e-6}};
 };
 
 TEST_P(OffloadTest, HalfAndAllOnDiskGiveTheBitsOfAllResident) {
@@ -133,6 +136,66 @@ TEST_P(OffloadTest, HalfAndAllOnDiskGiveTheBitsOfAllResident) {
     int disk_modules = 0;
     for (const ModuleRecord& r : m.modules) disk_modules += r.device == "disk";
     EXPECT_GT(disk_modules, 0);
+  }
+}
+
+Placement AtSim(int index) { return Placement{Location{Location::Tier::kSim, index}, std::nullopt}; }
+
+TEST_P(OffloadTest, SimulatedAcceleratorsGiveTheBitsOfAllResident) {
+  const Case& c = GetParam();
+  const std::vector<float> resident = Generate(*Load(DeviceMap(), "").model, 3);
+  const std::string first_half = c.layers + ".0-" + std::to_string(c.num_layers / 2 - 1);
+  OffloadFolder folder;
+  struct Map {
+    std::string name;
+    DeviceMap map;
+  };
+  std::vector<Map> maps;
+  {  // Everything resident on sim:0.
+    DeviceMap m("test", "device_map");
+    ASSERT_TRUE(m.AddKey("", AtSim(0)).ok());
+    maps.push_back({"all on sim:0", std::move(m)});
+  }
+  {  // sim:0 computes; half the layers rest in host memory and cross the link.
+    DeviceMap m("test", "device_map");
+    ASSERT_TRUE(m.AddKey("", AtSim(0)).ok());
+    ASSERT_TRUE(m.AddKey(first_half, At(Location::Tier::kCpu)).ok());
+    maps.push_back({"sim:0 with cpu offload", std::move(m)});
+  }
+  {  // sim:0 computes; half the layers come from disk through host staging.
+    DeviceMap m("test", "device_map");
+    ASSERT_TRUE(m.AddKey("", AtSim(0)).ok());
+    ASSERT_TRUE(m.AddKey(first_half, At(Location::Tier::kDisk)).ok());
+    maps.push_back({"sim:0 with disk offload", std::move(m)});
+  }
+  {  // Two simulated devices.
+    DeviceMap m("test", "device_map");
+    ASSERT_TRUE(m.AddKey("", AtSim(0)).ok());
+    ASSERT_TRUE(m.AddKey(first_half, AtSim(1)).ok());
+    maps.push_back({"sim:0 + sim:1", std::move(m)});
+  }
+  auto sim0_weights = [&] {
+    return devices_.Sim(0)->usage().bytes[static_cast<int>(MemoryKind::kWeights)];
+  };
+  const int64_t before = sim0_weights();
+  for (const Map& m : maps) {
+    SCOPED_TRACE(m.name);
+    LoadedModel loaded = Load(m.map, folder.File(c.name + ".offload"));
+    ASSERT_NE(loaded.model, nullptr);
+    const std::vector<float> got = Generate(*loaded.model, 3);
+    ASSERT_EQ(got.size(), resident.size());
+    EXPECT_EQ(std::memcmp(got.data(), resident.data(), got.size() * sizeof(float)), 0);
+    const StreamerStats stats = loaded.model->streamer().stats();
+    if (m.name == "sim:0 with cpu offload" || m.name == "sim:0 with disk offload") {
+      EXPECT_GT(stats.bytes_copied, 0);
+    }
+    // What the load report puts on sim:0 is what sim:0 counts as its weights.
+    int64_t on_sim0 = 0;
+    for (const ModuleRecord& r : loaded.modules) on_sim0 += r.device == "sim:0" ? r.bytes : 0;
+    EXPECT_GT(on_sim0, 0);
+    EXPECT_EQ(sim0_weights() - before, on_sim0);
+    loaded = LoadedModel();
+    EXPECT_EQ(sim0_weights(), before);
   }
 }
 
@@ -221,6 +284,31 @@ TEST_F(OffloadErrorTest, ATruncatedOffloadFileFailsTheForwardNotTheProcess) {
     EXPECT_NE(st.message().find("offload file " + file), std::string::npos) << st;
     EXPECT_NE(st.message().find("truncated"), std::string::npos) << st;
   }
+}
+
+}  // namespace
+}  // namespace tierserve
+
+namespace tierserve {
+namespace {
+
+TEST(SimCapacityTest, AMapThatDoesNotFitFailsAtLoadWithTheFigures) {
+  ThreadPool pool(1);
+  DeviceSet devices(SimDeviceOptions{64 << 10, 16e9, 1e-6});
+  DeviceMap map("test", "device_map");
+  ASSERT_TRUE(map.AddKey("", Placement{Location{Location::Tier::kSim, 0}, std::nullopt}).ok());
+  ModelLoadOptions o;
+  o.pool = &pool;
+  o.devices = &devices;
+  o.device_map = std::move(map);
+  absl::StatusOr<LoadedModel> m = LoadModel("tests/data/tiny_llama", o);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kResourceExhausted) << m.status();
+  const std::string message(m.status().message());
+  EXPECT_NE(message.find(": sim:0: cannot allocate "), std::string::npos) << message;
+  EXPECT_NE(message.find("64.0 KiB capacity"), std::string::npos) << message;
+  // Nothing stays allocated by the failed load.
+  EXPECT_EQ(devices.Sim(0)->usage().total(), 0);
 }
 
 }  // namespace

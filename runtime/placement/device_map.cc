@@ -48,6 +48,8 @@ std::string Location::ToString() const {
   switch (tier) {
     case Tier::kCuda:
       return absl::StrCat("cuda:", index);
+    case Tier::kSim:
+      return absl::StrCat("sim:", index);
     case Tier::kCpu:
       return "cpu";
     case Tier::kDisk:
@@ -59,6 +61,11 @@ std::string Location::ToString() const {
 std::optional<Location> ParseLocation(absl::string_view text) {
   if (text == "cpu") return Location{Location::Tier::kCpu, 0};
   if (text == "disk") return Location{Location::Tier::kDisk, 0};
+  if (absl::ConsumePrefix(&text, "sim:")) {
+    std::optional<int64_t> index = ParseIndex(text);
+    if (!index.has_value() || *index > kMaxCudaIndex) return std::nullopt;
+    return Location{Location::Tier::kSim, static_cast<int>(*index)};
+  }
   absl::ConsumePrefix(&text, "cuda:");  // "cuda:N" or the bare index N
   std::optional<int64_t> index = ParseIndex(text);
   if (!index.has_value() || *index > kMaxCudaIndex) return std::nullopt;
@@ -68,6 +75,14 @@ std::optional<Location> ParseLocation(absl::string_view text) {
 std::string Placement::ToString() const {
   if (!precision.has_value()) return device.ToString();
   return absl::StrCat(device.ToString(), " (", PrecisionName(*precision), ")");
+}
+
+DeviceMap DeviceMap::WithTier(Location::Tier from, Location::Tier to) const {
+  DeviceMap m = *this;
+  for (Entry& e : m.entries_) {
+    if (e.placement.device.tier == from) e.placement.device.tier = to;
+  }
+  return m;
 }
 
 DeviceMap DeviceMap::Everything(Placement placement, std::string source, std::string key_path) {

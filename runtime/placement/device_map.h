@@ -38,18 +38,19 @@ namespace tierserve {
 // Where a placement puts a module: a memory tier and, for cuda, the device
 // index.
 struct Location {
-  enum class Tier { kCuda, kCpu, kDisk };
+  enum class Tier { kCuda, kSim, kCpu, kDisk };
   Tier tier = Tier::kCpu;
-  int index = 0;  // cuda only
+  int index = 0;  // cuda and sim only
 
-  // "cuda:N", "cpu" or "disk".
+  // "cuda:N", "sim:N", "cpu" or "disk".
   std::string ToString() const;
   bool operator==(const Location&) const = default;
 };
-// Parses `cuda:N`, a bare GPU index `N` (as accelerate writes it), `cpu` or
-// `disk`; std::nullopt otherwise. N is 0..255.
+// Parses `cuda:N`, a bare GPU index `N` (as accelerate writes it), `sim:N`
+// (a simulated accelerator), `cpu` or `disk`; std::nullopt otherwise. N is
+// 0..255.
 std::optional<Location> ParseLocation(absl::string_view text);
-inline constexpr char kDeviceForms[] = "cuda:N, a GPU index N, cpu or disk";
+inline constexpr char kDeviceForms[] = "cuda:N, a GPU index N, sim:N, cpu or disk";
 
 // Where one module's weights rest, and in which precision (none: as the
 // model file and the quantization section make them).
@@ -85,6 +86,10 @@ class DeviceMap {
   // Adds `key` (a prefix or a range) with `placement`; the error says what is
   // wrong with the key, without file or key path.
   absl::Status AddKey(const std::string& key, const Placement& placement);
+
+  // The same map with every placement on tier `from` moved to tier `to`,
+  // index kept (cuda:1 -> sim:1).
+  DeviceMap WithTier(Location::Tier from, Location::Tier to) const;
 
   bool is_auto() const { return auto_; }
   // In file order, ranges expanded. Empty when is_auto().

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -21,7 +22,8 @@ double SecondsSince(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 struct Streamer::Slot {
-  Buffer buffer;
+  Buffer buffer;                 // on the execution device
+  Buffer host;                   // disk reads land here first when that is not the host
   GroupId group = kResident;     // held, read or being read; kResident: empty
   bool held = false;             // a lease is out
   bool prefetched = false;       // the read was issued before an acquire asked
@@ -56,7 +58,10 @@ void Streamer::Lease::Release() {
   slot_ = -1;
 }
 
-Streamer::Streamer(Device* host, Options options) : host_(host), options_(options) {}
+Streamer::Streamer(Device* host, Options options)
+    : host_(host),
+      execution_(options.execution != nullptr ? options.execution : host),
+      options_(options) {}
 
 Streamer::~Streamer() {
   // Reads in flight write into the slots: let them land first.
@@ -64,8 +69,20 @@ Streamer::~Streamer() {
 }
 
 Streamer::GroupId Streamer::AddGroup(std::string name) {
-  groups_.push_back(Group{std::move(name), {}, -1, 0});
+  groups_.push_back(Group{std::move(name), Rest::kResident, {}, -1, 0});
   return static_cast<GroupId>(groups_.size()) - 1;
+}
+
+absl::StatusOr<int64_t> Streamer::AddMember(GroupId group, Rest rest, WeightFormat* format) {
+  Group& g = groups_[group];
+  if (!g.members.empty() && g.rest != rest) {
+    return absl::InternalError(absl::StrCat(g.name, ": its weights must rest in one place"));
+  }
+  g.rest = rest;
+  const int64_t offset = g.members.empty() ? 0 : AlignUp(g.bytes);
+  g.members.push_back(Member{format, offset, Buffer()});
+  g.bytes = offset + format->bytes();
+  return offset;
 }
 
 absl::Status Streamer::Offload(GroupId group, WeightFormat* format, OffloadFile* file) {
@@ -79,9 +96,36 @@ absl::Status Streamer::Offload(GroupId group, WeightFormat* format, OffloadFile*
       file->Append(format->image(), format->bytes(), first ? kGroupAlignment : kByteAlignment);
   if (!at.ok()) return at.status();
   if (first) g.file_offset = *at;
-  g.members.push_back(Member{format, *at - g.file_offset});
-  g.bytes = *at + format->bytes() - g.file_offset;
+  absl::StatusOr<int64_t> offset = AddMember(group, Rest::kDisk, format);
+  if (!offset.ok()) return offset.status();
+  if (*offset != *at - g.file_offset) {
+    return absl::InternalError(absl::StrCat(g.name, ": offload file layout mismatch"));
+  }
   format->Unbind();
+  return absl::OkStatus();
+}
+
+absl::Status Streamer::RestOnHost(GroupId group, WeightFormat* format) {
+  if (execution_ == host_) {
+    return absl::InternalError("weights rest on the host only when computing elsewhere");
+  }
+  absl::StatusOr<Buffer> b = host_->Allocate(format->bytes(), MemoryKind::kWeights);
+  if (!b.ok()) return b.status();
+  std::memcpy(b->data(), format->image(), static_cast<size_t>(format->bytes()));
+  absl::StatusOr<int64_t> offset = AddMember(group, Rest::kHost, format);
+  if (!offset.ok()) return offset.status();
+  groups_[group].members.back().host = std::move(*b);
+  format->Unbind();
+  return absl::OkStatus();
+}
+
+absl::Status Streamer::PlaceOn(WeightFormat* format, Device* device) {
+  absl::StatusOr<Buffer> b = device->Allocate(format->bytes(), MemoryKind::kWeights);
+  if (!b.ok()) return b.status();
+  // cpu and sim buffers are host memory; a CUDA device copies through its stream.
+  std::memcpy(b->data(), format->image(), static_cast<size_t>(format->bytes()));
+  format->Bind(b->data());
+  placed_.push_back(std::move(*b));
   return absl::OkStatus();
 }
 
@@ -90,20 +134,27 @@ absl::Status Streamer::Finish(std::unique_ptr<OffloadFile> file) {
   int64_t largest = 0;
   for (const Group& g : groups_) largest = std::max(largest, g.bytes);
   if (largest == 0) return absl::OkStatus();
+  bool disk = false;
+  for (const Group& g : groups_) disk |= g.rest == Rest::kDisk;
   for (int i = 0; i < options_.depth + kMaxHeld; ++i) {
     auto slot = std::make_unique<Slot>();
-    absl::StatusOr<Buffer> b = host_->Allocate(largest, MemoryKind::kStaging);
+    absl::StatusOr<Buffer> b = execution_->Allocate(largest, MemoryKind::kStaging);
     if (!b.ok()) return b.status();
     slot->buffer = std::move(*b);
+    if (disk && execution_ != host_) {
+      absl::StatusOr<Buffer> h = host_->Allocate(largest, MemoryKind::kStaging);
+      if (!h.ok()) return h.status();
+      slot->host = std::move(*h);
+    }
     slots_.push_back(std::move(slot));
   }
-  reads_ = host_->NewCopyStream();
+  reads_ = execution_->NewCopyStream();
   return absl::OkStatus();
 }
 
 int64_t Streamer::staging_bytes() const {
   int64_t b = 0;
-  for (const auto& s : slots_) b += s->buffer.size();
+  for (const auto& s : slots_) b += s->buffer.size() + s->host.size();
   return b;
 }
 
@@ -148,14 +199,22 @@ int Streamer::StartRead(GroupId group, bool demand) {
   slot.prefetched = false;
   slot.read_status = absl::OkStatus();
   const Group& g = groups_[group];
-  Slot* target = &slot;
-  OffloadFile* file = file_.get();
-  reads_->Enqueue([target, file, offset = g.file_offset, bytes = g.bytes] {
-    const auto t0 = std::chrono::steady_clock::now();
-    target->read_status = file->Read(offset, bytes, target->buffer.data());
-    target->read_seconds = SecondsSince(t0);
-    return absl::OkStatus();  // the slot carries the outcome; the stream stays usable
-  });
+  if (g.rest == Rest::kDisk) {
+    Slot* target = &slot;
+    OffloadFile* file = file_.get();
+    uint8_t* landing = slot.host.empty() ? slot.buffer.data() : slot.host.data();
+    reads_->Enqueue([target, file, landing, offset = g.file_offset, bytes = g.bytes] {
+      const auto t0 = std::chrono::steady_clock::now();
+      target->read_status = file->Read(offset, bytes, landing);
+      target->read_seconds = SecondsSince(t0);
+      return absl::OkStatus();  // the slot carries the outcome; the stream stays usable
+    });
+    if (!slot.host.empty()) reads_->Copy(slot.host.data(), slot.buffer.data(), g.bytes);
+  } else {  // Rest::kHost
+    for (const Member& m : g.members) {
+      reads_->Copy(m.host.data(), slot.buffer.data() + m.offset, m.format->bytes());
+    }
+  }
   slot.ready = reads_->Record();
   return best;
 }
@@ -213,8 +272,10 @@ absl::StatusOr<Streamer::Lease> Streamer::Acquire(GroupId group) {
     slot.ready->Wait().IgnoreError();
   }
   if (slot.fresh) {  // the first use of this read
+    const Group& g = groups_[group];
     stats_.read_seconds += slot.read_seconds;
-    stats_.bytes_read += groups_[group].bytes;
+    if (g.rest == Rest::kDisk) stats_.bytes_read += g.bytes;
+    if (execution_ != host_) stats_.bytes_copied += g.bytes;
     ++stats_.groups_read;
     slot.fresh = false;
   }

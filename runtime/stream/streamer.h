@@ -7,9 +7,14 @@
 //   (w goes out of scope: the staging slot is free for a group further ahead)
 //
 // A group's weights are WeightFormats whose images lie back to back (64-byte
-// aligned) in one region of the offload file. Acquire reads that region into
-// a staging slot on the copy stream's thread and Binds each format to its
-// part of the slot; releasing the lease Unbinds them. While group g is in
+// aligned) in one staging slot on the execution device. A group rests on
+// disk (one region of the offload file), or — when the execution device is
+// an accelerator — in host memory. Acquire queues, on the execution device's
+// copy stream, the read of the region (into host staging, then over the link
+// into the slot when the execution device is not the host) or the copies of
+// the host images, and Binds each format to its part of the slot; releasing
+// the lease Unbinds them. Groups placed on a device rest bound to buffers
+// there and are never streamed. While group g is in
 // use, the next `depth` offloaded groups of the forward's order are already
 // on their way into the other slots. The order is learned: the first forward
 // records the order in which groups are acquired, and every later forward
@@ -17,8 +22,9 @@
 // next step's first layers load while this step's logits are computed).
 //
 // The staging pool is bounded: depth + kMaxHeld slots of the largest
-// offloaded group's size, allocated once on the host device as staging
-// memory. Resident groups (not offloaded) cost nothing to acquire.
+// offloaded group's size, allocated once on the execution device as staging
+// memory (plus as many host slots for disk reads when that device is not the
+// host). Resident groups cost nothing to acquire.
 //
 // Thread-safety: Acquire, leases and BeginForward on one thread (the model's
 // forward); the reads run on the copy stream's thread.
@@ -41,9 +47,10 @@ namespace tierserve {
 // What the streamer has done since it was made: the figures of the
 // offload metrics and the benchmark.
 struct StreamerStats {
-  int64_t groups_read = 0;
+  int64_t groups_read = 0;     // groups staged: read from disk or copied from the host
   int64_t bytes_read = 0;      // offload file -> host staging
   double read_seconds = 0;     // time the reads took, on the copy thread
+  int64_t bytes_copied = 0;    // host -> execution device, when it is not the host
   double stall_seconds = 0;    // time Acquire waited for bytes not yet read
   int64_t acquires = 0;        // of offloaded groups
   int64_t prefetch_hits = 0;   // acquires whose read had been issued ahead
@@ -55,6 +62,8 @@ class Streamer {
  public:
   struct Options {
     int depth = 2;  // offloaded groups read ahead of the one in use
+    // Where the math runs and the staging slots live; nullptr: the host.
+    Device* execution = nullptr;
   };
   // Leases held at once, most: the architectures hold one group at a time.
   static constexpr int kMaxHeld = 1;
@@ -88,12 +97,22 @@ class Streamer {
   Streamer(const Streamer&) = delete;
   Streamer& operator=(const Streamer&) = delete;
 
-  // Loading. AddGroup starts a group; Offload writes `format`'s image into
-  // the group's region of `file` and unbinds the format (its bytes now live
-  // only on disk). Finish allocates the staging pool. `file` is set by the
-  // first Offload and must be the same for every call.
+  // Loading. AddGroup starts a group; each weight of it then rests one way,
+  // the same for the whole group:
+  //  Offload     writes `format`'s image into the group's region of `file`
+  //              and unbinds the format (its bytes live only on disk);
+  //  RestOnHost  moves the image into host memory the streamer owns, copied
+  //              to the execution device at each use (REQUIRES: that device
+  //              is not the host);
+  //  PlaceOn     moves the image into a buffer on `device` and binds the
+  //              format there for good; ResourceExhausted, with the figures,
+  //              when the device is full.
+  // Finish allocates the staging pool. `file` is set by the first Offload
+  // and must be the same for every call.
   GroupId AddGroup(std::string name);
   absl::Status Offload(GroupId group, WeightFormat* format, OffloadFile* file);
+  absl::Status RestOnHost(GroupId group, WeightFormat* format);
+  absl::Status PlaceOn(WeightFormat* format, Device* device);
   absl::Status Finish(std::unique_ptr<OffloadFile> file);
 
   // The group's weights, bound and readable until the lease ends. An error
@@ -113,15 +132,20 @@ class Streamer {
   struct Member {
     WeightFormat* format;
     int64_t offset;  // in the group's image
+    Buffer host;     // the image, when the group rests on the host
   };
+  enum class Rest { kResident, kDisk, kHost };
   struct Group {
     std::string name;
+    Rest rest = Rest::kResident;
     std::vector<Member> members;  // empty: resident
-    int64_t file_offset = -1;
+    int64_t file_offset = -1;     // kDisk
     int64_t bytes = 0;
   };
   struct Slot;
 
+  // Adds `format` to `group`, resting as `rest`; its offset in the image.
+  absl::StatusOr<int64_t> AddMember(GroupId group, Rest rest, WeightFormat* format);
   // Issues the read of `group` into a slot that is free or holds a group
   // needed later (any unheld slot when `demand`: an acquire is waiting);
   // returns the slot, or -1 when there is none.
@@ -132,8 +156,10 @@ class Streamer {
   int SlotOf(GroupId group) const;
 
   Device* host_;
+  Device* execution_;  // host_ unless options say otherwise
   Options options_;
   std::vector<Group> groups_;
+  std::vector<Buffer> placed_;  // the images PlaceOn moved to devices
   std::unique_ptr<OffloadFile> file_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::unique_ptr<CopyStream> reads_;

@@ -94,11 +94,11 @@ models:
     path: $MODEL
     max_memory: {cpu: 1GiB}"
 
-expect_error offload_folder_unused "models[0].offload_folder" "
+expect_error disk_without_offload_folder "models[0].device_map[\"model.layers.0\"]" "
 models:
   - name: tiny
     path: $MODEL
-    offload_folder: $tmp"
+    device_map: {\"\": cpu, model.layers.0: disk}"
 
 # A FIFO given as the config must not block start-up (nothing ever writes to it).
 checks=$((checks + 1))
