@@ -296,21 +296,22 @@ TEST_F(SmolLm2CoverageTest, UncoveredTensorsAreNamed) {
       "not placed otherwise");
 }
 
-TEST_F(SmolLm2CoverageTest, KeysThatMatchNoTensorAreErrors) {
-  // The embeddings are tied: the GGUF has no lm_head. And there are 30 layers.
-  absl::StatusOr<DeviceMap> tied = MapOf("\"\": cpu\nlm_head: disk\n");
-  ASSERT_TRUE(tied.ok());
-  EXPECT_TRUE(tied->CheckCovers(names_, "x.yaml").ok());
-  EXPECT_EQ(
-      tied->CheckEveryKeyUsed(names_, "x.yaml").message(),
-      "x.yaml: models[0].device_map.lm_head: lm_head matches no tensor of the model; keys must "
-      "be module paths of the model, whose tensors are named like model.embed_tokens.weight");
+TEST_F(SmolLm2CoverageTest, KeysThatMatchNoTensorAreErrorsWithTheNearestPaths) {
+  absl::StatusOr<DeviceMap> typo = MapOf("\"\": cpu\nmodel.layers.3.mlp.up_prj: disk\n");
+  ASSERT_TRUE(typo.ok());
+  EXPECT_TRUE(typo->CheckCovers(names_, "x.yaml").ok());
+  EXPECT_EQ(std::string(typo->CheckEveryKeyUsed(names_, "x.yaml").message()),
+            "x.yaml: models[0].device_map[\"model.layers.3.mlp.up_prj\"]: model.layers.3.mlp.up_prj "
+            "matches no module of the model; keys must be module paths of the model; the nearest "
+            "are model.layers.3.mlp.up_proj, model.layers.0.mlp.up_proj, "
+            "model.layers.1.mlp.up_proj");
+  // There are 30 layers.
   absl::StatusOr<DeviceMap> too_many = MapOf("\"\": cpu\nmodel.layers.0-31: cpu\n");
   ASSERT_TRUE(too_many.ok());
   EXPECT_NE(
       too_many->CheckEveryKeyUsed(names_, "x.yaml")
           .message()
-          .find("models[0].device_map[\"model.layers.0-31\"]: model.layers.30 matches no tensor"),
+          .find("models[0].device_map[\"model.layers.0-31\"]: model.layers.30 matches no module"),
       std::string::npos);
 }
 

@@ -577,7 +577,7 @@ grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerCont
       info->set_architecture(ArchitectureName(c.arch));
       info->set_context_length(static_cast<int32_t>(m.max_sequence_length));
       info->set_max_batch_size(static_cast<int32_t>(m.max_batch_size));
-      info->set_execution_device("cpu");
+      info->set_execution_device(lm.execution_device);
       int64_t params = 0;
       for (const ModuleRecord& r : lm.modules) params += r.parameters;
       info->set_parameter_count(params);

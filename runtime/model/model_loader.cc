@@ -40,6 +40,7 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const ModelLoadOp
     }
   }
   m.modules = loader.records();
+  m.execution_device = ExecutionLocation(options.device_map).ToString();
   for (const std::string& skip : loader.UnusedSkipModules()) {
     m.warnings.push_back(absl::StrCat("llm_int8_skip_modules: ", skip,
                                       " matches no linear module of ", path,

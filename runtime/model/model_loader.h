@@ -48,6 +48,7 @@ struct LoadedModel {
   std::unique_ptr<CausalLM> model;
   std::unique_ptr<Tokenizer> tokenizer;  // null when the model ships none
   std::vector<ModuleRecord> modules;     // in load order
+  std::string execution_device = "cpu";  // where the math runs: "cpu" or "sim:N"
   // Notes worth a warning line (a skip module that matched nothing).
   std::vector<std::string> warnings;
 };

@@ -117,6 +117,28 @@ std::vector<std::string> WeightSource::HfTensorNames() const {
   return names;
 }
 
+std::vector<std::string> WeightSource::HfModulesWithoutTensors() const {
+  std::vector<std::string> modules;
+  if (config_.tie_word_embeddings && !Has("lm_head.weight")) modules.push_back("lm_head");
+  // The modules transformers' implementations hold without parameters.
+  for (int64_t l = 0; l < config_.num_layers; ++l) {
+    if (config_.arch == Architecture::kGpt2) {
+      const std::string p = absl::StrCat("transformer.h.", l, ".");
+      for (const char* m : {"attn.attn_dropout", "attn.resid_dropout", "mlp.act", "mlp.dropout"}) {
+        modules.push_back(p + m);
+      }
+    } else {
+      modules.push_back(absl::StrCat("model.layers.", l, ".mlp.act_fn"));
+    }
+  }
+  if (config_.arch == Architecture::kGpt2) {
+    modules.push_back("transformer.drop");
+  } else {
+    modules.push_back("model.rotary_emb");
+  }
+  return modules;
+}
+
 absl::StatusOr<std::unique_ptr<WeightSource>> WeightSource::Open(const std::string& path) {
   std::unique_ptr<WeightSource> src(new WeightSource());
   src->path_ = path;

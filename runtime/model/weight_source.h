@@ -41,6 +41,12 @@ class WeightSource {
   // device map must cover. GGUF names are translated back; tensors with no HF
   // counterpart keep their stored name.
   std::vector<std::string> HfTensorNames() const;
+  // Module paths a device map may name though they hold no tensor of their
+  // own, as accelerate's maps do: the tied output head (`lm_head`, whose
+  // weight is the embedding's and rests where the embedding does) and the
+  // architecture's parameterless modules (dropouts, activations, rotary
+  // embeddings). Placing them places nothing.
+  std::vector<std::string> HfModulesWithoutTensors() const;
 
   // The tensor `hf_name` as fp32 with exactly `shape` (PyTorch order).
   // `transpose` turns a stored [a, b] into [b, a] (GPT-2's Conv1D weights).

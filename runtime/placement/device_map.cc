@@ -42,6 +42,22 @@ bool IsNamePart(absl::string_view part) {
                                       [](char c) { return absl::ascii_isalnum(c) || c == '_'; });
 }
 
+// Levenshtein distance: single-character insertions, deletions, substitutions.
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
 }  // namespace
 
 std::string Location::ToString() const {
@@ -219,11 +235,21 @@ absl::Status DeviceMap::CheckEveryKeyUsed(const std::vector<std::string>& tensor
   }
   for (const Entry& e : entries_) {
     if (e.prefix.empty() || prefixes.contains(e.prefix)) continue;
+    // The module paths nearest to the key, as a hint.
+    std::vector<std::pair<size_t, absl::string_view>> near;
+    for (absl::string_view p : prefixes) {
+      if (!p.empty() && p.back() != '.') near.emplace_back(EditDistance(e.prefix, p), p);
+    }
+    std::sort(near.begin(), near.end());
+    std::string hint;
+    for (size_t i = 0; i < near.size() && i < 3; ++i) {
+      absl::StrAppend(&hint, i == 0 ? "" : ", ", near[i].second);
+    }
     return ConfigError(source, ChildKeyPath(key_path_, e.key),
                        absl::StrCat(e.prefix,
-                                    " matches no tensor of the model; keys must be module paths of "
-                                    "the model, whose tensors are named like ",
-                                    tensor_names.front()));
+                                    " matches no module of the model; keys must be module paths "
+                                    "of the model; the nearest are ",
+                                    hint));
   }
   return absl::OkStatus();
 }
