@@ -26,6 +26,7 @@
 #include "server/common_flags.h"
 #include "server/config.h"
 #include "server/generation_service.h"
+#include "server/metrics/device_memory_collector.h"
 #include "server/metrics/metrics.h"
 #include "server/metrics/process_memory_collector.h"
 
@@ -143,6 +144,11 @@ int RunServeCommand(const std::vector<std::string>& args) {
     if (absl::Status s = CheckDeviceMapCoversModel(m, config.source); !s.ok()) return Fail(s);
   }
 
+  // Every model's sim:N placements share these devices (and their capacity).
+  // Declared before the metrics and the models, which read and hold them.
+  DeviceSet devices(SimDeviceOptions{config.sim_memory_bytes,
+                                     static_cast<double>(config.sim_link_bytes_per_second),
+                                     config.sim_link_latency_us * 1e-6});
   // Metrics first: the observer records into them from every thread.
   ServerMetrics metrics;
   if (!config.metrics_listen.empty()) {
@@ -216,10 +222,20 @@ int RunServeCommand(const std::vector<std::string>& args) {
     std::cerr << "tierserve: resident memory before loading models: " << *rss << " bytes"
               << std::endl;
   }
-  // Every model's sim:N placements share these devices (and their capacity).
-  DeviceSet devices(SimDeviceOptions{config.sim_memory_bytes,
-                                     static_cast<double>(config.sim_link_bytes_per_second),
-                                     config.sim_link_latency_us * 1e-6});
+  metrics.AddCollectable(std::make_shared<DeviceMemoryCollector>([&devices] {
+    std::vector<DeviceMemoryReading> readings;
+    for (Device* d : devices.All()) {
+      const MemoryUsage u = d->usage();
+      // KV blocks and scratch are not allocated through the device layer
+      // yet: only the kinds it counts are reported.
+      readings.push_back(DeviceMemoryReading{
+          d->name(),
+          {{"weights", u.bytes[static_cast<int>(MemoryKind::kWeights)]},
+           {"staging", u.bytes[static_cast<int>(MemoryKind::kStaging)]}},
+          u.capacity});
+    }
+    return readings;
+  }));
   for (const ModelServingConfig& m : config.models) {
     ModelLoadOptions load_options;
     load_options.devices = &devices;

@@ -4,10 +4,11 @@
 #define TIERSERVE_RUNTIME_BASE_ALIGNED_BYTES_H_
 
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <new>
+#include <utility>
+
+#include "runtime/base/host_memory.h"
 
 namespace tierserve {
 
@@ -23,21 +24,30 @@ class AlignedBytes {
   // `size` zeroed bytes; std::bad_alloc when memory runs out, as std::vector.
   explicit AlignedBytes(int64_t size) : size_(size) {
     if (size == 0) return;
-    void* p = std::aligned_alloc(kByteAlignment, static_cast<size_t>(AlignUp(size)));
-    if (p == nullptr) throw std::bad_alloc();
-    std::memset(p, 0, static_cast<size_t>(size));
-    data_.reset(static_cast<uint8_t*>(p));
+    data_ = AllocateHostBytes(size);
+    if (data_ == nullptr) throw std::bad_alloc();
+    std::memset(data_, 0, static_cast<size_t>(size));
   }
+  ~AlignedBytes() { FreeHostBytes(data_, size_); }
+  AlignedBytes(AlignedBytes&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+  AlignedBytes& operator=(AlignedBytes&& other) noexcept {
+    if (this != &other) {
+      FreeHostBytes(data_, size_);
+      data_ = std::exchange(other.data_, nullptr);
+      size_ = std::exchange(other.size_, 0);
+    }
+    return *this;
+  }
+  AlignedBytes(const AlignedBytes&) = delete;
+  AlignedBytes& operator=(const AlignedBytes&) = delete;
 
-  uint8_t* data() const { return data_.get(); }
+  uint8_t* data() const { return data_; }
   int64_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
 
  private:
-  struct Free {
-    void operator()(uint8_t* p) const { std::free(p); }
-  };
-  std::unique_ptr<uint8_t[], Free> data_;
+  uint8_t* data_ = nullptr;
   int64_t size_ = 0;
 };
 

@@ -23,8 +23,8 @@ class CpuDevice : public Device {
   absl::StatusOr<uint8_t*> RawAllocate(int64_t bytes) override {
     return device_internal::AllocateHostMemory(bytes);
   }
-  void RawFree(uint8_t* data, int64_t /*bytes*/) override {
-    device_internal::FreeHostMemory(data);
+  void RawFree(uint8_t* data, int64_t bytes) override {
+    device_internal::FreeHostMemory(data, bytes);
   }
 };
 

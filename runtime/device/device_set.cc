@@ -9,4 +9,11 @@ Device* DeviceSet::Sim(int index) {
   return d.get();
 }
 
+std::vector<Device*> DeviceSet::All() {
+  std::vector<Device*> all = {host()};
+  absl::MutexLock lock(&mu_);
+  for (const auto& [index, d] : sims_) all.push_back(d.get());
+  return all;
+}
+
 }  // namespace tierserve

@@ -8,6 +8,7 @@
 
 #include <map>
 #include <memory>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -24,6 +25,8 @@ class DeviceSet {
   // `sim:index`, made on first use; the same device on every call.
   Device* Sim(int index);
   const SimDeviceOptions& sim_options() const { return sim_options_; }
+  // The host, then every sim:N made so far, by index.
+  std::vector<Device*> All();
 
  private:
   const SimDeviceOptions sim_options_;

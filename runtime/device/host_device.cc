@@ -1,26 +1,25 @@
 #include "runtime/device/host_device.h"
 
-#include <cstdlib>
 #include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "runtime/base/host_memory.h"
 
 namespace tierserve {
 namespace device_internal {
 
 absl::StatusOr<uint8_t*> AllocateHostMemory(int64_t bytes) {
-  const int64_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-  void* p = std::aligned_alloc(kAlignment, static_cast<size_t>(rounded));
+  uint8_t* p = AllocateHostBytes(bytes);
   if (p == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot allocate ", bytes, " bytes of host memory"));
   }
-  return static_cast<uint8_t*>(p);
+  return p;
 }
 
-void FreeHostMemory(uint8_t* data) { std::free(data); }
+void FreeHostMemory(uint8_t* data, int64_t bytes) { FreeHostBytes(data, bytes); }
 
 // Completes when the worker reaches it; carries the stream's first error.
 class HostCopyStream::HostEvent : public Event {

@@ -68,12 +68,11 @@ absl::Status ModuleLoader::Place(const std::string& module, Streamer::GroupId gr
   absl::Status placed;
   switch (where.tier) {
     case Location::Tier::kCpu:
-      if (offload_.execution.tier == Location::Tier::kCpu) {
-        // Computed where it rests; a view of the model file stays mapped.
-        if (!w->ViewsSource()) src_.ReleaseStored(module + ".weight");
-        return absl::OkStatus();
-      }
-      placed = streamer_->RestOnHost(group, w);
+      // Computed where it rests, or copied over the link at each use; either
+      // way its bytes are the host device's, counted there.
+      placed = offload_.execution.tier == Location::Tier::kCpu
+                   ? streamer_->PlaceOn(w, offload_.devices->host())
+                   : streamer_->RestOnHost(group, w);
       break;
     case Location::Tier::kSim:
       placed = streamer_->PlaceOn(w, offload_.devices->Sim(where.index));

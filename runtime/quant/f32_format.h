@@ -18,7 +18,6 @@ class F32Format final : public WeightFormat {
   void ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y, int64_t ldy,
                    int64_t n0, int64_t n1) const override;
   void Row(int64_t r, float* out) const override;
-  bool ViewsSource() const override { return w_.is_view(); }
 
  private:
   const float* w() const { return reinterpret_cast<const float*>(image()); }

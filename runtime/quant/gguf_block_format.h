@@ -22,7 +22,6 @@ class GgufBlockFormat final : public WeightFormat {
   void ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y, int64_t ldy,
                    int64_t n0, int64_t n1) const override;
   void Row(int64_t r, float* out) const override;
-  bool ViewsSource() const override { return !repacked_ && blocks_.is_view(); }
 
  private:
   void DropStorage() override;

@@ -70,9 +70,6 @@ class WeightFormat {
                            int64_t ldy, int64_t n0, int64_t n1) const = 0;
   // Row r of W as fp32 (an embedding lookup; a tied head's table).
   virtual void Row(int64_t r, float* out) const = 0;
-  // True when the format reads the model file's mapped bytes in place;
-  // otherwise the loader may release them once the format is made.
-  virtual bool ViewsSource() const { return false; }
 
   // Threads split rows in chunks of this many, so kernels keep whole tiles.
   static constexpr int64_t kRowGrain = 16;

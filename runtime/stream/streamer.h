@@ -104,9 +104,10 @@ class Streamer {
   //  RestOnHost  moves the image into host memory the streamer owns, copied
   //              to the execution device at each use (REQUIRES: that device
   //              is not the host);
-  //  PlaceOn     moves the image into a buffer on `device` and binds the
-  //              format there for good; ResourceExhausted, with the figures,
-  //              when the device is full.
+  //  PlaceOn     moves the image into a buffer on `device` (the host, or a
+  //              sim:N) and binds the format there for good, so the device
+  //              counts it; ResourceExhausted, with the figures, when the
+  //              device is full.
   // Finish allocates the staging pool. `file` is set by the first Offload
   // and must be the same for every call.
   GroupId AddGroup(std::string name);

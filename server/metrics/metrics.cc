@@ -333,6 +333,7 @@ absl::Status ServerMetrics::StartExposer(std::string_view address) {
         "request_timeout_ms", absl::StrCat(std::max(1, options_.exposer_request_timeout_ms))});
     exposer->RegisterCollectable(registry_);
     exposer->RegisterCollectable(process_memory_);
+    for (const auto& c : collectables_) exposer->RegisterCollectable(c);
     exposer_ = std::move(exposer);
   } catch (const std::exception&) {
     return absl::UnavailableError(absl::StrCat("metrics_listen \"", AbslView(address),
@@ -366,10 +367,24 @@ void ServerMetrics::RecordRequest(RpcMethod method, absl::StatusCode code, doubl
   duration_by_method_[index]->Observe(NonNegative(seconds));
 }
 
+void ServerMetrics::AddCollectable(std::shared_ptr<prometheus::Collectable> collectable) {
+  absl::MutexLock lock(&mu_);
+  if (exposer_ != nullptr) exposer_->RegisterCollectable(collectable);
+  collectables_.push_back(std::move(collectable));
+}
+
 std::string ServerMetrics::ExpositionText() const {
   std::vector<prometheus::MetricFamily> families = registry_->Collect();
   for (prometheus::MetricFamily& family : process_memory_->Collect()) {
     families.push_back(std::move(family));
+  }
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables;
+  {
+    absl::MutexLock lock(&mu_);
+    collectables = collectables_;
+  }
+  for (const auto& c : collectables) {
+    for (prometheus::MetricFamily& family : c->Collect()) families.push_back(std::move(family));
   }
   return prometheus::TextSerializer().Serialize(families);
 }

@@ -239,6 +239,10 @@ class ServerMetrics {
   // to the last byte sent (a negative duration counts as 0).
   void RecordRequest(RpcMethod method, absl::StatusCode code, double seconds);
 
+  // Adds a collector asked for its families at each scrape (and by
+  // ExpositionText), whether the endpoint is started yet or not.
+  void AddCollectable(std::shared_ptr<prometheus::Collectable> collectable);
+
   // Everything /metrics serves, in the Prometheus text format (0.0.4).
   std::string ExpositionText() const;
 
@@ -259,6 +263,7 @@ class ServerMetrics {
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<ModelMetrics>> models_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_ ABSL_GUARDED_BY(mu_);
   // Declared last: destroyed first, so no scrape runs while the rest is torn down.
   std::unique_ptr<prometheus::Exposer> exposer_ ABSL_GUARDED_BY(mu_);
 };

@@ -46,6 +46,11 @@ def log_figures(log):
     return before, weights, staging, kv
 
 
+def weights_fp32(info):
+    """Bytes of the fp32 modules in memory: the norm vectors, which the device layer does not hold."""
+    return sum(m.weight_bytes for m in info.modules if m.placement == "cpu" and m.precision == "fp32")
+
+
 class OffloadTest(unittest.TestCase):
     def run_daemon(self, tmp, extra):
         """(token ids, peak RSS, log figures, ListModels entry) of one greedy generation."""
@@ -70,9 +75,14 @@ class OffloadTest(unittest.TestCase):
                     ids += [t.id for t in msg.tokens]
                 info = stub.ListModels(pb.ListModelsRequest(), timeout=10).models[0]
             peak = vm_field(d.proc.pid, "VmHWM")
-            disk_metric = dt.metric_value(d.metrics(), "tierserve_model_weight_bytes", model=NAME,
+            text = d.metrics()
+            disk_metric = dt.metric_value(text, "tierserve_model_weight_bytes", model=NAME,
                                           device="disk")
-            return ids, peak, log_figures(d.log), info, disk_metric
+            # What the device layer counts on the host: the weights resting there (the norm
+            # vectors aside) and the staging pool.
+            host = {kind: dt.metric_value(text, "tierserve_device_memory_bytes", device="cpu",
+                                          kind=kind) for kind in ("weights", "staging")}
+            return ids, peak, log_figures(d.log), info, (disk_metric, host)
         finally:
             d.kill()
 
@@ -80,7 +90,7 @@ class OffloadTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             folder = os.path.join(tmp, "offload")
             resident_ids, resident_peak, (_, resident_weights, _, _), _, _ = self.run_daemon(tmp, "")
-            ids, peak, (before, weights, staging, kv), info, disk_metric = self.run_daemon(
+            ids, peak, (before, weights, staging, kv), info, (disk_metric, host) = self.run_daemon(
                 tmp, f'    device_map: {{"": cpu, model.layers.0-14: disk}}\n'
                      f"    offload_folder: {folder}\n")
             self.assertEqual(len(ids), TOKENS)
@@ -103,6 +113,9 @@ class OffloadTest(unittest.TestCase):
                   f"(weights {sum(resident_weights.values()) / mib:.1f} MiB)")
             self.assertGreater(on_disk, 0)
             self.assertEqual(disk_metric, on_disk)
+            self.assertEqual(host["staging"], staging)
+            fp32_vectors = weights_fp32(info)
+            self.assertEqual(host["weights"], in_memory - fp32_vectors)
             self.assertLessEqual(peak, bound)
             self.assertLessEqual(peak, resident_peak - on_disk / 2)
 

@@ -1,0 +1,36 @@
+#include "server/metrics/device_memory_collector.h"
+
+namespace tierserve {
+
+std::vector<prometheus::MetricFamily> DeviceMemoryCollector::Collect() const {
+  prometheus::MetricFamily bytes;
+  bytes.name = kDeviceMemoryMetric;
+  bytes.help =
+      "Bytes allocated on each device by kind: weights (modules resting there) and staging (the "
+      "streamer's pool), from the device layer's accounting at each scrape.";
+  bytes.type = prometheus::MetricType::Gauge;
+  prometheus::MetricFamily capacity;
+  capacity.name = kDeviceCapacityMetric;
+  capacity.help = "Memory capacity of each device that has a fixed one (simulated accelerators).";
+  capacity.type = prometheus::MetricType::Gauge;
+  for (const DeviceMemoryReading& r : reader_()) {
+    for (const auto& [kind, value] : r.by_kind) {
+      prometheus::ClientMetric sample;
+      sample.label = {{"device", r.device}, {"kind", kind}};
+      sample.gauge.value = static_cast<double>(value);
+      bytes.metric.push_back(std::move(sample));
+    }
+    if (r.capacity >= 0) {
+      prometheus::ClientMetric sample;
+      sample.label = {{"device", r.device}};
+      sample.gauge.value = static_cast<double>(r.capacity);
+      capacity.metric.push_back(std::move(sample));
+    }
+  }
+  std::vector<prometheus::MetricFamily> families;
+  if (!bytes.metric.empty()) families.push_back(std::move(bytes));
+  if (!capacity.metric.empty()) families.push_back(std::move(capacity));
+  return families;
+}
+
+}  // namespace tierserve
