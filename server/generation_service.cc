@@ -227,6 +227,10 @@ absl::StatusOr<Engine*> GenerationService::FindEngine(const std::string& name, P
   if (m.engine == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat("model ", name, " failed to load: ", m.state_message));
   }
+  if (m.state == v1::MODEL_STATE_FAILED) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model ", name, " stopped serving: ", m.state_message));
+  }
   limits->max_sequence_length = m.max_sequence_length;
   limits->parse_special_tokens_in_chat = m.parse_special_tokens_in_chat;
   return m.engine.get();

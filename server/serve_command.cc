@@ -285,6 +285,10 @@ int RunServeCommand(const std::vector<std::string>& args) {
       for (double t : s.prefill_seconds) mm->RecordPrefillTime(t);
       for (double t : s.inter_token_seconds) mm->RecordInterTokenLatency(t);
     };
+    options->on_fault = [&service, name = m.name](const absl::Status& s) {
+      std::cerr << "tierserve: model " << name << " stopped serving: " << s.message() << std::endl;
+      service.SetFailed(name, absl::StrCat(s.message(), "; restart the daemon to rewrite it"));
+    };
     model_metrics.at(m.name)->SetKvCacheBlocks(0, 0, options->kv_blocks);
     std::cerr << "tierserve: model " << m.name << ": KV cache " << options->kv_blocks << " blocks of "
               << options->kv_block_tokens << " tokens, "

@@ -246,6 +246,9 @@ bool Engine::Step() {
   stats.sequences = static_cast<int64_t>(inputs.size());
   if (!inputs.empty()) {
     const absl::Status forward = model.Forward(inputs, &logits_);
+    if (forward.code() == absl::StatusCode::kDataLoss && options_.on_fault) {
+      options_.on_fault(forward);
+    }
     const int64_t V = model.config().vocab_size;
     int64_t row = 0;
     for (size_t i = 0; i < members.size(); ++i) {

@@ -97,6 +97,11 @@ class Engine {
     bool prefix_caching = true;
     // Called on the worker thread after every step (optional).
     std::function<void(const StepStats&)> on_step;
+    // Called on the worker thread when a forward fails for a reason that
+    // will not pass by itself — the weights cannot be read (DATA_LOSS: an
+    // offload file truncated under the daemon) — after the requests of that
+    // step were failed with it (optional).
+    std::function<void(const absl::Status&)> on_fault;
   };
 
   Engine(LoadedModel model, Options options);

@@ -81,7 +81,7 @@ absl::Status OffloadFile::Read(int64_t offset, int64_t bytes, void* out) const {
       return absl::DataLossError(absl::StrCat(
           "offload file ", path_, ": bytes [", offset, ", ", offset + bytes,
           ") are missing (the file ends at ", offset + done,
-          "; it was truncated or replaced after load); restart the model to rewrite it"));
+          "; it was truncated or replaced after load)"));
     }
     done += n;
   }

@@ -120,6 +120,55 @@ class OffloadTest(unittest.TestCase):
             self.assertLessEqual(peak, resident_peak - on_disk / 2)
 
 
+class TruncatedOffloadTest(unittest.TestCase):
+    def test_a_truncated_offload_file_fails_its_request_and_stops_only_that_model(self):
+        import grpc
+        from tierserve.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = os.path.join(tmp, "offload")
+            config = os.path.join(tmp, "c.yaml")
+            with open(config, "w") as f:
+                # prefetch_depth 0: one staging slot, so every step reads the file again.
+                f.write(f"models:\n  - name: disk\n    path: {dt.MODEL}\n"
+                        f'    device_map: {{"": disk}}\n    offload_folder: {folder}\n'
+                        "    prefetch_depth: 0\n"
+                        f"  - name: resident\n    path: {dt.MODEL}\n")
+            d = dt.Daemon(f"--config={config}")
+            try:
+                self.assertTrue(d.ready.wait(120), "models did not load:\n" + "".join(d.log))
+                with grpc.insecure_channel(f"127.0.0.1:{d.port}") as channel:
+                    stub = pb_grpc.GenerationStub(channel)
+
+                    def generate(model):
+                        return stub.Generate(pb.GenerateRequest(
+                            model=model, prompts=[pb.Prompt(text="hello world")],
+                            parameters=pb.GenerationParameters(max_new_tokens=4, temperature=0.0)),
+                            timeout=60)
+
+                    before = generate("disk").completions[0].text
+                    self.assertEqual(before, generate("resident").completions[0].text)
+                    offload = os.path.join(folder, "disk.offload")
+                    os.truncate(offload, 100)
+                    with self.assertRaises(grpc.RpcError) as e:
+                        generate("disk")
+                    self.assertEqual(e.exception.code(), grpc.StatusCode.DATA_LOSS)
+                    self.assertIn(f"offload file {offload}", e.exception.details())
+                    # The model reports why it stopped; later requests are refused at once.
+                    info = {m.name: m for m in stub.ListModels(pb.ListModelsRequest(), timeout=10).models}
+                    self.assertEqual(info["disk"].state, pb.MODEL_STATE_FAILED)
+                    self.assertIn("restart the daemon to rewrite it", info["disk"].state_message)
+                    with self.assertRaises(grpc.RpcError) as e:
+                        generate("disk")
+                    self.assertEqual(e.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+                    self.assertIn("model disk stopped serving", e.exception.details())
+                    # The other model serves on, and the process is alive.
+                    self.assertEqual(generate("resident").completions[0].text, before)
+                    self.assertEqual(info["resident"].state, pb.MODEL_STATE_READY)
+                    self.assertIsNone(d.proc.poll())
+            finally:
+                d.kill()
+
+
 def main():
     dt.BINARY = os.path.abspath(sys.argv.pop(1))
     with tempfile.TemporaryDirectory() as stubs:
