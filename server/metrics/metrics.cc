@@ -268,7 +268,7 @@ ServerMetrics::ServerMetrics(Options options)
           Register(prometheus::BuildGauge(), "tierserve_requests_waiting",
                    "Requests queued, waiting for a place in the batch.", *registry_),
           Register(prometheus::BuildGauge(), "tierserve_model_weight_bytes",
-                   "Bytes of a model's weights resting on each device (cuda:N, cpu, disk), in their "
+                   "Bytes of a model's weights resting on each device (cuda:N, sim:N, cpu, disk), in their "
                    "stored precision.",
                    *registry_),
           Register(prometheus::BuildHistogram(), "tierserve_request_queue_time_seconds",
