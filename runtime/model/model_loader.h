@@ -41,8 +41,8 @@ struct ModelLoadOptions {
 Location ExecutionLocation(const DeviceMap& map);
 
 // A loaded model with what it needs to serve text: its weights' source (kept
-// open: fp32 weights may be views into its mapped files), its tokenizer, and
-// where each module rests in which precision.
+// open: fp32 vectors such as norm weights may be views into its mapped
+// files), its tokenizer, and where each module rests in which precision.
 struct LoadedModel {
   std::unique_ptr<WeightSource> source;
   std::unique_ptr<CausalLM> model;

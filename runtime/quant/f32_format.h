@@ -1,6 +1,7 @@
-// fp32 weights, [rows, cols] row-major: a view into the mapped model file
-// when the stored bytes are already that, else an owned converted copy. The
-// image is the matrix itself.
+// fp32 weights, [rows, cols] row-major: made as a view into the mapped model
+// file when the stored bytes are already that, else as an owned converted
+// copy; the image is the matrix itself (the loader then binds it to a buffer
+// of the device it rests on).
 #ifndef TIERSERVE_RUNTIME_QUANT_F32_FORMAT_H_
 #define TIERSERVE_RUNTIME_QUANT_F32_FORMAT_H_
 
