@@ -34,13 +34,13 @@ absl::StatusOr<std::unique_ptr<Streamer>> ModuleLoader::FinishStreamer() {
   return std::move(streamer_);
 }
 
-absl::StatusOr<Location> ModuleLoader::LocationOf(const std::string& module,
-                                                  Streamer::GroupId group) {
-  Location where{Location::Tier::kCpu, 0};
+absl::StatusOr<Placement> ModuleLoader::PlacementOf(const std::string& module,
+                                                    Streamer::GroupId group) {
+  Placement placement{Location{Location::Tier::kCpu, 0}, std::nullopt};
   if (!device_map_.is_auto() && !device_map_.entries().empty()) {
-    TS_ASSIGN_OR_RETURN(Placement p, device_map_.Resolve(module + ".weight"));
-    where = p.device;
+    TS_ASSIGN_OR_RETURN(placement, device_map_.Resolve(module + ".weight"));
   }
+  const Location& where = placement.device;
   if (where.tier == Location::Tier::kCuda) {
     return absl::UnimplementedError(absl::StrCat(
         module, ": cuda placements are not served yet; expected cpu, disk or sim:N"));
@@ -60,7 +60,7 @@ absl::StatusOr<Location> ModuleLoader::LocationOf(const std::string& module,
         first_where.ToString(), ", ", module, " on ", where.ToString(),
         "); a decoder layer rests in one place: place it as a whole"));
   }
-  return where;
+  return placement;
 }
 
 absl::Status ModuleLoader::Place(const std::string& module, Streamer::GroupId group,
@@ -94,11 +94,9 @@ absl::Status ModuleLoader::Place(const std::string& module, Streamer::GroupId gr
 }
 
 std::optional<Precision> ModuleLoader::LinearPrecision(const std::string& name,
-                                                       const Location& where) {
-  if (!device_map_.is_auto() && !device_map_.entries().empty()) {
-    absl::StatusOr<Placement> p = device_map_.Resolve(name + ".weight");
-    if (p.ok() && p->precision.has_value()) return p->precision;
-  }
+                                                       const Placement& placement) {
+  if (placement.precision.has_value()) return placement.precision;
+  const Location& where = placement.device;
   for (size_t i = 0; i < skip_.size(); ++i) {
     if (IsModulePrefix(skip_[i], name)) {
       skip_used_[i] = true;
@@ -143,41 +141,46 @@ void ModuleLoader::Record(const std::string& module, const std::string& device,
   records_.push_back(ModuleRecord{module, device, precision, parameters, bytes});
 }
 
+absl::StatusOr<ModuleLoader::PlacedWeight> ModuleLoader::LoadPlaced(const std::string& name,
+                                                                     int64_t rows, int64_t cols,
+                                                                     bool conv1d, bool linear) {
+  PlacedWeight p;
+  p.group = group_ != Streamer::kResident ? group_ : streamer_->AddGroup(name);
+  TS_ASSIGN_OR_RETURN(Placement placement, PlacementOf(name, p.group));
+  p.where = placement.device;
+  TS_ASSIGN_OR_RETURN(p.format,
+                      LoadWeight(name + ".weight", rows, cols, conv1d,
+                                 linear ? LinearPrecision(name, placement) : std::nullopt));
+  TS_RETURN_IF_ERROR(Place(name, p.group, p.where, p.format.get()));
+  return p;
+}
+
 absl::StatusOr<Linear> ModuleLoader::LoadLinear(const std::string& name, int64_t in_features,
                                                 int64_t out_features, bool bias, bool conv1d) {
-  const Streamer::GroupId group =
-      group_ != Streamer::kResident ? group_ : streamer_->AddGroup(name);
-  TS_ASSIGN_OR_RETURN(Location where, LocationOf(name, group));
-  TS_ASSIGN_OR_RETURN(std::unique_ptr<WeightFormat> w,
-                      LoadWeight(name + ".weight", out_features, in_features, conv1d,
-                                 LinearPrecision(name, where)));
-  TS_RETURN_IF_ERROR(Place(name, group, where, w.get()));
+  TS_ASSIGN_OR_RETURN(PlacedWeight p,
+                      LoadPlaced(name, out_features, in_features, conv1d, /*linear=*/true));
+  const WeightFormat& w = *p.format;
   F32Weight b;
   if (bias) {
     TS_ASSIGN_OR_RETURN(b, src_.Load(name + ".bias", {out_features}));
   }
   const int64_t bias_bytes = bias ? out_features * static_cast<int64_t>(sizeof(float)) : 0;
-  if (where.tier != Location::Tier::kCpu && bias) {
+  if (p.where.tier != Location::Tier::kCpu && bias) {
     // The weight rests there; its bias stays in host memory with the norms.
-    Record(name, where.ToString(), w->precision(), out_features * in_features, w->bytes());
+    Record(name, p.where.ToString(), w.precision(), out_features * in_features, w.bytes());
     Record(name + ".bias", "cpu", Precision::kFp32, out_features, bias_bytes);
   } else {
-    Record(name, where.ToString(), w->precision(),
-           out_features * in_features + (bias ? out_features : 0), w->bytes() + bias_bytes);
+    Record(name, p.where.ToString(), w.precision(),
+           out_features * in_features + (bias ? out_features : 0), w.bytes() + bias_bytes);
   }
-  return Linear(std::move(w), std::move(b), group);
+  return Linear(std::move(p.format), std::move(b), p.group);
 }
 
 absl::StatusOr<Linear> ModuleLoader::LoadEmbedding(const std::string& name, int64_t rows,
                                                    int64_t cols) {
-  const Streamer::GroupId group =
-      group_ != Streamer::kResident ? group_ : streamer_->AddGroup(name);
-  TS_ASSIGN_OR_RETURN(Location where, LocationOf(name, group));
-  TS_ASSIGN_OR_RETURN(std::unique_ptr<WeightFormat> w,
-                      LoadWeight(name + ".weight", rows, cols, false, std::nullopt));
-  TS_RETURN_IF_ERROR(Place(name, group, where, w.get()));
-  Record(name, where.ToString(), w->precision(), rows * cols, w->bytes());
-  return Linear(std::move(w), F32Weight(), group);
+  TS_ASSIGN_OR_RETURN(PlacedWeight p, LoadPlaced(name, rows, cols, false, /*linear=*/false));
+  Record(name, p.where.ToString(), p.format->precision(), rows * cols, p.format->bytes());
+  return Linear(std::move(p.format), F32Weight(), p.group);
 }
 
 absl::StatusOr<F32Weight> ModuleLoader::LoadF32(const std::string& tensor_name,

@@ -91,9 +91,9 @@ class ModuleLoader {
   std::vector<std::string> UnusedSkipModules() const;
 
  private:
-  // The precision the linear module `name`, resting at `where`, is to take;
+  // The precision the linear module `name`, placed as `placement`, is to take;
   // nullopt: as stored.
-  std::optional<Precision> LinearPrecision(const std::string& name, const Location& where);
+  std::optional<Precision> LinearPrecision(const std::string& name, const Placement& placement);
   // The weight of a linear or embedding in `precision`.
   absl::StatusOr<std::unique_ptr<WeightFormat>> LoadWeight(const std::string& tensor,
                                                            int64_t rows, int64_t cols,
@@ -101,9 +101,19 @@ class ModuleLoader {
                                                            std::optional<Precision> precision);
   void Record(const std::string& module, const std::string& device, Precision precision,
               int64_t parameters, int64_t bytes);
-  // Where the weight of `module` rests. Checks the group's modules agree and
-  // that disk has somewhere to go.
-  absl::StatusOr<Location> LocationOf(const std::string& module, Streamer::GroupId group);
+  // Where the weight of `module` rests, and the map's precision for it.
+  // Checks the group's modules agree and that disk has somewhere to go.
+  absl::StatusOr<Placement> PlacementOf(const std::string& module, Streamer::GroupId group);
+  // The weight `name.weight` [rows, cols] of a module, in its group (the open
+  // one, else a group of its own), made in its precision (a linear module's,
+  // else as stored) and placed.
+  struct PlacedWeight {
+    std::unique_ptr<WeightFormat> format;
+    Streamer::GroupId group = Streamer::kResident;
+    Location where;
+  };
+  absl::StatusOr<PlacedWeight> LoadPlaced(const std::string& name, int64_t rows, int64_t cols,
+                                          bool conv1d, bool linear);
   // Places `w` (the weight of `module`, in `group`) at `where`.
   absl::Status Place(const std::string& module, Streamer::GroupId group, const Location& where,
                      WeightFormat* w);
