@@ -12,8 +12,6 @@
 
 namespace tierserve {
 
-inline constexpr int64_t kByteAlignment = 64;
-
 constexpr int64_t AlignUp(int64_t n, int64_t alignment = kByteAlignment) {
   return (n + alignment - 1) / alignment * alignment;
 }

@@ -7,7 +7,6 @@
 namespace tierserve {
 namespace {
 
-constexpr int64_t kAlignment = 64;
 constexpr int64_t kMapThreshold = 64 << 10;
 
 }  // namespace
@@ -18,8 +17,8 @@ uint8_t* AllocateHostBytes(int64_t bytes) {
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? nullptr : static_cast<uint8_t*>(p);
   }
-  const int64_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-  return static_cast<uint8_t*>(std::aligned_alloc(kAlignment, static_cast<size_t>(rounded)));
+  const int64_t rounded = (bytes + kByteAlignment - 1) / kByteAlignment * kByteAlignment;
+  return static_cast<uint8_t*>(std::aligned_alloc(kByteAlignment, static_cast<size_t>(rounded)));
 }
 
 void FreeHostBytes(uint8_t* data, int64_t bytes) {

@@ -10,7 +10,11 @@
 
 namespace tierserve {
 
-// `bytes` (> 0) aligned to 64 (a page for large sizes), or nullptr when the
+// A cache line: what host buffers, and the arrays inside weight images,
+// start on.
+inline constexpr int64_t kByteAlignment = 64;
+
+// `bytes` (> 0) aligned to kByteAlignment (a page for large sizes), or nullptr when the
 // system refuses. Uninitialized.
 uint8_t* AllocateHostBytes(int64_t bytes);
 // Frees what AllocateHostBytes(bytes) returned; `bytes` must be the same.

@@ -24,15 +24,13 @@ std::string FormatBytes(int64_t bytes) {
 }
 
 // "1020.0 MiB in use (weights 1000.0 MiB, staging 20.0 MiB, kv 0 B, scratch 0 B)".
-std::string FormatInUse(const std::array<int64_t, kMemoryKinds>& bytes) {
-  int64_t total = 0;
+std::string FormatInUse(const MemoryUsage& usage) {
   std::string by_kind;
   for (int k = 0; k < kMemoryKinds; ++k) {
-    total += bytes[k];
     absl::StrAppend(&by_kind, k == 0 ? "" : ", ", MemoryKindName(static_cast<MemoryKind>(k)), " ",
-                    FormatBytes(bytes[k]));
+                    FormatBytes(usage.bytes[k]));
   }
-  return absl::StrCat(FormatBytes(total), " in use (", by_kind, ")");
+  return absl::StrCat(FormatBytes(usage.total()), " in use (", by_kind, ")");
 }
 
 }  // namespace
@@ -78,7 +76,9 @@ void Buffer::Reset() {
 }
 
 Device::Device(DeviceKind kind, int index, int64_t capacity)
-    : kind_(kind), index_(index), capacity_(capacity) {}
+    : kind_(kind), index_(index) {
+  usage_.capacity = capacity;
+}
 
 std::string Device::name() const {
   switch (kind_) {
@@ -102,39 +102,34 @@ absl::StatusOr<Buffer> Device::Allocate(int64_t bytes, MemoryKind kind) {
   {
     // Reserve first, allocate outside the lock (allocation can be slow).
     absl::MutexLock lock(&mu_);
-    int64_t used = 0;
-    for (int64_t b : bytes_) used += b;
-    if (capacity_ >= 0 && bytes > capacity_ - used) {
+    if (usage_.capacity >= 0 && bytes > usage_.capacity - usage_.total()) {
       return absl::ResourceExhaustedError(absl::StrCat(
           name(), ": cannot allocate ", FormatBytes(bytes), " of ", MemoryKindName(kind), ": ",
-          FormatBytes(capacity_), " capacity, ", FormatInUse(bytes_)));
+          FormatBytes(usage_.capacity), " capacity, ", FormatInUse(usage_)));
     }
-    bytes_[k] += bytes;
+    usage_.bytes[k] += bytes;
   }
   absl::StatusOr<uint8_t*> data = RawAllocate(bytes);
   if (!data.ok()) {
     absl::MutexLock lock(&mu_);
-    bytes_[k] -= bytes;
+    usage_.bytes[k] -= bytes;
     return absl::Status(data.status().code(),
                         absl::StrCat(name(), ": cannot allocate ", FormatBytes(bytes), " of ",
                                      MemoryKindName(kind), ": ", data.status().message(), ", ",
-                                     FormatInUse(bytes_)));
+                                     FormatInUse(usage_)));
   }
   return Buffer(this, *data, bytes, kind);
 }
 
 MemoryUsage Device::usage() const {
-  MemoryUsage usage;
-  usage.capacity = capacity_;
   absl::MutexLock lock(&mu_);
-  usage.bytes = bytes_;
-  return usage;
+  return usage_;
 }
 
 void Device::Free(uint8_t* data, int64_t bytes, MemoryKind kind) {
   RawFree(data, bytes);
   absl::MutexLock lock(&mu_);
-  bytes_[static_cast<int>(kind)] -= bytes;
+  usage_.bytes[static_cast<int>(kind)] -= bytes;
 }
 
 }  // namespace tierserve

@@ -145,11 +145,11 @@ class Device {
 
   DeviceKind kind_;
   int index_;
-  int64_t capacity_;  // -1: unbounded
   mutable absl::Mutex mu_;
-  // Bytes of live buffers by MemoryKind. Allocate reserves here before it
-  // allocates, so two callers racing for the last bytes cannot both succeed.
-  std::array<int64_t, kMemoryKinds> bytes_ ABSL_GUARDED_BY(mu_){};
+  // The capacity and the bytes of live buffers by MemoryKind. Allocate
+  // reserves here before it allocates, so two callers racing for the last
+  // bytes cannot both succeed.
+  MemoryUsage usage_ ABSL_GUARDED_BY(mu_);
 };
 
 // The host. Capacity unbounded (the planner reads max_memory instead); copies

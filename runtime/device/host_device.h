@@ -21,9 +21,7 @@
 namespace tierserve {
 namespace device_internal {
 
-inline constexpr int64_t kAlignment = 64;
-
-// `bytes` (> 0) of host memory aligned to kAlignment (runtime/base/host_memory.h:
+// `bytes` (> 0) of host memory aligned to kByteAlignment (runtime/base/host_memory.h:
 // large sizes straight from the kernel), or ResourceExhausted.
 absl::StatusOr<uint8_t*> AllocateHostMemory(int64_t bytes);
 void FreeHostMemory(uint8_t* data, int64_t bytes);
