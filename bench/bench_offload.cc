@@ -462,6 +462,44 @@ void PrintRow(const char* phase, const Result& r, const Window& w, const Window&
 
 enum class SimRest { kDevice, kHost, kDisk };
 
+// The offload file of a configuration: `--offload_dir`/bench_offload_<pid>_<key>.offload.
+std::string OffloadPath(const std::string& key) {
+  return (std::filesystem::path(absl::GetFlag(FLAGS_offload_dir)) /
+          absl::StrCat("bench_offload_", getpid(), "_", key, ".offload"))
+      .string();
+}
+
+// Frees every configuration's model and removes its offload file.
+template <typename B>
+void Cleanup(std::vector<B>* benches) {
+  for (B& b : *benches) {
+    b.file.reset();
+    b.loaded = LoadedModel();
+    std::error_code ec;
+    std::filesystem::remove(b.path, ec);
+  }
+}
+
+// Loads every configuration (`load`), then measures them in --runs rounds
+// (`run_once`), the order rotating each round, so load from other processes
+// on the machine falls on all of them alike. On an error the models and
+// files are cleaned up.
+template <typename B, typename LoadFn, typename RunOnceFn>
+absl::Status LoadAndMeasure(std::vector<B>* benches, LoadFn load, RunOnceFn run_once) {
+  absl::Status status;
+  for (B& b : *benches) {
+    if (status.ok()) status = load(&b);
+  }
+  const int runs = std::max(1, absl::GetFlag(FLAGS_runs));
+  for (int r = 0; r < runs && status.ok(); ++r) {
+    for (size_t i = 0; i < benches->size() && status.ok(); ++i) {
+      status = run_once(&(*benches)[(r + i) % benches->size()]);
+    }
+  }
+  if (!status.ok()) Cleanup(benches);
+  return status;
+}
+
 struct SimConfig {
   std::string label;
   std::string key;   // RESULT name
@@ -804,30 +842,12 @@ int RunSim(int num_layers) {
   std::vector<SimBench> benches(configs.size());
   for (size_t i = 0; i < configs.size(); ++i) {
     benches[i].config = configs[i];
-    benches[i].path = (std::filesystem::path(absl::GetFlag(FLAGS_offload_dir)) /
-                       absl::StrCat("bench_offload_", getpid(), "_sim_", configs[i].key, ".offload"))
-                          .string();
+    benches[i].path = OffloadPath(absl::StrCat("sim_", configs[i].key));
   }
-  auto cleanup = [&] {
-    for (SimBench& b : benches) {
-      b.file.reset();
-      b.loaded = LoadedModel();
-      std::error_code ec;
-      std::filesystem::remove(b.path, ec);
-    }
-  };
-  absl::Status status;
-  for (SimBench& b : benches) {
-    if (status.ok()) status = LoadSimBench(&b, &devices, &pool);
-  }
-  const int runs = std::max(1, absl::GetFlag(FLAGS_runs));
-  for (int r = 0; r < runs && status.ok(); ++r) {
-    for (size_t i = 0; i < benches.size() && status.ok(); ++i) {
-      status = SimRunOnce(&benches[(r + i) % benches.size()], &devices);
-    }
-  }
-  if (!status.ok()) {
-    cleanup();
+  if (absl::Status status = LoadAndMeasure(
+          &benches, [&](SimBench* b) { return LoadSimBench(b, &devices, &pool); },
+          [&](SimBench* b) { return SimRunOnce(b, &devices); });
+      !status.ok()) {
     return Fail(status);
   }
   for (SimBench& b : benches) {
@@ -867,7 +887,7 @@ int RunSim(int num_layers) {
   const SimBench& resident = benches[0];
   for (const SimBench& b : benches) PrintSimRow("decode", b, b.decode, resident.decode, link);
   for (const SimBench& b : benches) PrintSimRow("prefill", b, b.prefill, resident.prefill, link);
-  cleanup();
+  Cleanup(&benches);
   return 0;
 }
 
@@ -895,36 +915,15 @@ int Run() {
   }
   const std::vector<Config> configs = {{0, 0}, {50, num_layers / 2}, {100, num_layers}};
 
-  // Every configuration loaded at once and measured in rounds, the order
-  // rotating each round, so load from other processes on the machine falls on
-  // all of them alike.
+  // Every configuration loaded at once and measured in rotating rounds.
   std::vector<Bench> benches(configs.size());
   for (size_t i = 0; i < configs.size(); ++i) {
     benches[i].config = configs[i];
-    benches[i].path = (std::filesystem::path(absl::GetFlag(FLAGS_offload_dir)) /
-                       absl::StrCat("bench_offload_", getpid(), "_", configs[i].percent, ".offload"))
-                          .string();
+    benches[i].path = OffloadPath(absl::StrCat(configs[i].percent));
   }
-  auto cleanup = [&] {
-    for (Bench& b : benches) {
-      b.file.reset();
-      b.loaded = LoadedModel();
-      std::error_code ec;
-      std::filesystem::remove(b.path, ec);
-    }
-  };
-  absl::Status status;
-  for (Bench& b : benches) {
-    if (status.ok()) status = Load(&b, &pool);
-  }
-  const int runs = std::max(1, absl::GetFlag(FLAGS_runs));
-  for (int r = 0; r < runs && status.ok(); ++r) {
-    for (size_t i = 0; i < benches.size() && status.ok(); ++i) {
-      status = RunOnce(&benches[(r + i) % benches.size()]);
-    }
-  }
-  if (!status.ok()) {
-    cleanup();
+  if (absl::Status status = LoadAndMeasure(
+          &benches, [&](Bench* b) { return Load(b, &pool); }, [](Bench* b) { return RunOnce(b); });
+      !status.ok()) {
     return Fail(status);
   }
   std::vector<Result> results;
@@ -932,7 +931,7 @@ int Run() {
     Summarize(&b);
     results.push_back(b.result);
   }
-  cleanup();
+  Cleanup(&benches);
 
   const bool drop = absl::GetFlag(FLAGS_drop_cache);
   std::printf("model        %s, quantization %s, %d decoder layers\n", absl::GetFlag(FLAGS_model).c_str(),

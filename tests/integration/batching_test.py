@@ -221,13 +221,5 @@ class SlowReaderTest(unittest.TestCase):
             d.kill()
 
 
-def main():
-    dt.BINARY = os.path.abspath(sys.argv.pop(1))
-    with tempfile.TemporaryDirectory() as stubs:
-        dt.generate_stubs(stubs)
-        result = unittest.main(exit=False, verbosity=2).result
-    sys.exit(0 if result.wasSuccessful() else 1)
-
-
 if __name__ == "__main__":
-    main()
+    dt.main()  # runs this file's tests (unittest looks in __main__)

@@ -687,6 +687,8 @@ class QuantizedModelsTest(unittest.TestCase):
 
 
 def main():
+    """Runs the tests of the script run as __main__ (this one, or one that imports it)
+    against the binary named by the first argument."""
     global BINARY
     BINARY = os.path.abspath(sys.argv.pop(1))
     with tempfile.TemporaryDirectory() as stubs:
