@@ -16,15 +16,16 @@ ABSL_FLAG(int32_t, threads, -1,
 namespace tierserve {
 
 void ParseCommandFlags(const std::string& command, const char* usage,
-                       const std::vector<std::string>& args) {
+                       const std::vector<std::string>& args, bool reads_config) {
   std::string prog = "tierserve " + command;
   std::vector<std::string> copy = args;
   std::vector<char*> argv = {prog.data()};
   for (std::string& a : copy) argv.push_back(a.data());
   absl::FlagsUsageConfig config;
   const std::string file = command + "_command";
-  config.contains_help_flags = [file](absl::string_view f) {
-    return absl::StrContains(f, file) || absl::StrContains(f, "common_flags");
+  config.contains_help_flags = [file, reads_config](absl::string_view f) {
+    return absl::StrContains(f, file) || absl::StrContains(f, "common_flags") ||
+           (reads_config && absl::StrContains(f, "config_flags"));
   };
   config.contains_helpshort_flags = config.contains_help_flags;
   absl::SetFlagsUsageConfig(config);

@@ -15,9 +15,10 @@ ABSL_DECLARE_FLAG(int32_t, threads);
 namespace tierserve {
 
 // Parses the arguments of `tierserve <command>` into the flags. --help lists
-// the flags defined in <command>_command.cc and here; `usage` heads it.
+// the flags defined in <command>_command.cc and here, and with `reads_config`
+// those of config_flags.h; `usage` heads it.
 void ParseCommandFlags(const std::string& command, const char* usage,
-                       const std::vector<std::string>& args);
+                       const std::vector<std::string>& args, bool reads_config = false);
 
 }  // namespace tierserve
 

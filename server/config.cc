@@ -558,6 +558,9 @@ absl::Status ApplyFlagOverrides(ServerConfig* config, const FlagOverrides& flags
   for (ModelServingConfig& m : config->models) {
     if (m.accelerator == "sim") {
       m.device_map = m.device_map.WithTier(Location::Tier::kCuda, Location::Tier::kSim);
+      for (auto& [device, bytes] : m.max_memory) {
+        if (device.tier == Location::Tier::kCuda) device.tier = Location::Tier::kSim;
+      }
     }
   }
   return absl::OkStatus();
@@ -579,10 +582,21 @@ absl::Status CheckDeviceMapCoversModel(const ModelServingConfig& model, const st
 }
 
 absl::Status CheckServable(const ModelServingConfig& model, const std::string& source) {
-  if (!model.max_memory.empty()) {
-    return ConfigError(source, ChildKeyPath(model.key_path, "max_memory"),
-                       "memory budgets are not honoured yet (they feed the planner of "
-                       "device_map: auto, which places everything on the cpu today); remove it");
+  for (const auto& [device, bytes] : model.max_memory) {
+    const std::string key = ChildKeyPath(ChildKeyPath(model.key_path, "max_memory"), device.ToString());
+    if (device.tier == Location::Tier::kCuda) {
+      return ConfigError(
+          source, key,
+          absl::StrCat("this build has no GPU to budget (it computes on the cpu or on simulated "
+                       "accelerators); expected sim:N or cpu, or set ",
+                       ChildKeyPath(model.key_path, "accelerator"),
+                       ": sim (or --accelerator=sim) to budget simulated devices"));
+    }
+    if (device.tier == Location::Tier::kDisk) {
+      return ConfigError(source, key,
+                         "disk is not budgeted (what does not fit elsewhere goes there); "
+                         "expected sim:N or cpu");
+    }
   }
   const std::string folder_key = ChildKeyPath(model.key_path, "offload_folder");
   if (!model.offload_folder.empty()) {
@@ -607,7 +621,7 @@ absl::Status CheckServable(const ModelServingConfig& model, const std::string& s
     }
     std::filesystem::remove(probe, ec);
   }
-  if (model.device_map.is_auto()) return absl::OkStatus();  // everything on the cpu
+  if (model.device_map.is_auto()) return absl::OkStatus();  // the planner places it
   const std::string dm = ChildKeyPath(model.key_path, "device_map");
   for (const DeviceMap::Entry& e : model.device_map.entries()) {
     const Placement& p = e.placement;

@@ -28,10 +28,16 @@
 //         bnb_4bit_use_double_quant: false  # (used by 4-bit)
 //         bnb_4bit_compute_dtype: fp32      # fp32 | fp16 | bf16 (used by 4-bit)
 //         bnb_4bit_quant_storage: uint8     # uint8 | int8 | fp16 | bf16 | fp32: a view of the same bytes
-//       device_map: {"": cpu}      # or auto; see runtime/placement/device_map.h. Default: everything
-//                                  # on cpu. A value {device: cpu, precision: P} sets the precision
-//                                  # of the linear layers under the key: fp32, int8, nf4 or fp4.
-//       max_memory: {cuda:0: 2GiB, cpu: 8GiB}  # per device, for auto; refused until honoured
+//       device_map: {"": cpu}      # or auto | balanced | sequential (planned from max_memory, see
+//                                  # runtime/placement/plan.h); see runtime/placement/device_map.h.
+//                                  # Default: everything on cpu. A value {device: cpu, precision: P}
+//                                  # sets the precision of the linear layers under the key: fp32,
+//                                  # int8, nf4 or fp4.
+//       max_memory: {sim:0: 2GiB, cpu: 8GiB}  # budgets per device: auto plans within them (an
+//                                  # accelerator not named is not used; with none named and
+//                                  # accelerator: sim, sim:0 with its capacity), and an explicit
+//                                  # map is checked against them at start-up. A sim budget is
+//                                  # capped at the sim capacity; cpu unnamed: unbounded.
 //       offload_folder: /var/lib/tierserve/offload  # where modules placed on disk are written
 //                                  # (<folder>/<name>.offload, made at each start); made if missing
 //       max_batch_size: 8          # 1..4096; sequences decoded together (continuous batching),
@@ -151,9 +157,9 @@ absl::Status ApplyFlagOverrides(ServerConfig* config, const FlagOverrides& flags
 absl::Status CheckDeviceMapCoversModel(const ModelServingConfig& model, const std::string& source);
 
 // Fails, naming the key path, for what the config may say but this build
-// cannot serve yet — cuda:N placements (the CUDA execution path), max_memory
-// (the auto planner), explicit per-module precisions other than fp32, int8,
-// nf4 and fp4 — and for a disk placement without an offload_folder. Makes
+// cannot serve yet — cuda:N placements and budgets (the CUDA execution path),
+// explicit per-module precisions other than fp32, int8, nf4 and fp4 — for a
+// disk budget, and for a disk placement without an offload_folder. Makes
 // the offload_folder if missing and proves it writable. Nothing is guessed
 // silently.
 absl::Status CheckServable(const ModelServingConfig& model, const std::string& source);

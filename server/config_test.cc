@@ -659,6 +659,27 @@ TEST(CheckServableTest, AcceleratorSimRunsAGpuMapOnSimulatedDevices) {
             "x.yaml: models[0].accelerator: \"gpu\" is not an accelerator; expected cuda or sim");
 }
 
+TEST(CheckServableTest, MaxMemoryBudgetsSimDevicesAndTheCpu) {
+  EXPECT_EQ(ServableError(OneModel("    device_map: auto\n    max_memory: {cuda:0: 1GiB}\n")),
+            "x.yaml: models[0].max_memory[\"cuda:0\"]: this build has no GPU to budget (it "
+            "computes on the cpu or on simulated accelerators); expected sim:N or cpu, or set "
+            "models[0].accelerator: sim (or --accelerator=sim) to budget simulated devices");
+  EXPECT_EQ(ServableError(OneModel("    device_map: auto\n    max_memory: {cpu: 1GiB, disk: 9GiB}\n")),
+            "x.yaml: models[0].max_memory.disk: disk is not budgeted (what does not fit elsewhere "
+            "goes there); expected sim:N or cpu");
+  EXPECT_EQ(ServableError(OneModel("    device_map: sequential\n    max_memory: {sim:1: 1GiB, cpu: 2GiB}\n")),
+            "");
+  // accelerator: sim reads a GPU budget (and a bare index) as the sim's.
+  absl::StatusOr<ServerConfig> c = ParseServerConfig(
+      OneModel("    accelerator: sim\n    device_map: auto\n    max_memory: {0: 1GiB, cuda:1: 2GiB}\n"),
+      "x.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(ApplyFlagOverrides(&*c, FlagOverrides{}).ok());
+  EXPECT_EQ(c->models[0].max_memory[0].first.ToString(), "sim:0");
+  EXPECT_EQ(c->models[0].max_memory[1].first.ToString(), "sim:1");
+  EXPECT_TRUE(CheckServable(c->models[0], "x.yaml").ok());
+}
+
 TEST(ConfigTest, SimDeviceSettings) {
   absl::StatusOr<ServerConfig> c = ParseServerConfig(
       absl::StrCat("server:\n  sim_device: {memory: 64MiB, link_bandwidth: 2GB, "

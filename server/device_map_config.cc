@@ -6,7 +6,9 @@
 namespace tierserve {
 namespace {
 
-constexpr char kMapForms[] = "auto or a map from module-path prefix to placement";
+constexpr char kMapForms[] =
+    "auto, balanced, sequential (planned from max_memory) or a map from module-path prefix to "
+    "placement";
 
 absl::StatusOr<Placement> ReadPlacement(const ConfigNode& node) {
   Placement p;
@@ -49,8 +51,10 @@ absl::StatusOr<Placement> ReadPlacement(const ConfigNode& node) {
 }  // namespace
 
 absl::StatusOr<DeviceMap> ReadDeviceMap(const ConfigNode& node) {
-  if (node.yaml().IsScalar() && node.yaml().Scalar() == "auto") {
-    return DeviceMap::Auto(node.source(), node.key_path());
+  if (node.yaml().IsScalar()) {
+    if (std::optional<PlanStrategy> s = ParsePlanStrategy(node.yaml().Scalar())) {
+      return DeviceMap::Auto(node.source(), node.key_path(), *s);
+    }
   }
   if (!node.IsMap()) {
     return node.Error(absl::StrCat(node.Describe(), " is not a device map; expected ", kMapForms));

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "runtime/model/weight_source.h"
@@ -134,18 +135,30 @@ TEST(DeviceMapTest, BadPlacements) {
             std::string::npos);
 }
 
+TEST(DeviceMapTest, PlannedMapsRecordTheirStrategy) {
+  for (const auto& [text, strategy] :
+       {std::pair<const char*, PlanStrategy>{"auto", PlanStrategy::kAuto},
+        {"balanced", PlanStrategy::kBalanced},
+        {"sequential", PlanStrategy::kSequential}}) {
+    absl::StatusOr<DeviceMap> m = MapOf(text);
+    ASSERT_TRUE(m.ok()) << text << ": " << m.status();
+    EXPECT_TRUE(m->is_auto());
+    EXPECT_EQ(m->strategy(), strategy) << text;
+    EXPECT_TRUE(m->entries().empty());
+  }
+}
+
 TEST(DeviceMapTest, BadMaps) {
-  EXPECT_EQ(
-      ErrorOf("balanced"),
-      "x.yaml: models[0].device_map: \"balanced\" is not a device map; expected auto or a map "
-      "from module-path prefix to placement");
-  EXPECT_EQ(
-      ErrorOf("{}"),
-      "x.yaml: models[0].device_map: an empty map places nothing; expected auto or a map from "
-      "module-path prefix to placement");
+  constexpr char kForms[] =
+      "expected auto, balanced, sequential (planned from max_memory) or a map from module-path "
+      "prefix to placement";
+  EXPECT_EQ(ErrorOf("balanced_low_0"),
+            absl::StrCat("x.yaml: models[0].device_map: \"balanced_low_0\" is not a device map; ",
+                         kForms));
+  EXPECT_EQ(ErrorOf("{}"),
+            absl::StrCat("x.yaml: models[0].device_map: an empty map places nothing; ", kForms));
   EXPECT_EQ(ErrorOf("[cpu]"),
-            "x.yaml: models[0].device_map: a list is not a device map; expected auto or a map from "
-            "module-path prefix to placement");
+            absl::StrCat("x.yaml: models[0].device_map: a list is not a device map; ", kForms));
   EXPECT_EQ(ErrorOf("lm_head: cpu\nlm_head: disk"),
             "x.yaml: models[0].device_map.lm_head: duplicate key; each key may appear once");
 }

@@ -1,11 +1,14 @@
 // tierserve: serves LLM text generation for models larger than the hardware.
-// Subcommands: `serve` (the gRPC daemon) and `generate` (one completion on
-// the command line).
+// Subcommands: `serve` (the gRPC daemon), `generate` (one completion on the
+// command line), `plan` (placements and memory, without loading) and
+// `health` (a probe of a running daemon, for container health checks).
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "server/generate_command.h"
+#include "server/health_command.h"
+#include "server/plan_command.h"
 #include "server/serve_command.h"
 
 namespace {
@@ -16,6 +19,8 @@ constexpr char kUsage[] =
     "commands:\n"
     "  serve      serve the models of a config over gRPC, with Prometheus metrics\n"
     "  generate   load a model and print the completion of a prompt\n"
+    "  plan       print where each model of a config would rest, without loading it\n"
+    "  health     ask a running daemon's gRPC health service; exit 0 when it serves\n"
     "  version    print the version\n"
     "\n"
     "Run `tierserve <command> --help` for the flags of a command.\n";
@@ -31,6 +36,8 @@ int main(int argc, char** argv) {
   const std::vector<std::string> rest(argv + 2, argv + argc);
   if (command == "serve") return tierserve::RunServeCommand(rest);
   if (command == "generate") return tierserve::RunGenerateCommand(rest);
+  if (command == "plan") return tierserve::RunPlanCommand(rest);
+  if (command == "health") return tierserve::RunHealthCommand(rest);
   if (command == "version" || command == "--version") {
     std::cout << "tierserve 0.1.0\n";
     return 0;

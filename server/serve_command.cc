@@ -19,21 +19,20 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "runtime/base/status_macros.h"
 #include "runtime/base/thread_pool.h"
 #include "runtime/engine/engine.h"
 #include "runtime/model/model_loader.h"
 #include "runtime/placement/module_report.h"
 #include "server/common_flags.h"
 #include "server/config.h"
+#include "server/config_flags.h"
 #include "server/generation_service.h"
+#include "server/model_plan.h"
 #include "server/metrics/device_memory_collector.h"
 #include "server/metrics/metrics.h"
 #include "server/metrics/process_memory_collector.h"
 
-ABSL_FLAG(std::string, config, "", "YAML config file (see deploy/tierserve.yaml).");
-ABSL_FLAG(std::optional<std::string>, accelerator, std::nullopt,
-          "cuda or sim: with sim, cuda:N and bare GPU indices in every model's device map run "
-          "on simulated accelerators sim:N (overrides each model's accelerator).");
 ABSL_FLAG(std::optional<std::string>, listen, std::nullopt, "gRPC address host:port (overrides server.listen).");
 ABSL_FLAG(std::optional<std::string>, metrics_listen, std::nullopt,
           "Prometheus /metrics address host:port (overrides server.metrics_listen).");
@@ -64,8 +63,7 @@ int Fail(const absl::Status& s) {
 }
 
 // The engine of model `m`: batch bounds from its config, and a KV pool of
-// kv_cache_bytes (default: max_batch_size sequences of max_sequence_length),
-// which must hold at least one sequence of max_sequence_length.
+// KvCacheBlocks.
 absl::StatusOr<Engine::Options> EngineOptionsFor(const ModelServingConfig& m, const ServerConfig& config,
                                                  const CausalLM& model) {
   Engine::Options o;
@@ -75,32 +73,7 @@ absl::StatusOr<Engine::Options> EngineOptionsFor(const ModelServingConfig& m, co
   o.max_step_tokens = m.max_batch_tokens;
   o.kv_block_tokens = m.kv_block_tokens;
   o.prefix_caching = m.prefix_caching;
-  const int64_t context = model.config().max_position_embeddings;
-  const int64_t sequence = std::min(m.max_sequence_length.value_or(context), context);
-  const int64_t per_sequence = (sequence + o.kv_block_tokens - 1) / o.kv_block_tokens;
-  const int64_t block_bytes =
-      KvBlockPool::BytesPerBlock(model.config().num_layers, model.KvDim(), o.kv_block_tokens);
-  const int64_t physical = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
-  if (!m.kv_cache_bytes.has_value()) {
-    // Capped at half the machine's memory: pages are committed as blocks
-    // fill, but the reservation must still be granted.
-    o.kv_blocks = std::max(per_sequence, std::min(m.max_batch_size * per_sequence, physical / 2 / block_bytes));
-    return o;
-  }
-  if (*m.kv_cache_bytes > physical) {
-    return absl::InvalidArgumentError(absl::StrCat(m.kv_cache_bytes_key, ": ", *m.kv_cache_bytes,
-                                                   " bytes is more than this machine's memory (", physical,
-                                                   " bytes)"));
-  }
-  o.kv_blocks = *m.kv_cache_bytes / block_bytes;
-  if (o.kv_blocks < per_sequence) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        m.kv_cache_bytes_key, ": ", *m.kv_cache_bytes, " bytes hold ", o.kv_blocks, " KV blocks of ",
-        o.kv_block_tokens, " tokens (", block_bytes, " bytes each); one sequence of max_sequence_length ",
-        sequence, " needs ", per_sequence, " blocks (", per_sequence * block_bytes,
-        " bytes): raise kv_cache_bytes or lower max_sequence_length"));
-  }
-  if (o.kv_blocks > std::numeric_limits<int32_t>::max()) o.kv_blocks = std::numeric_limits<int32_t>::max();
+  TS_ASSIGN_OR_RETURN(o.kv_blocks, KvCacheBlocks(m, model.config(), model.KvDim()));
   return o;
 }
 
@@ -118,30 +91,30 @@ int RunServeCommand(const std::vector<std::string>& args) {
                     "tierserve serve [--config FILE] [flags]\n"
                     "Serves the models of the config over gRPC (tierserve.v1.Generation, health,\n"
                     "reflection) and Prometheus metrics. Flags override the file.",
-                    args);
+                    args, /*reads_config=*/true);
 
-  ServerConfig config;
-  if (!absl::GetFlag(FLAGS_config).empty()) {
-    absl::StatusOr<ServerConfig> loaded = LoadServerConfig(absl::GetFlag(FLAGS_config));
-    if (!loaded.ok()) return Fail(loaded.status());
-    config = std::move(*loaded);
-  }
   FlagOverrides overrides;
   overrides.listen = absl::GetFlag(FLAGS_listen);
   overrides.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   overrides.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
   if (absl::GetFlag(FLAGS_threads) >= 0) overrides.threads = absl::GetFlag(FLAGS_threads);
-  if (!absl::GetFlag(FLAGS_model).empty()) overrides.model = absl::GetFlag(FLAGS_model);
-  overrides.accelerator = absl::GetFlag(FLAGS_accelerator);
-  if (absl::Status s = ApplyFlagOverrides(&config, overrides); !s.ok()) return Fail(s);
+  absl::StatusOr<ServerConfig> loaded = ConfigFromFlags(overrides);
+  if (!loaded.ok()) return Fail(loaded.status());
+  ServerConfig config = *std::move(loaded);
   if (config.models.empty()) {
     return Fail(absl::InvalidArgumentError("no model to serve: give --config FILE with models, or --model PATH"));
   }
 
   // Everything a model needs is checked before the daemon listens.
-  for (const ModelServingConfig& m : config.models) {
+  for (ModelServingConfig& m : config.models) {
     if (absl::Status s = CheckServable(m, config.source); !s.ok()) return Fail(s);
     if (absl::Status s = CheckDeviceMapCoversModel(m, config.source); !s.ok()) return Fail(s);
+    // Sized without reading weights: an auto map becomes the planned one, an
+    // explicit map is checked against its budgets.
+    absl::StatusOr<ModelPlan> plan = PlanModel(m, config);
+    if (!plan.ok()) return Fail(plan.status());
+    std::cerr << "tierserve: plan of " << FormatPlan(m, *plan) << std::flush;
+    m.device_map = std::move(plan->map);
   }
 
   // Every model's sim:N placements share these devices (and their capacity).

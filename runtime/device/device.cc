@@ -1,27 +1,13 @@
 #include "runtime/device/device.h"
 
-#include <iterator>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include "runtime/base/byte_size.h"
 
 namespace tierserve {
 namespace {
-
-// "0 B", "512 B", "12.0 MiB", "1.0 GiB": binary units, one decimal.
-std::string FormatBytes(int64_t bytes) {
-  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
-  if (bytes < 1024) return absl::StrCat(bytes, " B");
-  double value = static_cast<double>(bytes) / 1024;
-  int unit = 0;
-  while (value >= 1024 && unit + 1 < static_cast<int>(std::size(kUnits))) {
-    value /= 1024;
-    ++unit;
-  }
-  return absl::StrFormat("%.1f %s", value, kUnits[unit]);
-}
 
 // "1020.0 MiB in use (weights 1000.0 MiB, staging 20.0 MiB, kv 0 B, scratch 0 B)".
 std::string FormatInUse(const MemoryUsage& usage) {

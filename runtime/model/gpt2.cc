@@ -47,8 +47,7 @@ class Gpt2 final : public CausalLM {
     const int64_t H = c_.hidden_size, I = c_.intermediate_size;
     TS_ASSIGN_OR_RETURN(lm_head_, loader.LoadEmbedding("transformer.wte", c_.vocab_size, H));
     TS_ASSIGN_OR_RETURN(wpe_, loader.LoadF32("transformer.wpe.weight", {c_.max_position_embeddings, H}));
-    TS_ASSIGN_OR_RETURN(ln_f_w_, loader.LoadF32("transformer.ln_f.weight", {H}));
-    TS_ASSIGN_OR_RETURN(ln_f_b_, loader.LoadF32("transformer.ln_f.bias", {H}));
+    // In execution order, which is the order `device_map: auto` fills devices in.
     layers_.resize(c_.num_layers);
     for (int64_t l = 0; l < c_.num_layers; ++l) {
       const std::string p = absl::StrCat("transformer.h.", l, ".");
@@ -64,6 +63,8 @@ class Gpt2 final : public CausalLM {
       TS_ASSIGN_OR_RETURN(L.mlp_proj, loader.LoadLinear(p + "mlp.c_proj", I, H, true, true));
       loader.EndGroup();
     }
+    TS_ASSIGN_OR_RETURN(ln_f_w_, loader.LoadF32("transformer.ln_f.weight", {H}));
+    TS_ASSIGN_OR_RETURN(ln_f_b_, loader.LoadF32("transformer.ln_f.bias", {H}));
     TS_ASSIGN_OR_RETURN(streamer_, loader.FinishStreamer());
     return absl::OkStatus();
   }
@@ -111,7 +112,8 @@ class Gpt2 final : public CausalLM {
 
     for (int64_t l = 0; l < c_.num_layers; ++l) {
       const Gpt2Layer& L = layers_[l];
-      TS_ASSIGN_OR_RETURN(Streamer::Lease weights, streamer_->Acquire(L.weights));
+      TS_ASSIGN_OR_RETURN(Streamer::Lease weights,
+                          streamer_->Acquire(L.weights, s.x.data(), T * H * static_cast<int64_t>(sizeof(float))));
       // Attention block.
       for (int64_t t = 0; t < T; ++t)
         cpu::LayerNorm(&s.x[t * H], L.ln_1_w.data(), L.ln_1_b.data(), &s.xn[t * H], H, c_.norm_eps);
@@ -142,7 +144,8 @@ class Gpt2 final : public CausalLM {
                      c_.norm_eps);
     }
     logits->resize(n_out * c_.vocab_size);
-    TS_ASSIGN_OR_RETURN(Streamer::Lease wte, streamer_->Acquire(lm_head_.group()));
+    TS_ASSIGN_OR_RETURN(Streamer::Lease wte,
+                        streamer_->Acquire(lm_head_.group(), s.last.data(), n_out * H * static_cast<int64_t>(sizeof(float))));
     lm_head_.Forward(s.last.data(), n_out, logits->data(), pool_);
     return absl::OkStatus();
   }

@@ -56,10 +56,7 @@ class Llama final : public CausalLM {
     const bool ab = c_.attention_bias, mb = c_.mlp_bias;
       // A tied head is the embedding table itself.
     TS_ASSIGN_OR_RETURN(embed_, loader.LoadEmbedding("model.embed_tokens", c_.vocab_size, H));
-    if (!c_.tie_word_embeddings) {
-      TS_ASSIGN_OR_RETURN(lm_head_, loader.LoadLinear("lm_head", H, c_.vocab_size, false));
-    }
-    TS_ASSIGN_OR_RETURN(final_norm_, loader.LoadF32("model.norm.weight", {H}));
+    // In execution order, which is the order `device_map: auto` fills devices in.
     layers_.resize(c_.num_layers);
     for (int64_t l = 0; l < c_.num_layers; ++l) {
       const std::string p = absl::StrCat("model.layers.", l, ".");
@@ -75,6 +72,10 @@ class Llama final : public CausalLM {
       TS_ASSIGN_OR_RETURN(L.up_proj, loader.LoadLinear(p + "mlp.up_proj", H, I, mb));
       TS_ASSIGN_OR_RETURN(L.down_proj, loader.LoadLinear(p + "mlp.down_proj", I, H, mb));
       loader.EndGroup();
+    }
+    TS_ASSIGN_OR_RETURN(final_norm_, loader.LoadF32("model.norm.weight", {H}));
+    if (!c_.tie_word_embeddings) {
+      TS_ASSIGN_OR_RETURN(lm_head_, loader.LoadLinear("lm_head", H, c_.vocab_size, false));
     }
     TS_ASSIGN_OR_RETURN(streamer_, loader.FinishStreamer());
     inv_freq_ = RopeInverseFrequencies(c_);
@@ -130,7 +131,8 @@ class Llama final : public CausalLM {
 
     for (int64_t l = 0; l < c_.num_layers; ++l) {
       const LlamaLayer& L = layers_[l];
-      TS_ASSIGN_OR_RETURN(Streamer::Lease weights, streamer_->Acquire(L.weights));
+      TS_ASSIGN_OR_RETURN(Streamer::Lease weights,
+                          streamer_->Acquire(L.weights, s.x.data(), T * H * static_cast<int64_t>(sizeof(float))));
       // Attention block.
       RmsNormRows(s.x.data(), L.input_norm.data(), s.xn.data(), T);
       const Linear* qkv[] = {&L.q_proj, &L.k_proj, &L.v_proj};
@@ -164,7 +166,8 @@ class Llama final : public CausalLM {
     }
     logits->resize(n_out * c_.vocab_size);
     const Linear& head = c_.tie_word_embeddings ? embed_ : lm_head_;
-    TS_ASSIGN_OR_RETURN(Streamer::Lease weights, streamer_->Acquire(head.group()));
+    TS_ASSIGN_OR_RETURN(Streamer::Lease weights,
+                        streamer_->Acquire(head.group(), s.last.data(), n_out * H * static_cast<int64_t>(sizeof(float))));
     head.Forward(s.last.data(), n_out, logits->data(), pool_);
     return absl::OkStatus();
   }

@@ -20,6 +20,33 @@ Location ExecutionLocation(const DeviceMap& map) {
   return Location{Location::Tier::kCpu, 0};
 }
 
+namespace {
+
+// Builds the model of `loader`'s source through `loader`.
+absl::StatusOr<std::unique_ptr<CausalLM>> Build(ModuleLoader& loader, ThreadPool* pool) {
+  switch (loader.source().config().arch) {
+    case Architecture::kLlama:
+      return LoadLlama(loader, pool);
+    case Architecture::kGpt2:
+      return LoadGpt2(loader, pool);
+  }
+  return absl::InternalError("unknown architecture");
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<ModuleSize>> SizeModel(const WeightSource& source,
+                                                  const QuantizationConfig& quantization,
+                                                  const DeviceMap& device_map,
+                                                  const Location& execution) {
+  DeviceSet devices;  // holds nothing: a sizing pass allocates no weights
+  ModuleLoader loader(source, quantization, device_map,
+                      OffloadOptions{&devices, execution, "", 0}, ModuleLoader::Pass::kSize);
+  ThreadPool pool(1);
+  TS_RETURN_IF_ERROR(Build(loader, &pool).status());
+  return loader.sizes();
+}
+
 absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const ModelLoadOptions& options) {
   if (options.pool == nullptr) return absl::InvalidArgumentError("LoadModel needs a compute pool");
   LoadedModel m;
@@ -29,16 +56,7 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const ModelLoadOp
                       OffloadOptions{options.devices != nullptr ? options.devices : default_devices,
                                      ExecutionLocation(options.device_map), options.offload_path,
                                      options.prefetch_depth});
-  switch (m.source->config().arch) {
-    case Architecture::kLlama: {
-      TS_ASSIGN_OR_RETURN(m.model, LoadLlama(loader, options.pool));
-      break;
-    }
-    case Architecture::kGpt2: {
-      TS_ASSIGN_OR_RETURN(m.model, LoadGpt2(loader, options.pool));
-      break;
-    }
-  }
+  TS_ASSIGN_OR_RETURN(m.model, Build(loader, options.pool));
   m.modules = loader.records();
   m.execution_device = ExecutionLocation(options.device_map).ToString();
   for (const std::string& skip : loader.UnusedSkipModules()) {

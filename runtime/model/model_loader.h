@@ -14,6 +14,7 @@
 #include "runtime/model/weight_source.h"
 #include "runtime/placement/device_map.h"
 #include "runtime/placement/module_report.h"
+#include "runtime/placement/plan.h"
 #include "runtime/placement/quantization_config.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -54,6 +55,15 @@ struct LoadedModel {
 };
 
 absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const ModelLoadOptions& options);
+
+// What each module of the model in `source` weighs in the precision it would
+// take with `quantization` and the explicit precisions of `device_map`, on
+// the execution device `execution` and off it: the planner's input. Reads
+// no weights (ModuleLoader::Pass::kSize); checks every tensor's shape.
+absl::StatusOr<std::vector<ModuleSize>> SizeModel(const WeightSource& source,
+                                                  const QuantizationConfig& quantization,
+                                                  const DeviceMap& device_map,
+                                                  const Location& execution);
 // Everything on the cpu, as stored.
 inline absl::StatusOr<LoadedModel> LoadModel(const std::string& path, ThreadPool* pool) {
   ModelLoadOptions options;

@@ -1,6 +1,7 @@
 #include "runtime/model/module_loader.h"
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cpu/quant_matmul.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/quant/f32_format.h"
 #include "runtime/quant/gguf_block_format.h"
@@ -9,10 +10,11 @@
 namespace tierserve {
 
 ModuleLoader::ModuleLoader(const WeightSource& src, const QuantizationConfig& quantization,
-                           const DeviceMap& device_map, OffloadOptions offload)
+                           const DeviceMap& device_map, OffloadOptions offload, Pass pass)
     : src_(src),
       quantization_(quantization),
       device_map_(device_map),
+      pass_(pass),
       offload_(std::move(offload)),
       streamer_(std::make_unique<Streamer>(
           offload_.devices->host(),
@@ -76,6 +78,7 @@ absl::Status ModuleLoader::Place(const std::string& module, Streamer::GroupId gr
       break;
     case Location::Tier::kSim:
       placed = streamer_->PlaceOn(w, offload_.devices->Sim(where.index));
+      streamer_->ComputeOn(group, offload_.devices->Sim(where.index));
       break;
     case Location::Tier::kDisk:
       if (file_ == nullptr) {
@@ -123,17 +126,53 @@ absl::StatusOr<std::unique_ptr<WeightFormat>> ModuleLoader::LoadWeight(
   if (!precision.has_value() || *precision == Precision::kFp32) {
     return std::make_unique<F32Format>(std::move(w));
   }
-  QuantizeOptions q;
-  q.int8_threshold = static_cast<float>(quantization_.llm_int8_threshold);
-  q.double_quant = quantization_.bnb_4bit_use_double_quant;
-  q.compute = quantization_.bnb_4bit_compute_dtype;
-  absl::StatusOr<std::unique_ptr<WeightFormat>> f = QuantizeWeight(*precision, w, q);
+  absl::StatusOr<std::unique_ptr<WeightFormat>> f = QuantizeWeight(*precision, w, Quantize());
   if (!f.ok()) {
     return absl::Status(f.status().code(), absl::StrCat(src_.path(), ": ", tensor, ": ",
                                                         f.status().message()));
   }
   // The fp32 copy `w` goes here, before the next module is read.
   return f;
+}
+
+QuantizeOptions ModuleLoader::Quantize() const {
+  QuantizeOptions q;
+  q.int8_threshold = static_cast<float>(quantization_.llm_int8_threshold);
+  q.double_quant = quantization_.bnb_4bit_use_double_quant;
+  q.compute = quantization_.bnb_4bit_compute_dtype;
+  return q;
+}
+
+absl::Status ModuleLoader::SizeWeight(const std::string& name, Streamer::GroupId group,
+                                      int64_t rows, int64_t cols, bool conv1d, bool linear) {
+  TS_ASSIGN_OR_RETURN(const TensorView* t, src_.Stored(name + ".weight", {rows, cols}, conv1d));
+  std::optional<Precision> explicit_precision;
+  if (!device_map_.is_auto() && !device_map_.entries().empty()) {
+    absl::StatusOr<Placement> p = device_map_.Resolve(name + ".weight");
+    if (p.ok()) explicit_precision = p->precision;
+  }
+  // As LoadWeight makes it: blocks as stored when no precision is asked.
+  auto image = [&](std::optional<Precision> precision, Precision* made) {
+    if (!precision.has_value() && !conv1d && cpu::QuantMatMulSupports(t->dtype)) {
+      *made = GgufBlockFormat::PrecisionOf(t->dtype);
+      return GgufBlockFormat::ImageBytes(t->dtype, rows, cols);
+    }
+    *made = precision.value_or(Precision::kFp32);
+    return QuantizedImageBytes(*made, rows, cols, Quantize());
+  };
+  auto precision_at = [&](const Location& where) -> std::optional<Precision> {
+    return linear ? LinearPrecision(name, Placement{where, explicit_precision}) : std::nullopt;
+  };
+  ModuleSize s;
+  s.group = streamer_->group_name(group);
+  s.module = name;
+  s.layer = group_ != Streamer::kResident;
+  s.parameters = rows * cols;
+  s.resident_bytes = image(precision_at(offload_.execution), &s.resident_precision);
+  s.offloaded_bytes =
+      image(precision_at(Location{Location::Tier::kDisk, 0}), &s.offloaded_precision);
+  sizes_.push_back(std::move(s));
+  return absl::OkStatus();
 }
 
 void ModuleLoader::Record(const std::string& module, const std::string& device,
@@ -146,6 +185,10 @@ absl::StatusOr<ModuleLoader::PlacedWeight> ModuleLoader::LoadPlaced(const std::s
                                                                      bool conv1d, bool linear) {
   PlacedWeight p;
   p.group = group_ != Streamer::kResident ? group_ : streamer_->AddGroup(name);
+  if (pass_ == Pass::kSize) {
+    TS_RETURN_IF_ERROR(SizeWeight(name, p.group, rows, cols, conv1d, linear));
+    return p;  // no format: nothing was read
+  }
   TS_ASSIGN_OR_RETURN(Placement placement, PlacementOf(name, p.group));
   p.where = placement.device;
   TS_ASSIGN_OR_RETURN(p.format,
@@ -159,6 +202,10 @@ absl::StatusOr<Linear> ModuleLoader::LoadLinear(const std::string& name, int64_t
                                                 int64_t out_features, bool bias, bool conv1d) {
   TS_ASSIGN_OR_RETURN(PlacedWeight p,
                       LoadPlaced(name, out_features, in_features, conv1d, /*linear=*/true));
+  if (pass_ == Pass::kSize) {
+    if (bias) TS_RETURN_IF_ERROR(LoadF32(name + ".bias", {out_features}).status());
+    return Linear(nullptr, F32Weight(), p.group);
+  }
   const WeightFormat& w = *p.format;
   F32Weight b;
   if (bias) {
@@ -179,12 +226,25 @@ absl::StatusOr<Linear> ModuleLoader::LoadLinear(const std::string& name, int64_t
 absl::StatusOr<Linear> ModuleLoader::LoadEmbedding(const std::string& name, int64_t rows,
                                                    int64_t cols) {
   TS_ASSIGN_OR_RETURN(PlacedWeight p, LoadPlaced(name, rows, cols, false, /*linear=*/false));
+  if (pass_ == Pass::kSize) return Linear(nullptr, F32Weight(), p.group);
   Record(name, p.where.ToString(), p.format->precision(), rows * cols, p.format->bytes());
   return Linear(std::move(p.format), F32Weight(), p.group);
 }
 
 absl::StatusOr<F32Weight> ModuleLoader::LoadF32(const std::string& tensor_name,
                                                 const std::vector<int64_t>& shape) {
+  if (pass_ == Pass::kSize) {
+    TS_RETURN_IF_ERROR(src_.Stored(tensor_name, shape).status());
+    ModuleSize s;
+    s.module = tensor_name;
+    s.host_only = true;
+    s.layer = group_ != Streamer::kResident;
+    s.parameters = 1;
+    for (int64_t d : shape) s.parameters *= d;
+    s.resident_bytes = s.offloaded_bytes = s.parameters * static_cast<int64_t>(sizeof(float));
+    sizes_.push_back(std::move(s));
+    return F32Weight();
+  }
   TS_ASSIGN_OR_RETURN(F32Weight w, src_.Load(tensor_name, shape));
   const size_t dot = tensor_name.rfind('.');
   Record(dot == std::string::npos ? tensor_name : tensor_name.substr(0, dot), "cpu",

@@ -42,7 +42,9 @@
 #include "runtime/model/weight_source.h"
 #include "runtime/placement/device_map.h"
 #include "runtime/placement/module_report.h"
+#include "runtime/placement/plan.h"
 #include "runtime/placement/quantization_config.h"
+#include "runtime/quant/quantize_weight.h"
 #include "runtime/stream/offload_file.h"
 #include "runtime/stream/streamer.h"
 
@@ -60,10 +62,18 @@ struct OffloadOptions {
 
 class ModuleLoader {
  public:
-  // `device_map` may be empty (everything on the cpu). Both must outlive the
+  // kLoad reads, converts and places every module. kSize reads no weights:
+  // it checks each tensor's shape and records what the module would weigh
+  // in the precision it would take on the execution device and off it
+  // (sizes()), for the planner; the Linears it returns hold no weight and
+  // the model it builds is never run.
+  enum class Pass { kLoad, kSize };
+
+  // `device_map` may be empty (everything on the cpu) or auto (everything on
+  // the cpu for kLoad; no placement needed for kSize). Both must outlive the
   // loader.
   ModuleLoader(const WeightSource& src, const QuantizationConfig& quantization,
-               const DeviceMap& device_map, OffloadOptions offload = {});
+               const DeviceMap& device_map, OffloadOptions offload = {}, Pass pass = Pass::kLoad);
 
   const WeightSource& source() const { return src_; }
 
@@ -84,8 +94,10 @@ class ModuleLoader {
   // Ends loading: the streamer over every group, its staging pool allocated.
   absl::StatusOr<std::unique_ptr<Streamer>> FinishStreamer();
 
-  // What was loaded, module by module, in load order.
+  // What was loaded, module by module, in load order (kLoad).
   const std::vector<ModuleRecord>& records() const { return records_; }
+  // What each module weighs, in load order (kSize).
+  const std::vector<ModuleSize>& sizes() const { return sizes_; }
   // Skip-list entries of the quantization config that matched no linear
   // module: worth a warning (transformers warns too), not an error.
   std::vector<std::string> UnusedSkipModules() const;
@@ -99,6 +111,11 @@ class ModuleLoader {
                                                            int64_t rows, int64_t cols,
                                                            bool conv1d,
                                                            std::optional<Precision> precision);
+  QuantizeOptions Quantize() const;
+  // kSize: records the weight `name.weight` [rows, cols] of a module of
+  // `group`, as LoadPlaced would make it.
+  absl::Status SizeWeight(const std::string& name, Streamer::GroupId group, int64_t rows,
+                          int64_t cols, bool conv1d, bool linear);
   void Record(const std::string& module, const std::string& device, Precision precision,
               int64_t parameters, int64_t bytes);
   // Where the weight of `module` rests, and the map's precision for it.
@@ -124,6 +141,8 @@ class ModuleLoader {
   std::vector<std::string> skip_;
   std::vector<bool> skip_used_;
   std::vector<ModuleRecord> records_;
+  const Pass pass_;
+  std::vector<ModuleSize> sizes_;
 
   OffloadOptions offload_;
   std::unique_ptr<Streamer> streamer_;

@@ -189,6 +189,13 @@ TEST_P(OffloadTest, SimulatedAcceleratorsGiveTheBitsOfAllResident) {
     if (m.name == "sim:0 with cpu offload" || m.name == "sim:0 with disk offload") {
       EXPECT_GT(stats.bytes_copied, 0);
     }
+    // A pipeline carries the hidden state across at each boundary: to sim:1
+    // for the first half of the layers and back for the rest, every forward
+    // (the 12-token prompt, then one row per step); one device, never.
+    const int64_t row_bytes = loaded.model->config().hidden_size * static_cast<int64_t>(sizeof(float));
+    const bool pipeline = m.name == "sim:0 + sim:1";
+    EXPECT_EQ(stats.activation_moves, pipeline ? 2 * (1 + 3) : 0);
+    EXPECT_EQ(stats.activation_bytes, pipeline ? 2 * (12 + 3) * row_bytes : 0);
     // What the load report puts on sim:0 is what sim:0 counts as its weights.
     int64_t on_sim0 = 0;
     for (const ModuleRecord& r : loaded.modules) on_sim0 += r.device == "sim:0" ? r.bytes : 0;
@@ -197,6 +204,78 @@ TEST_P(OffloadTest, SimulatedAcceleratorsGiveTheBitsOfAllResident) {
     loaded = LoadedModel();
     EXPECT_EQ(sim0_weights(), before);
   }
+}
+
+// The planner's figures are what the load allocates: plan within budgets
+// that leave half the groups on sim:0, some in host memory and (SmolLM2)
+// some on disk; load the planned map on a sim:0 whose
+// capacity is its budget; sim:0's weights and staging, and the host's
+// weights and staging, are the plan's to the byte; and the logits are the
+// bits of the all-resident model.
+TEST_P(OffloadTest, APlannedMapLoadsAsMeasuredAndGivesTheBitsOfAllResident) {
+  const Case& c = GetParam();
+  const std::vector<float> resident = Generate(*Load(DeviceMap(), "").model, 2);
+  ModelLoadOptions o;
+  Quantize(c.quantization, &o);
+  const Location sim0{Location::Tier::kSim, 0};
+  absl::StatusOr<std::unique_ptr<WeightSource>> src = WeightSource::Open(c.path);
+  ASSERT_TRUE(src.ok()) << src.status();
+  absl::StatusOr<std::vector<ModuleSize>> sizes =
+      SizeModel(**src, o.quantization, DeviceMap::Auto("test", "device_map"), sim0);
+  ASSERT_TRUE(sizes.ok()) << sizes.status();
+  const std::vector<GroupSize> groups = GroupSizes(*sizes);
+  ASSERT_GE(groups.size(), 3u);
+  // The first half of the groups on sim:0 beside the staging of the second
+  // half; the cpu room for one group of the second half beside the disk
+  // staging; the rest (SmolLM2) on disk.
+  const size_t half = groups.size() / 2;
+  int64_t first_half = 0, largest_staged = 0, largest_offloaded = 0, host_only = 0;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    if (i < half) {
+      first_half += groups[i].resident_bytes;
+    } else {
+      largest_staged = std::max(largest_staged, groups[i].staged_bytes);
+      largest_offloaded = std::max(largest_offloaded, groups[i].offloaded_bytes);
+    }
+  }
+  for (const ModuleSize& m : *sizes) host_only += m.host_only ? m.resident_bytes : 0;
+  Budgets b;
+  b.staging_slots = 1;  // prefetch depth 0: the group in use
+  b.headroom = 0;
+  b.disk = true;
+  b.accelerators = {{sim0, first_half + largest_staged}};
+  b.cpu = host_only + largest_staged + largest_offloaded;
+  absl::StatusOr<PlacementReport> plan = PlanPlacement(*sizes, PlanStrategy::kSequential, b);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  int on[4] = {0, 0, 0, 0};  // by tier
+  for (const auto& [group, where] : plan->groups) ++on[static_cast<int>(where.tier)];
+  EXPECT_GT(on[static_cast<int>(Location::Tier::kSim)], 0);
+  EXPECT_GT(on[static_cast<int>(Location::Tier::kCpu)], 0);
+  if (c.num_layers > 4) {
+    EXPECT_GT(on[static_cast<int>(Location::Tier::kDisk)], 0);
+  }
+
+  OffloadFolder folder;
+  DeviceSet devices(SimDeviceOptions{b.accelerators[0].second, 32e9, 1e-6});
+  auto used = [](Device* d, MemoryKind k) { return d->usage().bytes[static_cast<int>(k)]; };
+  const int64_t host_weights = used(devices.host(), MemoryKind::kWeights);
+  const int64_t host_staging = used(devices.host(), MemoryKind::kStaging);
+  o.pool = pool_.get();
+  o.devices = &devices;
+  o.device_map = plan->ToDeviceMap("test", "device_map");
+  o.offload_path = folder.File(c.name + ".offload");
+  o.prefetch_depth = 0;
+  absl::StatusOr<LoadedModel> m = LoadModel(c.path, o);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const DeviceUsage& sim = *plan->Find(sim0);
+  const DeviceUsage& cpu = *plan->Find(Location{Location::Tier::kCpu, 0});
+  EXPECT_EQ(used(devices.Sim(0), MemoryKind::kWeights), sim.weights);
+  EXPECT_EQ(used(devices.Sim(0), MemoryKind::kStaging), sim.staging);
+  EXPECT_EQ(used(devices.host(), MemoryKind::kWeights) - host_weights, cpu.weights - host_only);
+  EXPECT_EQ(used(devices.host(), MemoryKind::kStaging) - host_staging, cpu.staging);
+  const std::vector<float> got = Generate(*m->model, 2);
+  ASSERT_EQ(got.size(), resident.size());
+  EXPECT_EQ(std::memcmp(got.data(), resident.data(), got.size() * sizeof(float)), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(

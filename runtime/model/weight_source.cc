@@ -188,11 +188,12 @@ bool WeightSource::Has(const std::string& hf_name) const {
   return Resolve(hf_name, &unused) != nullptr;
 }
 
-absl::StatusOr<F32Weight> WeightSource::Load(const std::string& hf_name,
-                                             const std::vector<int64_t>& shape,
-                                             bool transpose) const {
-  int64_t permute_heads = 0;
-  const TensorView* t = Resolve(hf_name, &permute_heads);
+absl::StatusOr<const TensorView*> WeightSource::Stored(const std::string& hf_name,
+                                                      const std::vector<int64_t>& shape,
+                                                      bool transpose, int64_t* permute_heads) const {
+  int64_t unused = 0;
+  if (permute_heads == nullptr) permute_heads = &unused;
+  const TensorView* t = Resolve(hf_name, permute_heads);
   if (t == nullptr) {
     return absl::NotFoundError(absl::StrCat(path_, ": missing tensor ", hf_name,
                                             gguf_ ? absl::StrCat(" (GGUF name ", GgufLlamaName(hf_name), ")") : ""));
@@ -207,6 +208,15 @@ absl::StatusOr<F32Weight> WeightSource::Load(const std::string& hf_name,
                                                    ShapeString(t->shape), ", expected ",
                                                    ShapeString(stored)));
   }
+  return t;
+}
+
+absl::StatusOr<F32Weight> WeightSource::Load(const std::string& hf_name,
+                                             const std::vector<int64_t>& shape,
+                                             bool transpose) const {
+  int64_t permute_heads = 0;
+  TS_ASSIGN_OR_RETURN(const TensorView* t, Stored(hf_name, shape, transpose, &permute_heads));
+  const std::vector<int64_t>& stored = t->shape;
   F32Weight w;
   w.shape_ = shape;
   const int64_t n = t->NumElements();

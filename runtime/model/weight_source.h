@@ -54,6 +54,14 @@ class WeightSource {
   absl::StatusOr<F32Weight> Load(const std::string& hf_name, const std::vector<int64_t>& shape,
                                  bool transpose = false) const;
 
+  // The stored tensor behind `hf_name`, checked to hold `shape` (PyTorch
+  // order; `transpose` as in Load), without reading its bytes. Sets
+  // `*permute_heads` (when given) to the head count whose Q/K row order is to
+  // be undone, else 0.
+  absl::StatusOr<const TensorView*> Stored(const std::string& hf_name,
+                                           const std::vector<int64_t>& shape, bool transpose = false,
+                                           int64_t* permute_heads = nullptr) const;
+
   // The [rows, cols] matrix `hf_name` in its stored block format when that
   // format is one the block kernels serve (cpu::QuantMatMulSupports);
   // std::nullopt when it is stored otherwise (use Load then).

@@ -110,9 +110,29 @@ DeviceMap DeviceMap::Everything(Placement placement, std::string source, std::st
   return m;
 }
 
-DeviceMap DeviceMap::Auto(std::string source, std::string key_path) {
+std::optional<PlanStrategy> ParsePlanStrategy(absl::string_view text) {
+  if (text == "auto") return PlanStrategy::kAuto;
+  if (text == "balanced") return PlanStrategy::kBalanced;
+  if (text == "sequential") return PlanStrategy::kSequential;
+  return std::nullopt;
+}
+
+const char* PlanStrategyName(PlanStrategy strategy) {
+  switch (strategy) {
+    case PlanStrategy::kAuto:
+      return "auto";
+    case PlanStrategy::kBalanced:
+      return "balanced";
+    case PlanStrategy::kSequential:
+      return "sequential";
+  }
+  return "?";
+}
+
+DeviceMap DeviceMap::Auto(std::string source, std::string key_path, PlanStrategy strategy) {
   DeviceMap m;
   m.auto_ = true;
+  m.strategy_ = strategy;
   m.source_ = std::move(source);
   m.key_path_ = std::move(key_path);
   return m;

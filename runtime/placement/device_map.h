@@ -9,7 +9,8 @@
 //     model.layers.15-29: {device: cpu, precision: int8}
 //     lm_head: disk
 //
-// or `device_map: auto` (recorded here; the planner computes the placements).
+// or `device_map: auto` (or `balanced`, `sequential`: recorded here; the
+// planner in plan.h computes the placements).
 //
 // A key is a dot-separated module path (letters, digits, `_`); one of its
 // parts may be a range `lo-hi`, shorthand for the hi-lo+1 paths with each
@@ -63,6 +64,13 @@ struct Placement {
   bool operator==(const Placement&) const = default;
 };
 
+// How `device_map: auto` fills devices (see PlanPlacement in plan.h).
+enum class PlanStrategy { kAuto, kBalanced, kSequential };
+// "auto", "balanced", "sequential"; std::nullopt otherwise.
+std::optional<PlanStrategy> ParsePlanStrategy(absl::string_view text);
+const char* PlanStrategyName(PlanStrategy strategy);
+inline constexpr char kPlanStrategyForms[] = "auto, balanced or sequential";
+
 class DeviceMap {
  public:
   // One module-path prefix; a range key expands to several entries.
@@ -80,8 +88,9 @@ class DeviceMap {
       : source_(std::move(source)), key_path_(std::move(key_path)) {}
   // A map that places everything (the "" prefix) on `placement`.
   static DeviceMap Everything(Placement placement, std::string source, std::string key_path);
-  // `device_map: auto`.
-  static DeviceMap Auto(std::string source, std::string key_path);
+  // `device_map: auto` (balanced, sequential).
+  static DeviceMap Auto(std::string source, std::string key_path,
+                        PlanStrategy strategy = PlanStrategy::kAuto);
 
   // Adds `key` (a prefix or a range) with `placement`; the error says what is
   // wrong with the key, without file or key path.
@@ -92,6 +101,7 @@ class DeviceMap {
   DeviceMap WithTier(Location::Tier from, Location::Tier to) const;
 
   bool is_auto() const { return auto_; }
+  PlanStrategy strategy() const { return strategy_; }  // when is_auto()
   // In file order, ranges expanded. Empty when is_auto().
   const std::vector<Entry>& entries() const { return entries_; }
   // The config file and key path the map came from, for messages.
@@ -118,6 +128,7 @@ class DeviceMap {
   const Entry* Match(std::string_view name) const;
 
   bool auto_ = false;
+  PlanStrategy strategy_ = PlanStrategy::kAuto;
   std::string source_;
   std::string key_path_;
   std::vector<Entry> entries_;

@@ -14,6 +14,10 @@ class F32Format final : public WeightFormat {
  public:
   // REQUIRES: w.shape() == {rows, cols}.
   explicit F32Format(F32Weight w);
+  // Bytes of the image of a [rows, cols] weight.
+  static int64_t ImageBytes(int64_t rows, int64_t cols) {
+    return rows * cols * static_cast<int64_t>(sizeof(float));
+  }
 
   Precision precision() const override { return Precision::kFp32; }
   void ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y, int64_t ldy,

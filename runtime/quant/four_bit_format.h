@@ -22,6 +22,10 @@ class FourBitFormat final : public WeightFormat {
   // Quantizes w [rows, cols] as bitsandbytes' quantize_4bit does.
   FourBitFormat(const float* w, int64_t rows, int64_t cols, Precision precision,
                 bool double_quant, ComputeDType compute);
+  // Bytes of the image of a [rows, cols] weight, without making it.
+  static int64_t ImageBytes(int64_t rows, int64_t cols, bool double_quant) {
+    return MakeLayout(rows * cols, double_quant).bytes;
+  }
 
   Precision precision() const override { return precision_; }
   void ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y, int64_t ldy,

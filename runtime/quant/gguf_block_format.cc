@@ -21,13 +21,20 @@ GgufBlockFormat::GgufBlockFormat(BlockWeight blocks)
   }
 }
 
+int64_t GgufBlockFormat::ImageBytes(DType type, int64_t rows, int64_t cols) {
+  if (cpu::CanRepack(type, rows, cols)) return cpu::RepackedBytes(type, rows, cols);
+  return rows * (cols / BlockElems(type) * BlockBytes(type));
+}
+
 void GgufBlockFormat::DropStorage() {
   blocks_ = BlockWeight();
   packed_ = AlignedBytes();
 }
 
-Precision GgufBlockFormat::precision() const {
-  switch (type_) {
+Precision GgufBlockFormat::precision() const { return PrecisionOf(type_); }
+
+Precision GgufBlockFormat::PrecisionOf(DType type) {
+  switch (type) {
     case DType::kQ8_0: return Precision::kQ8_0;
     case DType::kQ4_0: return Precision::kQ4_0;
     default: return Precision::kQ4_1;

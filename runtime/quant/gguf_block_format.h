@@ -17,6 +17,11 @@ namespace tierserve {
 class GgufBlockFormat final : public WeightFormat {
  public:
   explicit GgufBlockFormat(BlockWeight blocks);
+  // Bytes of the image of a [rows, cols] weight of block type `type` (one
+  // cpu::QuantMatMulSupports serves), without making it.
+  static int64_t ImageBytes(DType type, int64_t rows, int64_t cols);
+  // The precision a weight of block type `type` is served in.
+  static Precision PrecisionOf(DType type);
 
   Precision precision() const override;
   void ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y, int64_t ldy,

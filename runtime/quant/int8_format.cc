@@ -27,13 +27,23 @@ void RoundToF16(const float* in, float* out, int64_t n) {
 
 }  // namespace
 
-Int8Format::Int8Format(const float* w, int64_t rows, int64_t cols, float threshold)
-    : WeightFormat(rows, cols), threshold_(threshold) {
+ImageLayout Int8Format::MakeLayout(int64_t rows, int64_t cols, int64_t* scb_offset,
+                                   int64_t* row_sum_offset) {
   ImageLayout layout;
   layout.Add(rows * cols);
-  scb_offset_ = layout.Add(static_cast<int64_t>(sizeof(float)) * rows);
-  row_sum_offset_ = layout.Add(static_cast<int64_t>(sizeof(int32_t)) * rows);
-  storage_ = AlignedBytes(layout.size());
+  *scb_offset = layout.Add(static_cast<int64_t>(sizeof(float)) * rows);
+  *row_sum_offset = layout.Add(static_cast<int64_t>(sizeof(int32_t)) * rows);
+  return layout;
+}
+
+int64_t Int8Format::ImageBytes(int64_t rows, int64_t cols) {
+  int64_t scb, row_sum;
+  return MakeLayout(rows, cols, &scb, &row_sum).size();
+}
+
+Int8Format::Int8Format(const float* w, int64_t rows, int64_t cols, float threshold)
+    : WeightFormat(rows, cols), threshold_(threshold) {
+  storage_ = AlignedBytes(MakeLayout(rows, cols, &scb_offset_, &row_sum_offset_).size());
   int8_t* cb = reinterpret_cast<int8_t*>(storage_.data());
   float* scb = reinterpret_cast<float*>(storage_.data() + scb_offset_);
   // bitsandbytes quantizes the fp16 cast of the weight (Int8Params), so the

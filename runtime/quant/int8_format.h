@@ -21,6 +21,8 @@ class Int8Format final : public WeightFormat {
   // fp16 cast (outliers are decided on it), while the outlier part multiplies
   // the fp32 values, as bitsandbytes' MatMul8bitLt does on the CPU.
   Int8Format(const float* w, int64_t rows, int64_t cols, float threshold);
+  // Bytes of the image of a [rows, cols] weight, without making it.
+  static int64_t ImageBytes(int64_t rows, int64_t cols);
 
   Precision precision() const override { return Precision::kInt8; }
   std::unique_ptr<PreparedInput> Prepare(const float* x, int64_t M) const override;
@@ -35,6 +37,8 @@ class Int8Format final : public WeightFormat {
  private:
   // The image: cb int8 [rows, cols], scb fp32 [rows], row sums int32 [rows]
   // (Int8WeightAux), each 64-byte aligned.
+  static ImageLayout MakeLayout(int64_t rows, int64_t cols, int64_t* scb_offset,
+                                int64_t* row_sum_offset);
   void OnBind() override;
   void DropStorage() override { storage_ = AlignedBytes(); }
 

@@ -1,6 +1,7 @@
 #include "runtime/quant/quantize_weight.h"
 
 #include "absl/strings/str_cat.h"
+#include "runtime/quant/f32_format.h"
 #include "runtime/quant/four_bit_format.h"
 #include "runtime/quant/int8_format.h"
 
@@ -28,6 +29,19 @@ absl::StatusOr<std::unique_ptr<WeightFormat>> QuantizeWeight(Precision precision
   }
   return absl::UnimplementedError(
       absl::StrCat("precision ", PrecisionName(precision), " cannot be made at load yet"));
+}
+
+int64_t QuantizedImageBytes(Precision precision, int64_t rows, int64_t cols,
+                            const QuantizeOptions& options) {
+  switch (precision) {
+    case Precision::kInt8:
+      return Int8Format::ImageBytes(rows, cols);
+    case Precision::kNf4:
+    case Precision::kFp4:
+      return FourBitFormat::ImageBytes(rows, cols, options.double_quant);
+    default:
+      return F32Format::ImageBytes(rows, cols);
+  }
 }
 
 }  // namespace tierserve

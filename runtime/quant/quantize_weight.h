@@ -28,6 +28,11 @@ absl::StatusOr<std::unique_ptr<WeightFormat>> QuantizeWeight(Precision precision
                                                              const F32Weight& w,
                                                              const QuantizeOptions& options);
 
+// Bytes of the image QuantizeWeight makes of a [rows, cols] weight in
+// `precision` (fp32 too), without making it. REQUIRES: CanQuantizeAtLoad.
+int64_t QuantizedImageBytes(Precision precision, int64_t rows, int64_t cols,
+                            const QuantizeOptions& options);
+
 }  // namespace tierserve
 
 #endif  // TIERSERVE_RUNTIME_QUANT_QUANTIZE_WEIGHT_H_

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/aligned_bytes.h"
+#include "runtime/base/status_macros.h"
 
 namespace tierserve {
 namespace {
@@ -69,7 +70,7 @@ Streamer::~Streamer() {
 }
 
 Streamer::GroupId Streamer::AddGroup(std::string name) {
-  groups_.push_back(Group{std::move(name), Rest::kResident, {}, -1, 0});
+  groups_.push_back(Group{std::move(name), nullptr, Rest::kResident, {}, -1, 0});
   return static_cast<GroupId>(groups_.size()) - 1;
 }
 
@@ -231,14 +232,49 @@ void Streamer::Prefetch() {
   }
 }
 
+void Streamer::ComputeOn(GroupId group, Device* device) { groups_[group].computes_on = device; }
+
+absl::Status Streamer::MoveActivations(Device* to, const void* activations, int64_t bytes) {
+  Device* from = activations_on_;
+  activations_on_ = to;
+  if (from == nullptr || from == to || activations == nullptr || bytes <= 0) return absl::OkStatus();
+  auto it = std::find_if(landings_.begin(), landings_.end(),
+                         [to](const Landing& l) { return l.device == to; });
+  if (it == landings_.end()) {
+    landings_.push_back(Landing{to, Buffer(), to->NewCopyStream()});
+    it = landings_.end() - 1;
+  }
+  if (it->buffer.size() < bytes) {
+    it->buffer = Buffer();  // the old one's bytes count no more
+    absl::StatusOr<Buffer> b = to->Allocate(bytes, MemoryKind::kScratch);
+    if (!b.ok()) {
+      return absl::Status(b.status().code(),
+                          absl::StrCat("activations from ", from->name(), ": ", b.status().message()));
+    }
+    it->buffer = std::move(*b);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  it->link->Copy(activations, it->buffer.data(), bytes);
+  TS_RETURN_IF_ERROR(it->link->Record()->Wait());
+  stats_.activation_seconds += SecondsSince(t0);
+  stats_.activation_bytes += bytes;
+  ++stats_.activation_moves;
+  return absl::OkStatus();
+}
+
 void Streamer::BeginForward() {
+  activations_on_ = nullptr;  // the tokens come from the host
   if (!recording_.empty()) order_ = std::move(recording_);
   recording_.clear();
   cursor_ = 0;
   Prefetch();  // the forward's first groups, if the last one did not already
 }
 
-absl::StatusOr<Streamer::Lease> Streamer::Acquire(GroupId group) {
+absl::StatusOr<Streamer::Lease> Streamer::Acquire(GroupId group, const void* activations,
+                                                  int64_t activation_bytes) {
+  Device* on = group >= 0 && groups_[group].computes_on != nullptr ? groups_[group].computes_on
+                                                                    : execution_;
+  TS_RETURN_IF_ERROR(MoveActivations(on, activations, activation_bytes));
   if (!offloaded(group)) return Lease();
   recording_.push_back(group);
   for (size_t i = 0; i < order_.size(); ++i) {

@@ -56,6 +56,11 @@ struct StreamerStats {
   int64_t prefetch_hits = 0;   // acquires whose read had been issued ahead
                                // (a group still staged from its last use
                                // counts as neither hit nor read)
+  // Activations carried from one device to the next where a forward crosses
+  // from groups computing on one device to groups on another.
+  int64_t activation_moves = 0;
+  int64_t activation_bytes = 0;
+  double activation_seconds = 0;  // waited for those copies
 };
 
 class Streamer {
@@ -116,9 +121,19 @@ class Streamer {
   absl::Status PlaceOn(WeightFormat* format, Device* device);
   absl::Status Finish(std::unique_ptr<OffloadFile> file);
 
+  // `group` computes on `device` (it rests there), not on the execution
+  // device: a pipeline stage.
+  void ComputeOn(GroupId group, Device* device);
+
   // The group's weights, bound and readable until the lease ends. An error
   // (the offload file is gone or truncated) leaves every format unbound.
-  absl::StatusOr<Lease> Acquire(GroupId group);
+  // `activations` (`activation_bytes` of them; none for an embedding) are
+  // what the group reads: when the previous group computed on another
+  // device, they are copied to this group's device over its link first, and
+  // Acquire waits for that copy (the sim devices share host memory, so the
+  // math then reads them in place; the copy is what the link would carry).
+  absl::StatusOr<Lease> Acquire(GroupId group, const void* activations = nullptr,
+                                int64_t activation_bytes = 0);
   // A forward pass starts: its acquires follow the order learned so far.
   void BeginForward();
 
@@ -138,6 +153,7 @@ class Streamer {
   enum class Rest { kResident, kDisk, kHost };
   struct Group {
     std::string name;
+    Device* computes_on = nullptr;  // nullptr: the execution device
     Rest rest = Rest::kResident;
     std::vector<Member> members;  // empty: resident
     int64_t file_offset = -1;     // kDisk
@@ -172,6 +188,17 @@ class Streamer {
   size_t cursor_ = 0;  // position in order_ after the last acquire
 
   StreamerStats stats_;
+
+  // Carries `bytes` of activations to `to` when the forward's last group
+  // computed elsewhere.
+  absl::Status MoveActivations(Device* to, const void* activations, int64_t bytes);
+  Device* activations_on_ = nullptr;  // where the forward's activations are
+  struct Landing {                    // per device: a buffer they are copied into
+    Device* device;
+    Buffer buffer;
+    std::unique_ptr<CopyStream> link;
+  };
+  std::vector<Landing> landings_;
 };
 
 }  // namespace tierserve

@@ -88,11 +88,32 @@ models:
       \"\": cpu
       lm_head: {device: cpu, precision: q4_0}"
 
-expect_error max_memory_not_honoured "models[0].max_memory" "
+expect_error map_over_max_memory "models[0].max_memory" "
 models:
   - name: tiny
     path: $MODEL
-    max_memory: {cpu: 1GiB}"
+    max_memory: {cpu: 1KiB}"
+
+expect_error auto_without_room "models[0].device_map" "
+models:
+  - name: tiny
+    path: $MODEL
+    device_map: auto
+    max_memory: {cpu: 64KiB}"
+
+expect_error gpu_budget_without_gpu "models[0].max_memory[\"cuda:0\"]" "
+models:
+  - name: tiny
+    path: $MODEL
+    device_map: auto
+    max_memory: {cuda:0: 1GiB}"
+
+expect_error max_memory_not_a_size "models[0].max_memory.cpu" "
+models:
+  - name: tiny
+    path: $MODEL
+    device_map: auto
+    max_memory: {cpu: lots}"
 
 expect_error disk_without_offload_folder "models[0].device_map[\"model.layers.0\"]" "
 models:
