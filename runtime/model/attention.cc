@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "kernels/cpu/ops.h"
 
 namespace tierserve {
 
@@ -78,9 +77,9 @@ void RopeCosSin(const std::vector<float>& inv_freq, int64_t pos, float* cos_sin)
   }
 }
 
-void CausalAttention(const BatchRows& rows, absl::Span<const SequenceInput> batch, int64_t layer,
-                     const float* q, int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
-                     float* out, ThreadPool* pool) {
+void CausalAttention(const Kernels& k, const BatchRows& rows, absl::Span<const SequenceInput> batch,
+                     int64_t layer, const float* q, int64_t num_heads, int64_t num_kv_heads,
+                     int64_t head_dim, float* out, ThreadPool* pool) {
   const int64_t group = num_heads / num_kv_heads;
   const int64_t q_dim = num_heads * head_dim;
   const int64_t kv_dim = num_kv_heads * head_dim;
@@ -99,15 +98,15 @@ void CausalAttention(const BatchRows& rows, absl::Span<const SequenceInput> batc
       for (int64_t p0 = 0; p0 < n; p0 += bt) {
         const float* keys = cache->KeyRow(layer, p0) + kvh * head_dim;
         const int64_t len = std::min(bt, n - p0);
-        for (int64_t i = 0; i < len; ++i) scores[p0 + i] = cpu::Dot(qh, keys + i * kv_dim, head_dim) * scale;
+        for (int64_t i = 0; i < len; ++i) scores[p0 + i] = k.dot(qh, keys + i * kv_dim, head_dim) * scale;
       }
-      cpu::Softmax(scores.data(), n);
+      k.softmax(scores.data(), n);
       float* o = out + t * q_dim + h * head_dim;
       for (int64_t d = 0; d < head_dim; ++d) o[d] = 0.0f;
       for (int64_t p0 = 0; p0 < n; p0 += bt) {
         const float* values = cache->ValueRow(layer, p0) + kvh * head_dim;
         const int64_t len = std::min(bt, n - p0);
-        for (int64_t i = 0; i < len; ++i) cpu::Axpy(scores[p0 + i], values + i * kv_dim, o, head_dim);
+        for (int64_t i = 0; i < len; ++i) k.axpy(scores[p0 + i], values + i * kv_dim, o, head_dim);
       }
     }
   });

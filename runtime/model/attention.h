@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "runtime/base/thread_pool.h"
+#include "runtime/device/kernels.h"
 #include "runtime/model/causal_lm.h"
 
 namespace tierserve {
@@ -40,9 +41,10 @@ void RopeCosSin(const std::vector<float>& inv_freq, int64_t pos, float* cos_sin)
 // reads kv head h / (num_heads / num_kv_heads).
 // q and out are [T, num_heads * head_dim]. The caches must already hold the
 // row's own key and value.
-void CausalAttention(const BatchRows& rows, absl::Span<const SequenceInput> batch, int64_t layer,
-                     const float* q, int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
-                     float* out, ThreadPool* pool);
+// `k` is the execution device's kernel table.
+void CausalAttention(const Kernels& k, const BatchRows& rows, absl::Span<const SequenceInput> batch,
+                     int64_t layer, const float* q, int64_t num_heads, int64_t num_kv_heads,
+                     int64_t head_dim, float* out, ThreadPool* pool);
 
 }  // namespace tierserve
 

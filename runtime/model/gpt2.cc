@@ -10,7 +10,6 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "kernels/cpu/ops.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/model/attention.h"
 #include "runtime/model/linear.h"
@@ -41,7 +40,8 @@ struct Gpt2RunState {
 
 class Gpt2 final : public CausalLM {
  public:
-  Gpt2(ModelConfig config, ThreadPool* pool) : c_(std::move(config)), pool_(pool) {}
+  Gpt2(ModelConfig config, ThreadPool* pool, const Kernels& kernels)
+      : c_(std::move(config)), pool_(pool), k_(kernels) {}
 
   absl::Status Load(ModuleLoader& loader) {
     const int64_t H = c_.hidden_size, I = c_.intermediate_size;
@@ -106,7 +106,7 @@ class Gpt2 final : public CausalLM {
       TS_ASSIGN_OR_RETURN(Streamer::Lease wte, streamer_->Acquire(lm_head_.group()));
       for (int64_t t = 0; t < T; ++t) {
         lm_head_.Row(rows_.tokens[t], &s.x[t * H]);
-        cpu::AddInPlace(&s.x[t * H], wpe_.data() + rows_.pos[t] * H, H);
+        k_.add_in_place(&s.x[t * H], wpe_.data() + rows_.pos[t] * H, H);
       }
     }
 
@@ -116,7 +116,7 @@ class Gpt2 final : public CausalLM {
                           streamer_->Acquire(L.weights, s.x.data(), T * H * static_cast<int64_t>(sizeof(float))));
       // Attention block.
       for (int64_t t = 0; t < T; ++t)
-        cpu::LayerNorm(&s.x[t * H], L.ln_1_w.data(), L.ln_1_b.data(), &s.xn[t * H], H, c_.norm_eps);
+        k_.layer_norm(&s.x[t * H], L.ln_1_w.data(), L.ln_1_b.data(), &s.xn[t * H], H, c_.norm_eps);
       L.c_attn.Forward(s.xn.data(), T, s.qkv.data(), pool_);
       for (int64_t t = 0; t < T; ++t) {
         const float* row = &s.qkv[t * 3 * H];
@@ -125,22 +125,22 @@ class Gpt2 final : public CausalLM {
         std::memcpy(cache->KeyRow(l, rows_.pos[t]), row + H, sizeof(float) * H);
         std::memcpy(cache->ValueRow(l, rows_.pos[t]), row + 2 * H, sizeof(float) * H);
       }
-      CausalAttention(rows_, batch, l, s.q.data(), nh, nh, hd, s.att.data(), pool_);
+      CausalAttention(k_, rows_, batch, l, s.q.data(), nh, nh, hd, s.att.data(), pool_);
       L.attn_proj.Forward(s.att.data(), T, s.xn.data(), pool_);
-      cpu::AddInPlace(s.x.data(), s.xn.data(), T * H);
+      k_.add_in_place(s.x.data(), s.xn.data(), T * H);
       // MLP block.
       for (int64_t t = 0; t < T; ++t)
-        cpu::LayerNorm(&s.x[t * H], L.ln_2_w.data(), L.ln_2_b.data(), &s.xn[t * H], H, c_.norm_eps);
+        k_.layer_norm(&s.x[t * H], L.ln_2_w.data(), L.ln_2_b.data(), &s.xn[t * H], H, c_.norm_eps);
       L.c_fc.Forward(s.xn.data(), T, s.h.data(), pool_);
-      cpu::GeluTanh(s.h.data(), T * I);
+      k_.gelu_tanh(s.h.data(), T * I);
       L.mlp_proj.Forward(s.h.data(), T, s.xn.data(), pool_);
-      cpu::AddInPlace(s.x.data(), s.xn.data(), T * H);
+      k_.add_in_place(s.x.data(), s.xn.data(), T * H);
     }
 
     const int64_t n_out = static_cast<int64_t>(rows_.logit_rows.size());
     s.last.resize(n_out * H);
     for (int64_t i = 0; i < n_out; ++i) {
-      cpu::LayerNorm(&s.x[rows_.logit_rows[i] * H], ln_f_w_.data(), ln_f_b_.data(), &s.last[i * H], H,
+      k_.layer_norm(&s.x[rows_.logit_rows[i] * H], ln_f_w_.data(), ln_f_b_.data(), &s.last[i * H], H,
                      c_.norm_eps);
     }
     logits->resize(n_out * c_.vocab_size);
@@ -153,6 +153,7 @@ class Gpt2 final : public CausalLM {
  private:
   ModelConfig c_;
   ThreadPool* pool_;
+  const Kernels& k_;  // the execution device's
   Linear lm_head_;  // tied to wte [V, H]
   F32Weight wpe_;   // [n_positions, H]
   F32Weight ln_f_w_, ln_f_b_;
@@ -165,7 +166,7 @@ class Gpt2 final : public CausalLM {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CausalLM>> LoadGpt2(ModuleLoader& loader, ThreadPool* pool) {
-  auto model = std::make_unique<Gpt2>(loader.source().config(), pool);
+  auto model = std::make_unique<Gpt2>(loader.source().config(), pool, loader.kernels());
   TS_RETURN_IF_ERROR(model->Load(loader));
   return model;
 }

@@ -10,7 +10,6 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "kernels/cpu/ops.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/model/attention.h"
 #include "runtime/model/linear.h"
@@ -48,7 +47,8 @@ struct LlamaRunState {
 
 class Llama final : public CausalLM {
  public:
-  Llama(ModelConfig config, ThreadPool* pool) : c_(std::move(config)), pool_(pool) {}
+  Llama(ModelConfig config, ThreadPool* pool, const Kernels& kernels)
+      : c_(std::move(config)), pool_(pool), k_(kernels) {}
 
   absl::Status Load(ModuleLoader& loader) {
     const int64_t H = c_.hidden_size, I = c_.intermediate_size, hd = c_.head_dim;
@@ -139,30 +139,30 @@ class Llama final : public CausalLM {
       float* qkv_out[] = {s.q.data(), s.k.data(), s.v.data()};
       Linear::ForwardShared(qkv, s.xn.data(), T, qkv_out, pool_);
       for (int64_t t = 0; t < T; ++t) {
-        cpu::RopeRotateHalf(&s.q[t * qd], nh, hd, &s.cos_sin[t * hd]);
-        cpu::RopeRotateHalf(&s.k[t * kvd], nkv, hd, &s.cos_sin[t * hd]);
+        k_.rope_rotate_half(&s.q[t * qd], nh, hd, &s.cos_sin[t * hd]);
+        k_.rope_rotate_half(&s.k[t * kvd], nkv, hd, &s.cos_sin[t * hd]);
         KvCache* cache = batch[rows_.seq[t]].cache;
         std::memcpy(cache->KeyRow(l, rows_.pos[t]), &s.k[t * kvd], sizeof(float) * kvd);
         std::memcpy(cache->ValueRow(l, rows_.pos[t]), &s.v[t * kvd], sizeof(float) * kvd);
       }
-      CausalAttention(rows_, batch, l, s.q.data(), nh, nkv, hd, s.att.data(), pool_);
+      CausalAttention(k_, rows_, batch, l, s.q.data(), nh, nkv, hd, s.att.data(), pool_);
       L.o_proj.Forward(s.att.data(), T, s.xn.data(), pool_);
-      cpu::AddInPlace(s.x.data(), s.xn.data(), T * H);
+      k_.add_in_place(s.x.data(), s.xn.data(), T * H);
       // MLP block.
       RmsNormRows(s.x.data(), L.post_norm.data(), s.xn.data(), T);
       const Linear* gate_up[] = {&L.gate_proj, &L.up_proj};
       float* gate_up_out[] = {s.gate.data(), s.up.data()};
       Linear::ForwardShared(gate_up, s.xn.data(), T, gate_up_out, pool_);
-      cpu::SiluMul(s.gate.data(), s.up.data(), T * I);
+      k_.silu_mul(s.gate.data(), s.up.data(), T * I);
       L.down_proj.Forward(s.gate.data(), T, s.xn.data(), pool_);
-      cpu::AddInPlace(s.x.data(), s.xn.data(), T * H);
+      k_.add_in_place(s.x.data(), s.xn.data(), T * H);
     }
 
     // Logits only for the rows that asked for them.
     const int64_t n_out = static_cast<int64_t>(rows_.logit_rows.size());
     s.last.resize(n_out * H);
     for (int64_t i = 0; i < n_out; ++i) {
-      cpu::RmsNorm(&s.x[rows_.logit_rows[i] * H], final_norm_.data(), &s.last[i * H], H, c_.norm_eps);
+      k_.rms_norm(&s.x[rows_.logit_rows[i] * H], final_norm_.data(), &s.last[i * H], H, c_.norm_eps);
     }
     logits->resize(n_out * c_.vocab_size);
     const Linear& head = c_.tie_word_embeddings ? embed_ : lm_head_;
@@ -175,11 +175,12 @@ class Llama final : public CausalLM {
  private:
   void RmsNormRows(const float* x, const float* w, float* y, int64_t T) {
     const int64_t H = c_.hidden_size;
-    for (int64_t t = 0; t < T; ++t) cpu::RmsNorm(x + t * H, w, y + t * H, H, c_.norm_eps);
+    for (int64_t t = 0; t < T; ++t) k_.rms_norm(x + t * H, w, y + t * H, H, c_.norm_eps);
   }
 
   ModelConfig c_;
   ThreadPool* pool_;
+  const Kernels& k_;  // the execution device's
   Linear embed_;                 // [V, H]; also the head when tied
   Linear lm_head_;               // [V, H] when not tied
   F32Weight final_norm_;         // [H]
@@ -193,7 +194,7 @@ class Llama final : public CausalLM {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CausalLM>> LoadLlama(ModuleLoader& loader, ThreadPool* pool) {
-  auto model = std::make_unique<Llama>(loader.source().config(), pool);
+  auto model = std::make_unique<Llama>(loader.source().config(), pool, loader.kernels());
   TS_RETURN_IF_ERROR(model->Load(loader));
   return model;
 }

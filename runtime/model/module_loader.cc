@@ -1,7 +1,6 @@
 #include "runtime/model/module_loader.h"
 
 #include "absl/strings/str_cat.h"
-#include "kernels/cpu/quant_matmul.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/quant/f32_format.h"
 #include "runtime/quant/gguf_block_format.h"
@@ -16,6 +15,8 @@ ModuleLoader::ModuleLoader(const WeightSource& src, const QuantizationConfig& qu
       device_map_(device_map),
       pass_(pass),
       offload_(std::move(offload)),
+      // cpu and sim:N execution devices; cuda placements are refused before.
+      kernels_(&CpuKernels()),
       streamer_(std::make_unique<Streamer>(
           offload_.devices->host(),
           Streamer::Options{offload_.prefetch_depth,
@@ -118,9 +119,18 @@ std::optional<Precision> ModuleLoader::LinearPrecision(const std::string& name,
 absl::StatusOr<std::unique_ptr<WeightFormat>> ModuleLoader::LoadWeight(
     const std::string& tensor, int64_t rows, int64_t cols, bool conv1d,
     std::optional<Precision> precision) {
+  if (precision.has_value() && !kernels_->multiplies(*precision)) {
+    return absl::UnimplementedError(absl::StrCat(src_.path(), ": ", tensor, ": precision ",
+                                                 PrecisionName(*precision),
+                                                 " is not multiplied on ",
+                                                 offload_.execution.ToString()));
+  }
   if (!precision.has_value() && !conv1d) {
-    TS_ASSIGN_OR_RETURN(std::optional<BlockWeight> blocks, src_.LoadBlocks(tensor, rows, cols));
-    if (blocks.has_value()) return std::make_unique<GgufBlockFormat>(std::move(*blocks));
+    TS_ASSIGN_OR_RETURN(const TensorView* t, src_.Stored(tensor, {rows, cols}));
+    if (kernels_->multiplies_stored(t->dtype)) {
+      TS_ASSIGN_OR_RETURN(std::optional<BlockWeight> blocks, src_.LoadBlocks(tensor, rows, cols));
+      if (blocks.has_value()) return std::make_unique<GgufBlockFormat>(std::move(*blocks));
+    }
   }
   TS_ASSIGN_OR_RETURN(F32Weight w, src_.Load(tensor, {rows, cols}, conv1d));
   if (!precision.has_value() || *precision == Precision::kFp32) {
@@ -153,7 +163,7 @@ absl::Status ModuleLoader::SizeWeight(const std::string& name, Streamer::GroupId
   }
   // As LoadWeight makes it: blocks as stored when no precision is asked.
   auto image = [&](std::optional<Precision> precision, Precision* made) {
-    if (!precision.has_value() && !conv1d && cpu::QuantMatMulSupports(t->dtype)) {
+    if (!precision.has_value() && !conv1d && kernels_->multiplies_stored(t->dtype)) {
       *made = GgufBlockFormat::PrecisionOf(t->dtype);
       return GgufBlockFormat::ImageBytes(t->dtype, rows, cols);
     }

@@ -38,6 +38,7 @@
 
 #include "absl/status/statusor.h"
 #include "runtime/device/device_set.h"
+#include "runtime/device/kernels.h"
 #include "runtime/model/linear.h"
 #include "runtime/model/weight_source.h"
 #include "runtime/placement/device_map.h"
@@ -76,6 +77,9 @@ class ModuleLoader {
                const DeviceMap& device_map, OffloadOptions offload = {}, Pass pass = Pass::kLoad);
 
   const WeightSource& source() const { return src_; }
+  // The kernel table of the execution device: what the model runs on its
+  // activations, and which precisions it multiplies.
+  const Kernels& kernels() const { return *kernels_; }
 
   // The linear module `name`: `name.weight` as [out, in] (a Conv1D stores
   // [in, out]: `conv1d`), and `name.bias` [out] when `bias`.
@@ -145,6 +149,7 @@ class ModuleLoader {
   std::vector<ModuleSize> sizes_;
 
   OffloadOptions offload_;
+  const Kernels* kernels_;
   std::unique_ptr<Streamer> streamer_;
   std::unique_ptr<OffloadFile> file_;  // opened by the first disk module
   Streamer::GroupId group_ = Streamer::kResident;  // the open group, if any

@@ -7,7 +7,6 @@
 #include <utility>
 
 #include "absl/strings/match.h"
-#include "kernels/cpu/quant_matmul.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/base/status_macros.h"
@@ -250,7 +249,7 @@ absl::StatusOr<std::optional<BlockWeight>> WeightSource::LoadBlocks(const std::s
                                                                    int64_t rows, int64_t cols) const {
   int64_t permute_heads = 0;
   const TensorView* t = Resolve(hf_name, &permute_heads);
-  if (t == nullptr || !cpu::QuantMatMulSupports(t->dtype)) return std::optional<BlockWeight>();
+  if (t == nullptr || BlockElems(t->dtype) <= 1) return std::optional<BlockWeight>();
   if (t->shape != std::vector<int64_t>{rows, cols}) {
     return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor ", t->name, " has shape ",
                                                    ShapeString(t->shape), ", expected ",

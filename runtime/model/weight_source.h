@@ -62,9 +62,9 @@ class WeightSource {
                                            const std::vector<int64_t>& shape, bool transpose = false,
                                            int64_t* permute_heads = nullptr) const;
 
-  // The [rows, cols] matrix `hf_name` in its stored block format when that
-  // format is one the block kernels serve (cpu::QuantMatMulSupports);
-  // std::nullopt when it is stored otherwise (use Load then).
+  // The [rows, cols] matrix `hf_name` as its stored blocks (a GGUF block
+  // type, as the kernel table's multiplies_stored names them); std::nullopt
+  // when it is not stored in blocks (use Load then).
   absl::StatusOr<std::optional<BlockWeight>> LoadBlocks(const std::string& hf_name, int64_t rows,
                                                         int64_t cols) const;
 
