@@ -14,6 +14,10 @@
 #   - a gRPC client on the host generates text through the published port;
 #   - Prometheus in the stack has the tierserve target up and answers a query
 #     for every metric name that server/metrics exports;
+#   - every PromQL query of the Grafana dashboard
+#     (deploy/grafana/dashboards/tierserve.json; Grafana's variables replaced by
+#     tests/integration/dashboard_queries.py) returns data from that Prometheus
+#     after the load above;
 #   - `docker-compose down` makes tierserve drain (its log shows the SIGTERM
 #     drain line) and exit 0 within the stop grace period.
 # Each step prints its duration; a failure prints `FAIL: <step>: <why>` and
@@ -442,6 +446,29 @@ def check_metrics(prom_port, metrics_port, names_file, deadline_s):
         raise SystemExit("metrics missing: " + ", ".join(missing))
 
 
+def check_dashboard(prom_port, exprs_file, deadline_s):
+    """Every dashboard expression returns a non-empty result; each is retried
+    until the deadline (a rate() needs two scrapes in its window)."""
+    exprs = [e for e in open(exprs_file).read().splitlines() if e.strip()]
+    if len(exprs) < 10:
+        raise SystemExit(f"only {len(exprs)} dashboard expressions: {exprs}")
+    deadline = time.monotonic() + deadline_s
+    empty = []
+    for expr in exprs:
+        while True:
+            result = prom_query(prom_port, expr)
+            if result or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        if result:
+            print(f"    {len(result):2d} series: {expr}")
+        else:
+            empty.append(expr)
+    if empty:
+        raise SystemExit("dashboard queries without data:\n  " + "\n  ".join(empty))
+    print(f"    all {len(exprs)} dashboard queries return data")
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "generate":
@@ -450,6 +477,8 @@ if __name__ == "__main__":
         wait_target(int(args[0]), float(args[1]))
     elif cmd == "metrics":
         check_metrics(int(args[0]), int(args[1]), args[2], float(args[3]))
+    elif cmd == "dashboard":
+        check_dashboard(int(args[0]), args[1], float(args[2]))
     else:
         raise SystemExit(f"unknown command {cmd}")
 PYEOF
@@ -475,6 +504,14 @@ check_prometheus_metrics() {
   echo "    $(wc -l <"$WORK/metric_names.txt") metric names in server/metrics"
   "$PY" "$WORK/deploy_check.py" metrics "$PROMETHEUS_PORT" "$TIERSERVE_METRICS_PORT" \
     "$WORK/metric_names.txt" 60 || fail "Prometheus does not answer for every metric"
+}
+
+check_dashboard_queries() {
+  "$PY" tests/integration/dashboard_queries.py exprs deploy/grafana/dashboards/tierserve.json \
+    >"$WORK/dashboard_exprs.txt" || fail "cannot read the dashboard's queries"
+  echo "    $(wc -l <"$WORK/dashboard_exprs.txt") queries in deploy/grafana/dashboards/tierserve.json"
+  "$PY" "$WORK/deploy_check.py" dashboard "$PROMETHEUS_PORT" "$WORK/dashboard_exprs.txt" 60 ||
+    fail "a dashboard query returns no data"
 }
 
 compose_down_drains() {
@@ -515,4 +552,5 @@ step "HEALTHCHECK healthy" wait_healthy
 step "gRPC generate via published port" generate_text
 step "Prometheus target up" check_prometheus_target
 step "Prometheus answers every metric" check_prometheus_metrics
+step "Prometheus answers every dashboard query" check_dashboard_queries
 step "docker-compose down drains, exit 0" compose_down_drains

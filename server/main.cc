@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
   if (command == "plan") return tierserve::RunPlanCommand(rest);
   if (command == "health") return tierserve::RunHealthCommand(rest);
   if (command == "version" || command == "--version") {
-    std::cout << "tierserve 0.1.0\n";
+    std::cout << "tierserve " TIERSERVE_VERSION "\n";
     return 0;
   }
   if (command == "help" || command == "--help" || command == "-h") {

@@ -24,6 +24,7 @@
 #include "runtime/engine/engine.h"
 #include "runtime/model/model_loader.h"
 #include "runtime/placement/module_report.h"
+#include "runtime/stream/streamer.h"
 #include "server/common_flags.h"
 #include "server/config.h"
 #include "server/config_flags.h"
@@ -31,6 +32,7 @@
 #include "server/model_plan.h"
 #include "server/metrics/device_memory_collector.h"
 #include "server/metrics/metrics.h"
+#include "server/metrics/model_collectors.h"
 #include "server/metrics/process_memory_collector.h"
 
 ABSL_FLAG(std::optional<std::string>, listen, std::nullopt, "gRPC address host:port (overrides server.listen).");
@@ -74,6 +76,19 @@ absl::StatusOr<Engine::Options> EngineOptionsFor(const ModelServingConfig& m, co
   o.kv_block_tokens = m.kv_block_tokens;
   o.prefix_caching = m.prefix_caching;
   TS_ASSIGN_OR_RETURN(o.kv_blocks, KvCacheBlocks(m, model.config(), model.KvDim()));
+  return o;
+}
+
+OffloadSnapshot OffloadSnapshotOf(const StreamerStats& s) {
+  OffloadSnapshot o;
+  o.groups_staged = s.groups_read;
+  o.bytes_from_disk = s.bytes_read;
+  o.bytes_to_execution = s.bytes_copied;
+  o.transfer_seconds = s.read_seconds;
+  o.stall_seconds = s.stall_seconds;
+  o.prefetch_hits = s.prefetch_hits;
+  o.activation_bytes = s.activation_bytes;
+  o.activation_seconds = s.activation_seconds;
   return o;
 }
 
@@ -129,6 +144,13 @@ int RunServeCommand(const std::vector<std::string>& args) {
   }
   std::map<std::string, ModelMetrics*> model_metrics;
   for (const ModelServingConfig& m : config.models) model_metrics[m.name] = &metrics.AddModel(m.name);
+  // Load duration and state, offload traffic and the build, read at each scrape.
+  auto load_state = std::make_shared<ModelLoadCollector>();
+  for (const ModelServingConfig& m : config.models) load_state->AddModel(m.name);
+  metrics.AddCollectable(load_state);
+  auto offload = std::make_shared<OffloadCollector>();
+  metrics.AddCollectable(offload);
+  metrics.AddCollectable(std::make_shared<BuildInfoCollector>(TIERSERVE_VERSION, TIERSERVE_BUILD_CUDA != 0));
   ServiceObserver observer;
   observer.on_request = [&metrics](const std::string& method, grpc::StatusCode code, double seconds) {
     if (auto m = MethodFromName(method)) metrics.RecordRequest(*m, static_cast<absl::StatusCode>(code), seconds);
@@ -217,8 +239,10 @@ int RunServeCommand(const std::vector<std::string>& args) {
     load_options.device_map = m.device_map;
     load_options.pool = &pool;
     load_options.offload_path = OffloadPath(m);
+    const auto load_start = std::chrono::steady_clock::now();
     absl::StatusOr<LoadedModel> loaded = LoadModel(m.path, load_options);
     if (!loaded.ok()) {
+      load_state->SetState(m.name, ModelState::kFailed);
       service.SetFailed(m.name, std::string(loaded.status().message()));
       server->Shutdown();
       return Fail(absl::Status(loaded.status().code(),
@@ -244,11 +268,19 @@ int RunServeCommand(const std::vector<std::string>& args) {
     }
     absl::StatusOr<Engine::Options> options = EngineOptionsFor(m, config, *loaded->model);
     if (!options.ok()) {
+      load_state->SetState(m.name, ModelState::kFailed);
       service.SetFailed(m.name, std::string(options.status().message()));
       server->Shutdown();
       return Fail(options.status());
     }
-    options->on_step = [mm = model_metrics.at(m.name)](const StepStats& s) {
+    // The streamer's counters are plain fields written by the forward, on the
+    // engine's worker thread: they are copied there, after each step, and the
+    // scrape reads the copy.
+    offload->AddModel(m.name, loaded->execution_device);
+    const CausalLM* model = loaded->model.get();
+    offload->Publish(m.name, OffloadSnapshotOf(model->streamer().stats()));
+    options->on_step = [mm = model_metrics.at(m.name), offload, model, name = m.name](const StepStats& s) {
+      offload->Publish(name, OffloadSnapshotOf(model->streamer().stats()));
       mm->RecordStep(s.sequences, s.tokens);
       mm->SetKvCacheBlocks(s.kv_used_blocks, s.kv_cached_blocks, s.kv_total_blocks);
       mm->AddPrefixCache(s.prefix_query_tokens, s.prefix_hit_tokens);
@@ -258,7 +290,8 @@ int RunServeCommand(const std::vector<std::string>& args) {
       for (double t : s.prefill_seconds) mm->RecordPrefillTime(t);
       for (double t : s.inter_token_seconds) mm->RecordInterTokenLatency(t);
     };
-    options->on_fault = [&service, name = m.name](const absl::Status& s) {
+    options->on_fault = [&service, load_state, name = m.name](const absl::Status& s) {
+      load_state->SetState(name, ModelState::kFailed);
       std::cerr << "tierserve: model " << name << " stopped serving: " << s.message() << std::endl;
       service.SetFailed(name, absl::StrCat(s.message(), "; restart the daemon to rewrite it"));
     };
@@ -269,7 +302,12 @@ int RunServeCommand(const std::vector<std::string>& args) {
                                                                   loaded->model->KvDim(), options->kv_block_tokens)
               << " bytes; up to " << options->max_batch_size << " sequences and " << options->max_step_tokens
               << " tokens per step" << std::endl;
-    service.SetReady(m.name, std::make_unique<Engine>(std::move(*loaded), *options));
+    auto engine = std::make_unique<Engine>(std::move(*loaded), *options);
+    load_state->SetLoadSeconds(
+        m.name, std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count());
+    // Before the engine takes requests, so that a fault (on_fault) is never overwritten.
+    load_state->SetState(m.name, ModelState::kServing);
+    service.SetReady(m.name, std::move(engine));
     std::cerr << "tierserve: model " << m.name << " loaded" << std::endl;
   }
   health->SetServingStatus(true);

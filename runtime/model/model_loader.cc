@@ -52,13 +52,14 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const ModelLoadOp
   LoadedModel m;
   TS_ASSIGN_OR_RETURN(m.source, WeightSource::Open(path));
   static DeviceSet* const default_devices = new DeviceSet();
+  const Location execution = ExecutionLocation(options.device_map);
   ModuleLoader loader(*m.source, options.quantization, options.device_map,
                       OffloadOptions{options.devices != nullptr ? options.devices : default_devices,
-                                     ExecutionLocation(options.device_map), options.offload_path,
+                                     execution, options.offload_path,
                                      options.prefetch_depth});
   TS_ASSIGN_OR_RETURN(m.model, Build(loader, options.pool));
   m.modules = loader.records();
-  m.execution_device = ExecutionLocation(options.device_map).ToString();
+  m.execution_device = execution.ToString();
   for (const std::string& skip : loader.UnusedSkipModules()) {
     m.warnings.push_back(absl::StrCat("llm_int8_skip_modules: ", skip,
                                       " matches no linear module of ", path,
