@@ -21,7 +21,7 @@ constexpr char kSmolLM2[] = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 struct Case {
   std::string name;
   std::string path;
-  std::string quantization;  // "" (as stored), "int8", "nf4", "fp4"
+  std::string quantization;  // "" (as stored), "int8", "nf4", "fp4", "fp32" (by the map)
   std::string layers;        // the layer prefix: model.layers or transformer.h
   int num_layers;
 };
@@ -40,6 +40,22 @@ void Quantize(const std::string& q, ModelLoadOptions* o) {
 }
 
 Placement At(Location::Tier tier) { return Placement{Location{tier, 0}, std::nullopt}; }
+
+// `map` with every linear module in fp32 (GGUF blocks dequantized at load);
+// an empty map places everything on the cpu.
+DeviceMap InFp32(const DeviceMap& map) {
+  if (map.entries().empty()) {
+    return DeviceMap::Everything(Placement{Location{}, Precision::kFp32}, "test", "device_map");
+  }
+  DeviceMap out("test", "device_map");
+  const std::string* previous = nullptr;
+  for (const DeviceMap::Entry& e : map.entries()) {
+    if (previous != nullptr && *previous == e.key) continue;  // a range, expanded
+    previous = &e.key;
+    EXPECT_TRUE(out.AddKey(e.key, Placement{e.placement.device, Precision::kFp32}).ok());
+  }
+  return out;
+}
 
 // A fresh offload folder per test.
 class OffloadFolder {
@@ -95,7 +111,7 @@ class OffloadTest : public ::testing::TestWithParam<Case> {
     o.pool = pool_.get();
     o.devices = &devices_;
     Quantize(GetParam().quantization, &o);
-    o.device_map = std::move(map);
+    o.device_map = GetParam().quantization == "fp32" ? InFp32(map) : std::move(map);
     o.offload_path = offload;
     absl::StatusOr<LoadedModel> m = LoadModel(GetParam().path, o);
     EXPECT_TRUE(m.ok()) << m.status();
@@ -214,6 +230,7 @@ TEST_P(OffloadTest, SimulatedAcceleratorsGiveTheBitsOfAllResident) {
 // bits of the all-resident model.
 TEST_P(OffloadTest, APlannedMapLoadsAsMeasuredAndGivesTheBitsOfAllResident) {
   const Case& c = GetParam();
+
   const std::vector<float> resident = Generate(*Load(DeviceMap(), "").model, 2);
   ModelLoadOptions o;
   Quantize(c.quantization, &o);
@@ -221,7 +238,9 @@ TEST_P(OffloadTest, APlannedMapLoadsAsMeasuredAndGivesTheBitsOfAllResident) {
   absl::StatusOr<std::unique_ptr<WeightSource>> src = WeightSource::Open(c.path);
   ASSERT_TRUE(src.ok()) << src.status();
   absl::StatusOr<std::vector<ModuleSize>> sizes =
-      SizeModel(**src, o.quantization, DeviceMap::Auto("test", "device_map"), sim0);
+      SizeModel(**src, o.quantization,
+                c.quantization == "fp32" ? InFp32(DeviceMap()) : DeviceMap::Auto("test", "device_map"),
+                sim0);
   ASSERT_TRUE(sizes.ok()) << sizes.status();
   const std::vector<GroupSize> groups = GroupSizes(*sizes);
   ASSERT_GE(groups.size(), 3u);
@@ -263,6 +282,7 @@ TEST_P(OffloadTest, APlannedMapLoadsAsMeasuredAndGivesTheBitsOfAllResident) {
   o.pool = pool_.get();
   o.devices = &devices;
   o.device_map = plan->ToDeviceMap("test", "device_map");
+  if (c.quantization == "fp32") o.device_map = InFp32(o.device_map);
   o.offload_path = folder.File(c.name + ".offload");
   o.prefetch_depth = 0;
   absl::StatusOr<LoadedModel> m = LoadModel(c.path, o);
@@ -289,7 +309,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"tiny_llama_fp4", "tests/data/tiny_llama", "fp4", "model.layers", 2},
                       Case{"smollm2_q4_1", kSmolLM2, "", "model.layers", 30},
                       Case{"smollm2_int8", kSmolLM2, "int8", "model.layers", 30},
-                      Case{"smollm2_nf4", kSmolLM2, "nf4", "model.layers", 30}),
+                      Case{"smollm2_nf4", kSmolLM2, "nf4", "model.layers", 30},
+                      // Q4_1 dequantized: the linear modules in fp32 by the map's precision.
+                      Case{"smollm2_fp32", kSmolLM2, "fp32", "model.layers", 30}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 class OffloadErrorTest : public ::testing::Test {
