@@ -127,7 +127,7 @@ absl::StatusOr<std::unique_ptr<WeightFormat>> ModuleLoader::LoadWeight(
   }
   if (!precision.has_value() && !conv1d) {
     TS_ASSIGN_OR_RETURN(const TensorView* t, src_.Stored(tensor, {rows, cols}));
-    if (kernels_->multiplies_stored(t->dtype)) {
+    if (ServedAsStored(*t, precision, conv1d)) {
       TS_ASSIGN_OR_RETURN(std::optional<BlockWeight> blocks, src_.LoadBlocks(tensor, rows, cols));
       if (blocks.has_value()) return std::make_unique<GgufBlockFormat>(std::move(*blocks));
     }
@@ -143,6 +143,11 @@ absl::StatusOr<std::unique_ptr<WeightFormat>> ModuleLoader::LoadWeight(
   }
   // The fp32 copy `w` goes here, before the next module is read.
   return f;
+}
+
+bool ModuleLoader::ServedAsStored(const TensorView& stored, std::optional<Precision> precision,
+                                  bool conv1d) const {
+  return !precision.has_value() && !conv1d && kernels_->multiplies_stored(stored.dtype);
 }
 
 QuantizeOptions ModuleLoader::Quantize() const {
@@ -161,9 +166,9 @@ absl::Status ModuleLoader::SizeWeight(const std::string& name, Streamer::GroupId
     absl::StatusOr<Placement> p = device_map_.Resolve(name + ".weight");
     if (p.ok()) explicit_precision = p->precision;
   }
-  // As LoadWeight makes it: blocks as stored when no precision is asked.
+  // As LoadWeight makes it.
   auto image = [&](std::optional<Precision> precision, Precision* made) {
-    if (!precision.has_value() && !conv1d && kernels_->multiplies_stored(t->dtype)) {
+    if (ServedAsStored(*t, precision, conv1d)) {
       *made = GgufBlockFormat::PrecisionOf(t->dtype);
       return GgufBlockFormat::ImageBytes(t->dtype, rows, cols);
     }

@@ -115,6 +115,10 @@ class ModuleLoader {
                                                            int64_t rows, int64_t cols,
                                                            bool conv1d,
                                                            std::optional<Precision> precision);
+  // Whether a weight stored as `stored`, asked in `precision` (none: as
+  // stored), is served in its stored blocks rather than converted.
+  bool ServedAsStored(const TensorView& stored, std::optional<Precision> precision,
+                      bool conv1d) const;
   QuantizeOptions Quantize() const;
   // kSize: records the weight `name.weight` [rows, cols] of a module of
   // `group`, as LoadPlaced would make it.
