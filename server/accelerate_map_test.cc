@@ -112,7 +112,6 @@ class SimPlanTest : public ::testing::Test {
     *config = *std::move(c);
     TS_RETURN_IF_ERROR(ApplyFlagOverrides(config, FlagOverrides{}));
     TS_RETURN_IF_ERROR(CheckServable(config->models[0], config->source));
-    TS_RETURN_IF_ERROR(CheckDeviceMapCoversModel(config->models[0], config->source));
     return PlanModel(config->models[0], *config);
   }
 

@@ -573,11 +573,16 @@ absl::Status CheckDeviceMapCoversModel(const ModelServingConfig& model, const st
         source, model.key_path == "--model" ? "--model" : ChildKeyPath(model.key_path, "path"),
         weights.status().message());
   }
-  std::vector<std::string> names = (*weights)->HfTensorNames();
+  return CheckDeviceMapCoversModel(model, **weights, source);
+}
+
+absl::Status CheckDeviceMapCoversModel(const ModelServingConfig& model, const WeightSource& weights,
+                                       const std::string& source) {
+  std::vector<std::string> names = weights.HfTensorNames();
   TS_RETURN_IF_ERROR(model.device_map.CheckCovers(names, source));
   // A key may also name a module without tensors of its own (a tied head, a
   // dropout), as accelerate writes them.
-  for (const std::string& m : (*weights)->HfModulesWithoutTensors()) names.push_back(m + ".");
+  for (const std::string& m : weights.HfModulesWithoutTensors()) names.push_back(m + ".");
   return model.device_map.CheckEveryKeyUsed(names, source);
 }
 

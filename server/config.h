@@ -62,7 +62,8 @@
 // `<file>: <key path>: <what was wrong>; <what is allowed>`.
 //
 // At start-up: LoadServerConfig, then ApplyFlagOverrides, then
-// CheckDeviceMapCoversModel for each model; on any error print its message
+// CheckServable and PlanModel (server/model_plan.h, which checks the device map
+// covers the model) for each model; on any error print its message
 // and exit non-zero before listening.
 #ifndef TIERSERVE_SERVER_CONFIG_H_
 #define TIERSERVE_SERVER_CONFIG_H_
@@ -80,6 +81,8 @@
 #include "runtime/placement/quantization_config.h"
 
 namespace tierserve {
+
+class WeightSource;
 
 // One model the daemon serves.
 struct ModelServingConfig {
@@ -155,6 +158,9 @@ absl::Status ApplyFlagOverrides(ServerConfig* config, const FlagOverrides& flags
 // places every tensor and that every key of the map matches some tensor.
 // Errors start with `source` (the config file) and name the key path.
 absl::Status CheckDeviceMapCoversModel(const ModelServingConfig& model, const std::string& source);
+// The same check on `weights`, the model's files already open.
+absl::Status CheckDeviceMapCoversModel(const ModelServingConfig& model, const WeightSource& weights,
+                                       const std::string& source);
 
 // Fails, naming the key path, for what the config may say but this build
 // cannot serve yet — cuda:N placements and budgets (the CUDA execution path),

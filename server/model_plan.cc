@@ -85,6 +85,7 @@ absl::StatusOr<ModelPlan> PlanModel(const ModelServingConfig& model, const Serve
         source, model.key_path == "--model" ? "--model" : ChildKeyPath(model.key_path, "path"),
         weights.status().message());
   }
+  TS_RETURN_IF_ERROR(CheckDeviceMapCoversModel(model, **weights, source));
   const ModelConfig& mc = (*weights)->config();
   ModelPlan plan;
   plan.kv_block_bytes = KvBlockPool::BytesPerBlock(mc.num_layers, mc.num_kv_heads * mc.head_dim,

@@ -35,7 +35,8 @@ struct ModelPlan {
   int64_t kv_block_bytes = 0;
 };
 
-// Opens `model`'s files (headers only), sizes every module in its precision
+// Opens `model`'s files (headers only), checks its device map covers them
+// (CheckDeviceMapCoversModel), sizes every module in its precision
 // (SizeModel) and places it: an auto map is computed within the budgets; an
 // explicit map is measured. Budgets: max_memory per sim:N (capped at the sim
 // capacity; an auto map with no accelerator budget and accelerator: sim uses

@@ -123,8 +123,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
   // Everything a model needs is checked before the daemon listens.
   for (ModelServingConfig& m : config.models) {
     if (absl::Status s = CheckServable(m, config.source); !s.ok()) return Fail(s);
-    if (absl::Status s = CheckDeviceMapCoversModel(m, config.source); !s.ok()) return Fail(s);
-    // Sized without reading weights: an auto map becomes the planned one, an
+    // Covered and sized without reading weights: an auto map becomes the planned one, an
     // explicit map is checked against its budgets.
     absl::StatusOr<ModelPlan> plan = PlanModel(m, config);
     if (!plan.ok()) return Fail(plan.status());
