@@ -1,217 +1,277 @@
-// Dequantization is checked against blocks built by hand, with expected values
-// worked out in the test from the format's definition (not by the code under
-// test). All chosen scales are powers of two or small integers, so every
-// expected value is exact in fp32 and comparisons are exact.
+// Dequantization is checked bit for bit against goldens the `gguf` package
+// (gguf-py, ggml's own Python reader) wrote itself:
+// tests/conformance/make_gguf_dequant_goldens.py ->
+// tests/data/gguf_quants/goldens.safetensors. Every type DequantizeRowF32
+// accepts has cases there (zeros, largest fp16 scales, negative, subnormal and
+// signed-zero scales, random blocks, and gguf's own quantization of a fixed
+// vector where gguf can quantize the type); the fp32 outputs must match to the
+// bit, so even the sign of a zero counts. The quantizers we have (Q8_0, Q4_0,
+// Q4_1, and the F16/BF16 conversions) must produce gguf's bytes exactly.
 #include "kernels/cpu/dequantize.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <map>
 #include <random>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "kernels/common/gguf_blocks.h"
 #include "kernels/common/half.h"
 #include "kernels/cpu/quantize.h"
 #include "kernels/common/dtype.h"
+#include "nlohmann/json.hpp"
 
 namespace tierserve {
 namespace {
 
-// fp16 bit patterns of exact values.
-constexpr uint16_t kHalfOne = 0x3C00;       // 1.0
-constexpr uint16_t kHalfHalf = 0x3800;      // 0.5
-constexpr uint16_t kHalfQuarter = 0x3400;   // 0.25
-constexpr uint16_t kHalfEighth = 0x3000;    // 0.125
-constexpr uint16_t kHalfTwo = 0x4000;       // 2.0
-constexpr uint16_t kHalfMinusOne = 0xBC00;  // -1.0
+constexpr char kGoldenPath[] = "tests/data/gguf_quants/goldens.safetensors";
 
-void PutHalf(uint8_t* p, uint16_t h) {
-  p[0] = static_cast<uint8_t>(h & 0xFF);
-  p[1] = static_cast<uint8_t>(h >> 8);
-}
+// Cases each type must have in the golden (make_gguf_dequant_goldens.py): a
+// golden that lost a type or a case fails here rather than passing vacuously.
+const std::map<DType, size_t> kExpectedCases = {
+    {DType::kF32, 3},  {DType::kF16, 3},  {DType::kBF16, 3}, {DType::kQ8_0, 7},
+    {DType::kQ4_0, 7}, {DType::kQ4_1, 7}, {DType::kQ5_0, 7}, {DType::kQ5_1, 7},
+    {DType::kQ4_K, 7}, {DType::kQ6_K, 7},
+};
 
-std::vector<float> Dequantize(DType type, const std::vector<uint8_t>& bytes, int64_t n) {
-  std::vector<float> out(static_cast<size_t>(n), -12345.0f);
-  DequantizeRowF32(type, bytes.data(), out.data(), n);
-  return out;
-}
+struct Tensor {
+  std::string dtype;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;
 
-TEST(DequantizeTest, Q8_0HandBuiltBlock) {
-  std::vector<uint8_t> b(34);
-  PutHalf(b.data(), kHalfHalf);
-  for (int j = 0; j < 32; ++j) b[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(j - 16));
-  b[2 + 30] = static_cast<uint8_t>(int8_t{-128});
-  b[2 + 31] = 127;
-  const std::vector<float> y = Dequantize(DType::kQ8_0, b, 32);
-  for (int j = 0; j < 30; ++j) EXPECT_EQ(y[j], (j - 16) * 0.5f) << j;
-  EXPECT_EQ(y[0], -8.0f);
-  EXPECT_EQ(y[30], -64.0f);
-  EXPECT_EQ(y[31], 63.5f);
-}
-
-TEST(DequantizeTest, Q4_0HandBuiltBlock) {
-  // Byte j holds element j in its low nibble and element j+16 in its high one.
-  std::vector<uint8_t> b(18);
-  PutHalf(b.data(), kHalfQuarter);
-  for (int j = 0; j < 16; ++j) b[2 + j] = static_cast<uint8_t>(j | ((15 - j) << 4));
-  const std::vector<float> y = Dequantize(DType::kQ4_0, b, 32);
-  for (int j = 0; j < 16; ++j) {
-    EXPECT_EQ(y[j], (j - 8) * 0.25f) << j;
-    EXPECT_EQ(y[j + 16], (7 - j) * 0.25f) << j;
+  template <typename T>
+  std::vector<T> as() const {
+    std::vector<T> v(bytes.size() / sizeof(T));
+    if (!v.empty()) std::memcpy(v.data(), bytes.data(), v.size() * sizeof(T));
+    return v;
   }
-  EXPECT_EQ(y[0], -2.0f);
-  EXPECT_EQ(y[15], 1.75f);
-  EXPECT_EQ(y[16], 1.75f);
-  EXPECT_EQ(y[31], -2.0f);
-}
+};
 
-TEST(DequantizeTest, Q4_1HandBuiltBlock) {
-  std::vector<uint8_t> b(20);
-  PutHalf(b.data(), kHalfHalf);
-  PutHalf(b.data() + 2, kHalfMinusOne);
-  for (int j = 0; j < 16; ++j) b[4 + j] = static_cast<uint8_t>(j | ((15 - j) << 4));
-  const std::vector<float> y = Dequantize(DType::kQ4_1, b, 32);
-  for (int j = 0; j < 16; ++j) {
-    EXPECT_EQ(y[j], j * 0.5f - 1.0f) << j;
-    EXPECT_EQ(y[j + 16], (15 - j) * 0.5f - 1.0f) << j;
+// The golden file: 8-byte little-endian header length, JSON header, raw data.
+struct Goldens {
+  std::map<std::string, Tensor> tensors;
+  nlohmann::json metadata;
+  std::string error;
+
+  const Tensor* find(const std::string& name) const {
+    auto it = tensors.find(name);
+    return it == tensors.end() ? nullptr : &it->second;
   }
-  EXPECT_EQ(y[0], -1.0f);
-  EXPECT_EQ(y[15], 6.5f);
-  EXPECT_EQ(y[31], -1.0f);
-}
 
-// Q5 blocks: nibbles as in Q4_0, and bit e of the little-endian u32 qh is the
-// fifth bit of element e.
-constexpr uint32_t kQh = 0xAAAA5555u;
-int Q5Value(const uint8_t* qs, int e) {
-  const int low = e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4);
-  return low + 16 * static_cast<int>((kQh >> e) & 1u);
-}
-
-TEST(DequantizeTest, Q5_0HandBuiltBlock) {
-  std::vector<uint8_t> b(22);
-  PutHalf(b.data(), kHalfOne);
-  b[2] = 0x55;
-  b[3] = 0x55;
-  b[4] = 0xAA;
-  b[5] = 0xAA;  // kQh, little-endian
-  for (int j = 0; j < 16; ++j) b[6 + j] = static_cast<uint8_t>(j | ((15 - j) << 4));
-  const std::vector<float> y = Dequantize(DType::kQ5_0, b, 32);
-  for (int e = 0; e < 32; ++e) EXPECT_EQ(y[e], static_cast<float>(Q5Value(&b[6], e) - 16)) << e;
-  EXPECT_EQ(y[0], 0.0f);    // low 0, bit 0 set: 16 - 16
-  EXPECT_EQ(y[1], -15.0f);  // low 1, bit 1 clear
-  EXPECT_EQ(y[16], -1.0f);  // low 15 (high nibble of byte 0), bit 16 clear
-  EXPECT_EQ(y[17], 14.0f);  // low 14 (high nibble of byte 1), bit 17 set: 30 - 16
-  EXPECT_EQ(y[31], 0.0f);   // low 0, bit 31 set: 16 - 16
-}
-
-TEST(DequantizeTest, Q5_1HandBuiltBlock) {
-  std::vector<uint8_t> b(24);
-  PutHalf(b.data(), kHalfHalf);
-  PutHalf(b.data() + 2, kHalfTwo);
-  b[4] = 0x55;
-  b[5] = 0x55;
-  b[6] = 0xAA;
-  b[7] = 0xAA;
-  for (int j = 0; j < 16; ++j) b[8 + j] = static_cast<uint8_t>(j | ((15 - j) << 4));
-  const std::vector<float> y = Dequantize(DType::kQ5_1, b, 32);
-  for (int e = 0; e < 32; ++e) EXPECT_EQ(y[e], Q5Value(&b[8], e) * 0.5f + 2.0f) << e;
-  EXPECT_EQ(y[0], 10.0f);  // (0 + 16) * 0.5 + 2
-  EXPECT_EQ(y[1], 2.5f);   // 1 * 0.5 + 2
-}
-
-// Q4_K: eight sub-blocks of 32 with a 6-bit scale and min each.
-constexpr int kQ4KScale[8] = {1, 5, 17, 33, 63, 40, 21, 50};
-constexpr int kQ4KMin[8] = {0, 3, 62, 7, 48, 19, 36, 11};
-int Q4KQuant(int e) { return (e * 7 + 3) % 16; }
-
-std::vector<uint8_t> BuildQ4KBlock() {
-  std::vector<uint8_t> b(144, 0);
-  PutHalf(b.data(), kHalfHalf);         // d
-  PutHalf(b.data() + 2, kHalfQuarter);  // dmin
-  uint8_t* sc = b.data() + 4;
-  // Bytes 0-3: scales 0-3 (6 bits) + top 2 bits of scales 4-7.
-  // Bytes 4-7: mins 0-3 (6 bits) + top 2 bits of mins 4-7.
-  // Bytes 8-11: low nibbles of scales 4-7 | low nibbles of mins 4-7 << 4.
-  for (int j = 0; j < 4; ++j) {
-    sc[j] = static_cast<uint8_t>(kQ4KScale[j] | ((kQ4KScale[j + 4] >> 4) << 6));
-    sc[j + 4] = static_cast<uint8_t>(kQ4KMin[j] | ((kQ4KMin[j + 4] >> 4) << 6));
-    sc[j + 8] = static_cast<uint8_t>((kQ4KScale[j + 4] & 0xF) | ((kQ4KMin[j + 4] & 0xF) << 4));
+  // Names C of the cases "<type>.C.values" present for `type`.
+  std::set<std::string> CasesOf(DType type) const {
+    const std::string prefix = std::string(DTypeName(type)) + ".";
+    const std::string suffix = ".values";
+    std::set<std::string> cases;
+    for (const auto& [name, t] : tensors) {
+      if (name.size() > prefix.size() + suffix.size() && name.starts_with(prefix) &&
+          name.ends_with(suffix)) {
+        cases.insert(name.substr(prefix.size(), name.size() - prefix.size() - suffix.size()));
+      }
+    }
+    return cases;
   }
-  uint8_t* qs = b.data() + 16;
-  for (int e = 0; e < 256; ++e) {
-    const int s = e / 32;
-    const int byte = 32 * (s / 2) + e % 32;
-    qs[byte] |= static_cast<uint8_t>(s % 2 == 0 ? Q4KQuant(e) : Q4KQuant(e) << 4);
+};
+
+Goldens Load() {
+  Goldens g;
+  std::ifstream in(kGoldenPath, std::ios::binary);
+  if (!in) {
+    g.error = std::string("cannot open ") + kGoldenPath;
+    return g;
   }
-  return b;
-}
-
-TEST(DequantizeTest, Q4_KHandBuiltBlock) {
-  const std::vector<float> y = Dequantize(DType::kQ4_K, BuildQ4KBlock(), 256);
-  for (int e = 0; e < 256; ++e) {
-    const int s = e / 32;
-    EXPECT_EQ(y[e], 0.5f * kQ4KScale[s] * Q4KQuant(e) - 0.25f * kQ4KMin[s]) << e;
+  const std::vector<uint8_t> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (file.size() < 8) {
+    g.error = "file shorter than its header length";
+    return g;
   }
-  EXPECT_EQ(y[0], 1.5f);       // 0.5*1*3 - 0
-  EXPECT_EQ(y[128], 82.5f);    // sub-block 4: 0.5*63*3 - 0.25*48
-  EXPECT_EQ(y[255], 297.25f);  // sub-block 7: 0.5*50*12 - 0.25*11
-}
-
-// Q6_K: 6-bit quants, a signed 8-bit scale per 16 elements.
-int Q6KQuant(int e) { return (e * 5 + 1) % 64; }
-int Q6KScale(int i) { return i % 2 == 0 ? i + 1 : -(i + 1); }
-
-std::vector<uint8_t> BuildQ6KBlock() {
-  std::vector<uint8_t> b(210, 0);
-  uint8_t* ql = b.data();
-  uint8_t* qh = b.data() + 128;
-  for (int e = 0; e < 256; ++e) {
-    const int h = e / 128, k = (e % 128) / 32, l = e % 32;
-    const int q = Q6KQuant(e);
-    ql[64 * h + l + 32 * (k % 2)] |= static_cast<uint8_t>(k < 2 ? (q & 0xF) : (q & 0xF) << 4);
-    qh[32 * h + l] |= static_cast<uint8_t>((q >> 4) << (2 * k));
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | file[i];
+  if (header_len > file.size() - 8) {
+    g.error = "header length past the end of the file";
+    return g;
   }
-  for (int i = 0; i < 16; ++i) b[192 + i] = static_cast<uint8_t>(static_cast<int8_t>(Q6KScale(i)));
-  PutHalf(b.data() + 208, kHalfEighth);
-  return b;
-}
-
-TEST(DequantizeTest, Q6_KHandBuiltBlock) {
-  const std::vector<float> y = Dequantize(DType::kQ6_K, BuildQ6KBlock(), 256);
-  for (int e = 0; e < 256; ++e) {
-    EXPECT_EQ(y[e], 0.125f * Q6KScale(e / 16) * (Q6KQuant(e) - 32)) << e;
+  const auto header = nlohmann::json::parse(file.begin() + 8, file.begin() + 8 + header_len, nullptr,
+                                            /*allow_exceptions=*/false);
+  if (header.is_discarded() || !header.is_object()) {
+    g.error = "header is not a JSON object";
+    return g;
   }
-  EXPECT_EQ(y[0], -3.875f);   // 0.125 * 1 * (1 - 32)
-  EXPECT_EQ(y[255], -56.0f);  // 0.125 * -16 * (60 - 32)
+  const size_t data_begin = 8 + header_len;
+  for (const auto& [name, entry] : header.items()) {
+    if (name == "__metadata__") {
+      g.metadata = entry;
+      continue;
+    }
+    Tensor t;
+    t.dtype = entry.at("dtype").get<std::string>();
+    t.shape = entry.at("shape").get<std::vector<int64_t>>();
+    const auto offsets = entry.at("data_offsets").get<std::vector<uint64_t>>();
+    if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > file.size() - data_begin) {
+      g.error = "bad data_offsets for " + name;
+      return g;
+    }
+    t.bytes.assign(file.begin() + data_begin + offsets[0], file.begin() + data_begin + offsets[1]);
+    g.tensors.emplace(name, std::move(t));
+  }
+  return g;
 }
 
-TEST(DequantizeTest, RowsOfSeveralUnalignedBlocks) {
-  // Three Q4_K blocks starting one byte into the buffer: each must decode as
-  // it does alone.
-  const std::vector<uint8_t> one = BuildQ4KBlock();
-  std::vector<uint8_t> buf(1 + 3 * 144);
-  for (int i = 0; i < 3; ++i) std::memcpy(&buf[1 + 144 * i], one.data(), 144);
-  std::vector<float> row(3 * 256);
-  DequantizeRowF32(DType::kQ4_K, buf.data() + 1, row.data(), 3 * 256);
-  const std::vector<float> single = Dequantize(DType::kQ4_K, one, 256);
-  for (int i = 0; i < 3 * 256; ++i) ASSERT_EQ(row[i], single[i % 256]) << i;
+const Goldens& G() {
+  static const Goldens g = Load();
+  return g;
 }
 
-TEST(DequantizeTest, HalfAndBfloatRows) {
-  // F16: 1, -2, 65504 (max), 2^-24 (smallest subnormal). BF16: 1, -123.5.
-  const std::vector<uint8_t> f16 = {0x00, 0x3C, 0x00, 0xC0, 0xFF, 0x7B, 0x01, 0x00};
-  const std::vector<float> y = Dequantize(DType::kF16, f16, 4);
-  EXPECT_EQ(y[0], 1.0f);
-  EXPECT_EQ(y[1], -2.0f);
-  EXPECT_EQ(y[2], 65504.0f);
-  EXPECT_EQ(y[3], std::ldexp(1.0f, -24));
-  const std::vector<uint8_t> bf16 = {0x80, 0x3F, 0xF7, 0xC2};
-  const std::vector<float> z = Dequantize(DType::kBF16, bf16, 2);
-  EXPECT_EQ(z[0], 1.0f);
-  EXPECT_EQ(z[1], -123.5f);
+uint32_t Bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+// Bit equality of got and want, reporting the first differing element.
+void ExpectSameFloatBits(const std::vector<float>& got, const std::vector<float>& want,
+                         const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (Bits(got[i]) != Bits(want[i])) {
+      ADD_FAILURE() << what << ": first difference at element " << i << " of " << got.size()
+                    << ": got " << got[i] << " (0x" << std::hex << Bits(got[i]) << "), gguf "
+                    << want[i] << " (0x" << Bits(want[i]) << std::dec << ")";
+      return;
+    }
+  }
+}
+
+void ExpectSameBytes(const std::vector<uint8_t>& got, const std::vector<uint8_t>& want,
+                     const std::string& what, int64_t block_bytes) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (got[i] != want[i]) {
+      ADD_FAILURE() << what << ": first difference at byte " << i % block_bytes << " of block "
+                    << i / block_bytes << ": got 0x" << std::hex << +got[i] << ", gguf 0x"
+                    << +want[i] << std::dec;
+      return;
+    }
+  }
+}
+
+TEST(GgufGoldensTest, CoverEveryDequantizableType) {
+  ASSERT_TRUE(G().error.empty()) << G().error;
+  ASSERT_TRUE(G().metadata.contains("gguf")) << "the golden does not record its gguf version";
+  // Every type the dequantizer accepts, and only those, has its cases
+  // (kQ6_K is the last DType; a type added after it must extend this loop).
+  for (int i = 0; i <= static_cast<int>(DType::kQ6_K); ++i) {
+    const DType type = static_cast<DType>(i);
+    const size_t found = G().CasesOf(type).size();
+    if (!CanDequantizeRowF32(type)) {
+      EXPECT_EQ(found, 0u) << DTypeName(type);
+      continue;
+    }
+    auto it = kExpectedCases.find(type);
+    ASSERT_NE(it, kExpectedCases.end()) << DTypeName(type) << " is dequantizable but has no goldens";
+    EXPECT_EQ(found, it->second) << DTypeName(type);
+  }
+}
+
+class GgufGoldenDequantizeTest : public testing::TestWithParam<DType> {};
+
+// Each case of the type dequantizes to gguf's floats bit for bit, from an
+// aligned buffer and from one starting one byte in (blocks sit at any offset
+// in a mapped file).
+TEST_P(GgufGoldenDequantizeTest, MatchesGgufBitForBit) {
+  ASSERT_TRUE(G().error.empty()) << G().error;
+  const DType type = GetParam();
+  const std::set<std::string> cases = G().CasesOf(type);
+  ASSERT_FALSE(cases.empty()) << "no golden cases for " << DTypeName(type);
+  for (const std::string& c : cases) {
+    const std::string base = std::string(DTypeName(type)) + "." + c;
+    const Tensor* blocks = G().find(base + ".blocks");
+    const Tensor* values = G().find(base + ".values");
+    ASSERT_NE(blocks, nullptr) << base;
+    ASSERT_NE(values, nullptr) << base;
+    ASSERT_EQ(blocks->dtype, "U8") << base;
+    ASSERT_EQ(values->dtype, "F32") << base;
+    ASSERT_EQ(blocks->shape.size(), 2u) << base;
+    ASSERT_EQ(blocks->shape[1], BlockBytes(type)) << base;
+    const int64_t n_blocks = blocks->shape[0];
+    ASSERT_GT(n_blocks, 0) << base;
+    const int64_t n = n_blocks * BlockElems(type);
+    ASSERT_EQ(static_cast<int64_t>(values->bytes.size()), n * 4) << base;
+    const std::vector<float> want = values->as<float>();
+
+    std::vector<float> got(static_cast<size_t>(n), -12345.0f);
+    DequantizeRowF32(type, blocks->bytes.data(), got.data(), n);
+    ExpectSameFloatBits(got, want, base);
+
+    std::vector<uint8_t> shifted(1 + blocks->bytes.size());
+    std::memcpy(shifted.data() + 1, blocks->bytes.data(), blocks->bytes.size());
+    std::fill(got.begin(), got.end(), -12345.0f);
+    DequantizeRowF32(type, shifted.data() + 1, got.data(), n);
+    ExpectSameFloatBits(got, want, base + " (one byte off alignment)");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryType, GgufGoldenDequantizeTest,
+                         testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0,
+                                         DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1,
+                                         DType::kQ4_K, DType::kQ6_K),
+                         [](const testing::TestParamInfo<DType>& info) {
+                           return std::string(DTypeName(info.param));
+                         });
+
+// Our quantizers against gguf.quants.quantize of the same fp32 vector.
+TEST(GgufGoldensTest, QuantizersMatchGgufBytes) {
+  ASSERT_TRUE(G().error.empty()) << G().error;
+  struct Quantizer {
+    DType type;
+    void (*quantize)(const float*, void*, int64_t);
+  };
+  for (const Quantizer q : {Quantizer{DType::kQ8_0, QuantizeRowQ8_0},
+                            Quantizer{DType::kQ4_0, QuantizeRowQ4_0},
+                            Quantizer{DType::kQ4_1, QuantizeRowQ4_1}}) {
+    const std::string base = std::string(DTypeName(q.type)) + ".quantize";
+    const Tensor* input = G().find(base + ".input");
+    const Tensor* blocks = G().find(base + ".blocks");
+    ASSERT_NE(input, nullptr) << base;
+    ASSERT_NE(blocks, nullptr) << base;
+    const std::vector<float> x = input->as<float>();
+    const int64_t n = static_cast<int64_t>(x.size());
+    ASSERT_GT(n, 0) << base;
+    ASSERT_EQ(n % BlockElems(q.type), 0) << base;
+    std::vector<uint8_t> got(static_cast<size_t>(n / BlockElems(q.type) * BlockBytes(q.type)));
+    q.quantize(x.data(), got.data(), n);
+    ExpectSameBytes(got, blocks->bytes, base, BlockBytes(q.type));
+  }
+}
+
+TEST(GgufGoldensTest, HalfConversionsMatchGgufBytes) {
+  ASSERT_TRUE(G().error.empty()) << G().error;
+  struct Conversion {
+    DType type;
+    uint16_t (*convert)(float);
+  };
+  for (const Conversion c : {Conversion{DType::kF16, F32ToF16}, Conversion{DType::kBF16, F32ToBF16}}) {
+    const std::string base = std::string(DTypeName(c.type)) + ".quantize";
+    const Tensor* input = G().find(base + ".input");
+    const Tensor* blocks = G().find(base + ".blocks");
+    ASSERT_NE(input, nullptr) << base;
+    ASSERT_NE(blocks, nullptr) << base;
+    const std::vector<float> x = input->as<float>();
+    ASSERT_FALSE(x.empty()) << base;
+    std::vector<uint8_t> got(2 * x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      const uint16_t h = c.convert(x[i]);
+      got[2 * i] = static_cast<uint8_t>(h & 0xFF);
+      got[2 * i + 1] = static_cast<uint8_t>(h >> 8);
+    }
+    ExpectSameBytes(got, blocks->bytes, base, 2);
+  }
 }
 
 TEST(DequantizeTest, TypesOutsideTheContractGiveNaN) {
@@ -219,7 +279,8 @@ TEST(DequantizeTest, TypesOutsideTheContractGiveNaN) {
   EXPECT_FALSE(CanDequantizeRowF32(DType::kBool));
   EXPECT_TRUE(CanDequantizeRowF32(DType::kQ6_K));
   const std::vector<uint8_t> b(4, 1);
-  const std::vector<float> y = Dequantize(DType::kI32, b, 1);
+  std::vector<float> y(1, -12345.0f);
+  DequantizeRowF32(DType::kI32, b.data(), y.data(), 1);
   EXPECT_TRUE(std::isnan(y[0]));
 }
 
@@ -232,7 +293,7 @@ TEST(QuantizeTest, Q4_0KnownBlock) {
   for (int j = 0; j < 32; ++j) x[j] = static_cast<float>(j - 16);
   std::vector<uint8_t> b(18);
   QuantizeRowQ4_0(x.data(), b.data(), 32);
-  EXPECT_EQ(b[0] | (b[1] << 8), kHalfTwo);
+  EXPECT_EQ(b[0] | (b[1] << 8), 0x4000);  // 2.0 in fp16
   EXPECT_EQ(b[2], 0x80);       // j=0: trunc(0.5) = 0; j=16: trunc(8.5) = 8
   EXPECT_EQ(b[2 + 15], 0xF8);  // j=15: trunc(8) = 8; j=31: trunc(16) clamped to 15
   EXPECT_EQ(b[2 + 1], 0x91);   // j=1: trunc(1) = 1; j=17: trunc(9) = 9
