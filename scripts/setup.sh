@@ -8,7 +8,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libyaml-cpp-dev prometheus-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libicu-dev
-  python3 python3-grpcio python3-protobuf curl unzip
+  clang-14 libclang-rt-14-dev
+  python3 python3-grpcio python3-protobuf python3-h2 curl unzip libssl-dev openssl
 )
 
 missing=()

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <sstream>
 #include <tuple>
 
 #include "absl/container/flat_hash_map.h"
@@ -27,7 +28,10 @@
 #include "server/device_map_config.h"
 #include "runtime/model/weight_source.h"
 #include "server/config_node.h"
+#include "server/small_file.h"
 #include "yaml-cpp/depthguard.h"
+#include "yaml-cpp/eventhandler.h"
+#include "yaml-cpp/parser.h"
 
 namespace tierserve {
 
@@ -52,7 +56,15 @@ const std::vector<std::string> kServerKeys = {"listen",
                                               "max_message_bytes",
                                               "shutdown_grace_seconds",
                                               "threads",
-                                              "sim_device"};
+                                              "sim_device",
+                                              "max_streams_per_connection",
+                                              "tls",
+                                              "api_keys_file",
+                                              "open_services",
+                                              "metrics_auth"};
+const std::vector<std::string> kTlsKeys = {"cert_file", "key_file", "client_ca_file"};
+const std::vector<std::string> kMetricsAuthKeys = {"username", "password_file"};
+constexpr int64_t kMaxStreamsPerConnection = 1 << 20;
 const std::vector<std::string> kSimDeviceKeys = {"memory", "link_bandwidth", "link_latency_us"};
 const std::vector<std::string> kModelKeys = {
     "name",       "path",           "quantization",   "device_map",
@@ -169,6 +181,58 @@ std::optional<std::string> ModelPathProblem(const std::string& path) {
   return std::nullopt;
 }
 
+// server.tls, server.api_keys_file, server.open_services, server.metrics_auth.
+// Only paths are read here; the files are read when the daemon starts.
+absl::Status ReadSecurity(const ConfigNode& node, ServerConfig* config) {
+  if (std::optional<ConfigNode> tls = node.Get("tls")) {
+    TS_RETURN_IF_ERROR(tls->CheckMap(kTlsKeys, "a map with cert_file, key_file and client_ca_file"));
+    TlsSettings t;
+    for (auto [key, field] : {std::pair<const char*, std::string*>{"cert_file", &t.cert_file},
+                              {"key_file", &t.key_file}}) {
+      std::optional<ConfigNode> v = tls->Get(key);
+      if (!v.has_value()) {
+        return tls->Error(absl::StrCat("has no ", key, "; expected cert_file and key_file (PEM files)"));
+      }
+      TS_ASSIGN_OR_RETURN(*field, v->String("the path of a PEM file"));
+    }
+    if (std::optional<ConfigNode> v = tls->Get("client_ca_file")) {
+      TS_ASSIGN_OR_RETURN(t.client_ca_file, v->String("the path of a PEM CA certificate"));
+    }
+    config->tls = std::move(t);
+  }
+  if (std::optional<ConfigNode> v = node.Get("api_keys_file")) {
+    TS_ASSIGN_OR_RETURN(config->api_keys_file, v->String("the path of a file of API keys"));
+  }
+  if (std::optional<ConfigNode> v = node.Get("open_services")) {
+    if (config->api_keys_file.empty()) {
+      return v->Error("has no effect without api_keys_file (every service is open); set "
+                      "api_keys_file or remove it");
+    }
+    TS_ASSIGN_OR_RETURN(std::vector<ConfigNode> items, v->Items("a list of health and reflection"));
+    config->open_services.clear();
+    for (const ConfigNode& item : items) {
+      TS_ASSIGN_OR_RETURN(std::string name, item.OneOf({kOpenServiceHealth, kOpenServiceReflection}));
+      config->open_services.push_back(name);
+    }
+  }
+  if (std::optional<ConfigNode> auth = node.Get("metrics_auth")) {
+    TS_RETURN_IF_ERROR(auth->CheckMap(kMetricsAuthKeys, "a map with username and password_file"));
+    MetricsAuthSettings m;
+    std::optional<ConfigNode> user = auth->Get("username");
+    std::optional<ConfigNode> password = auth->Get("password_file");
+    if (!user.has_value() || !password.has_value()) {
+      return auth->Error("expected both username and password_file");
+    }
+    TS_ASSIGN_OR_RETURN(m.username, user->String("a user name"));
+    if (m.username.empty() || m.username.find(':') != std::string::npos) {
+      return user->Error("expected a non-empty user name without ':'");
+    }
+    TS_ASSIGN_OR_RETURN(m.password_file, password->String("the path of a file holding the password"));
+    config->metrics_auth = std::move(m);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadServer(const ConfigNode& node, ServerConfig* config) {
   TS_RETURN_IF_ERROR(node.CheckMap(kServerKeys, "a map of server settings"));
   for (auto [key, field] : {std::pair<const char*, std::string*>{"listen", &config->listen},
@@ -197,6 +261,10 @@ absl::Status ReadServer(const ConfigNode& node, ServerConfig* config) {
   if (std::optional<ConfigNode> v = node.Get("threads")) {
     TS_ASSIGN_OR_RETURN(config->threads, v->Int(0, kMaxThreads));
   }
+  if (std::optional<ConfigNode> v = node.Get("max_streams_per_connection")) {
+    TS_ASSIGN_OR_RETURN(config->max_streams_per_connection, v->Int(1, kMaxStreamsPerConnection));
+  }
+  TS_RETURN_IF_ERROR(ReadSecurity(node, config));
   if (std::optional<ConfigNode> sim = node.Get("sim_device")) {
     TS_RETURN_IF_ERROR(sim->CheckMap(kSimDeviceKeys, "a map of simulated device settings"));
     if (std::optional<ConfigNode> v = sim->Get("memory")) {
@@ -379,15 +447,53 @@ absl::StatusOr<ModelServingConfig> ReadModel(const ConfigNode& node) {
   return m;
 }
 
+// Where each document of a YAML stream starts; the rest of the events are ignored.
+class DocumentStarts final : public YAML::EventHandler {
+ public:
+  YAML::Mark start;  // of the last document
+
+  void OnDocumentStart(const YAML::Mark& mark) override { start = mark; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
 // Loads the single YAML document of `text`, or says where the syntax breaks.
 absl::StatusOr<YAML::Node> LoadYaml(const std::string& text, const std::string& source) {
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(text);
-    if (docs.size() > 1) {
-      return ConfigError(source, "",
-                         absl::StrCat("holds ", docs.size(), " YAML documents; expected one"));
+    // The documents are counted with the parser, not YAML::LoadAll: yaml-cpp
+    // 0.7's LoadAll loops forever, adding a null document each turn, when the
+    // parser stops on a token it never consumes, as in a lone "," (found by
+    // tests/fuzz/yaml_config_fuzz; jbeder/yaml-cpp#1040, fixed upstream by
+    // #1319 after 0.8). A document that starts where the last one did is that loop.
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    DocumentStarts starts;
+    int documents = 0;
+    int last_start = -1;
+    while (parser.HandleNextDocument(starts)) {
+      if (starts.start.pos <= last_start) {
+        return ConfigError(source, "",
+                           absl::StrCat("line ", starts.start.line + 1, ", column ",
+                                        starts.start.column + 1,
+                                        ": invalid YAML: unexpected text; expected a value or a "
+                                        "new document"));
+      }
+      last_start = starts.start.pos;
+      ++documents;
     }
-    return docs.empty() ? YAML::Node() : docs[0];
+    if (documents > 1) {
+      return ConfigError(source, "",
+                         absl::StrCat("holds ", documents, " YAML documents; expected one"));
+    }
+    return documents == 0 ? YAML::Node() : YAML::Load(text);
   } catch (const YAML::DeepRecursion& e) {
     return ConfigError(
         source, "",
@@ -450,40 +556,9 @@ absl::StatusOr<ServerConfig> ParseServerConfig(std::string_view yaml_text,
 }
 
 absl::StatusOr<ServerConfig> LoadServerConfig(const std::string& path) {
-  // Opened without blocking, so a FIFO or device given as the config cannot
-  // hang start-up: anything but a regular file is refused before a read.
-  const int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(absl::StrCat(path,
-                                            ": cannot open the config file: ", std::strerror(errno),
-                                            "; expected a readable YAML file"));
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return ConfigError(path, "", "not a regular file; expected a YAML config file");
-  }
-  std::string text(static_cast<size_t>(kMaxConfigFileBytes) + 1, '\0');
-  size_t got = 0;
-  while (got < text.size()) {
-    const ssize_t n = read(fd, text.data() + got, text.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      close(fd);
-      return absl::DataLossError(
-          absl::StrCat(path, ": cannot read the config file: ", std::strerror(err)));
-    }
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
-  close(fd);
-  text.resize(got);
-  if (static_cast<int64_t>(text.size()) > kMaxConfigFileBytes) {
-    return ConfigError(path, "",
-                       absl::StrCat("the file is larger than ", kMaxConfigFileBytes,
-                                    " bytes; expected a config file, not a model"));
-  }
+  TS_ASSIGN_OR_RETURN(std::string text,
+                      ReadSmallFile(path, kMaxConfigFileBytes, "",
+                                    SmallFileKind{"config file", "a YAML config file"}));
   return ParseServerConfig(text, path);
 }
 

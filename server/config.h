@@ -107,6 +107,23 @@ struct ModelServingConfig {
   std::string key_path;
 };
 
+// server.tls: TLS on the gRPC port.
+struct TlsSettings {
+  std::string cert_file;       // PEM certificate chain the server presents
+  std::string key_file;        // its PEM private key
+  std::string client_ca_file;  // "" : no client certificates; else mutual TLS
+};
+
+// server.metrics_auth: HTTP basic authentication on /metrics.
+struct MetricsAuthSettings {
+  std::string username;
+  std::string password_file;  // the password is the file's first line
+};
+
+// The gRPC services that may be asked without an API key (server.open_services).
+inline constexpr char kOpenServiceHealth[] = "health";
+inline constexpr char kOpenServiceReflection[] = "reflection";
+
 struct ServerConfig {
   // The config file, for messages; "" when the config comes from flags only.
   std::string source;
@@ -116,6 +133,14 @@ struct ServerConfig {
   int64_t max_message_bytes = 4 << 20;
   int64_t shutdown_grace_seconds = 30;
   int64_t threads = 0;  // 0: one per core
+  // HTTP/2 streams one connection may have open at once.
+  int64_t max_streams_per_connection = 256;
+  std::optional<TlsSettings> tls;
+  // "" : every call is answered without a key.
+  std::string api_keys_file;
+  // With api_keys_file: services answered without a key.
+  std::vector<std::string> open_services = {kOpenServiceHealth};
+  std::optional<MetricsAuthSettings> metrics_auth;
   // Every sim:N device: memory capacity, link bandwidth and latency.
   int64_t sim_memory_bytes = int64_t{2} << 30;
   int64_t sim_link_bytes_per_second = 16'000'000'000;

@@ -138,6 +138,48 @@ TEST(ConfigTest, ServerSettings) {
   EXPECT_TRUE(c->models.empty());  // --model may still supply one
 }
 
+TEST(ConfigTest, SecuritySettings) {
+  absl::StatusOr<ServerConfig> c = ParseServerConfig(
+      "server:\n  tls: {cert_file: s.crt, key_file: s.key, client_ca_file: ca.crt}\n"
+      "  api_keys_file: keys\n  open_services: [reflection]\n"
+      "  metrics_auth: {username: prom, password_file: pw}\n  max_streams_per_connection: 8\n",
+      "x.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(c->tls.has_value());
+  EXPECT_EQ(c->tls->cert_file, "s.crt");
+  EXPECT_EQ(c->tls->key_file, "s.key");
+  EXPECT_EQ(c->tls->client_ca_file, "ca.crt");
+  EXPECT_EQ(c->api_keys_file, "keys");
+  EXPECT_EQ(c->open_services, std::vector<std::string>{"reflection"});
+  ASSERT_TRUE(c->metrics_auth.has_value());
+  EXPECT_EQ(c->metrics_auth->username, "prom");
+  EXPECT_EQ(c->metrics_auth->password_file, "pw");
+  EXPECT_EQ(c->max_streams_per_connection, 8);
+
+  absl::StatusOr<ServerConfig> defaults = ParseServerConfig("server: {}\n", "x.yaml");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_FALSE(defaults->tls.has_value());
+  EXPECT_EQ(defaults->open_services, std::vector<std::string>{"health"});
+  EXPECT_EQ(defaults->max_streams_per_connection, 256);
+
+  EXPECT_EQ(ErrorOf("server:\n  tls: {cert_file: s.crt}\n"),
+            "x.yaml: server.tls: has no key_file; expected cert_file and key_file (PEM files)");
+  EXPECT_EQ(ErrorOf("server:\n  tls: {cert_file: \"\", key_file: k}\n"),
+            "x.yaml: server.tls.cert_file: got \"\"; expected the path of a PEM file");
+  EXPECT_EQ(ErrorOf("server:\n  open_services: [health]\n"),
+            "x.yaml: server.open_services: has no effect without api_keys_file (every service is "
+            "open); set api_keys_file or remove it");
+  EXPECT_EQ(ErrorOf("server:\n  api_keys_file: k\n  open_services: [generation]\n"),
+            "x.yaml: server.open_services[0]: \"generation\" is not one of health, reflection");
+  EXPECT_EQ(ErrorOf("server:\n  metrics_auth: {username: a}\n"),
+            "x.yaml: server.metrics_auth: expected both username and password_file");
+  EXPECT_EQ(ErrorOf("server:\n  metrics_auth: {username: \"a:b\", password_file: p}\n"),
+            "x.yaml: server.metrics_auth.username: expected a non-empty user name without ':'");
+  EXPECT_NE(ErrorOf("server:\n  max_streams_per_connection: 0\n")
+                .find("x.yaml: server.max_streams_per_connection: "),
+            std::string::npos);
+}
+
 TEST(ConfigTest, AutoDeviceMapAndFourBit) {
   absl::StatusOr<ServerConfig> c = ParseServerConfig(
       OneModel("    device_map: auto\n    max_memory: {0: 512MiB, cpu: 1.5GB, disk: 100GB}\n"
@@ -158,7 +200,8 @@ TEST(ConfigTest, UnknownKeysNameTheFullPath) {
   EXPECT_EQ(
       ErrorOf("server:\n  listn: 0.0.0.0:1\n"),
       "x.yaml: server.listn: unknown key; known keys: listen, metrics_listen, max_queued_requests, "
-      "max_message_bytes, shutdown_grace_seconds, threads, sim_device");
+      "max_message_bytes, shutdown_grace_seconds, threads, sim_device, max_streams_per_connection, "
+      "tls, api_keys_file, open_services, metrics_auth");
   EXPECT_EQ(ErrorOf("servers: {}\n"), "x.yaml: servers: unknown key; known keys: server, models");
   EXPECT_EQ(
       ErrorOf(OneModel("    max_batch: 4\n")),
@@ -369,13 +412,31 @@ TEST(ConfigTest, YamlProblems) {
             "x.yaml: got \"just text\"; expected a map with the keys server and models");
 }
 
+// Found by tests/fuzz/yaml_config_fuzz: yaml-cpp 0.7's LoadAll loops forever,
+// allocating, on a stray "," (jbeder/yaml-cpp#1040), so these hung start-up.
+TEST(ConfigTest, StrayCommaIsAnErrorNotAHang) {
+  constexpr char kUnexpected[] = ": invalid YAML: unexpected text; expected a value or a new document";
+  EXPECT_EQ(ErrorOf(","), absl::StrCat("x.yaml: line 1, column 1", kUnexpected));
+  EXPECT_EQ(ErrorOf("--- ,"), absl::StrCat("x.yaml: line 1, column 5", kUnexpected));
+  EXPECT_EQ(ErrorOf("server: {}\n...\n,\n"), absl::StrCat("x.yaml: line 3, column 1", kUnexpected));
+  // The fuzzer's input: tests/data/configs/plan_sim.yaml, mutated.
+  const std::string found =
+      "# `tierserve plan` on a simulated accelerator smaller t  - name: tiny\n"
+      "    path: $MODMLS/hf\n    acc,eierator: sim\n   ,device_map: auto\n"
+      "    max_memory: {1: 480KiB, cpu: 64MiB}\n    max_batch_size: 1\n"
+      "    max_sequence_length: 32\n    prefetch_depth: 0\n";
+  EXPECT_EQ(ErrorOf(found), absl::StrCat("x.yaml: line 4, column 4", kUnexpected));
+  absl::StatusOr<QuantizationConfig> q = ParseQuantizationConfig(found, "q.yaml");
+  EXPECT_EQ(q.status().message(), absl::StrCat("q.yaml: line 4, column 4", kUnexpected));
+}
+
 TEST(LoadServerConfigTest, FileErrors) {
   absl::StatusOr<ServerConfig> missing = LoadServerConfig("deploy/no-such.yaml");
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(
       missing.status().message(),
       "deploy/no-such.yaml: cannot open the config file: No such file or directory; expected a "
-      "readable YAML file");
+      "YAML config file");
   ScopedTempDir dir;
   ASSERT_FALSE(dir.path().empty());
   const std::string big = dir.File("big.yaml");
@@ -383,14 +444,15 @@ TEST(LoadServerConfigTest, FileErrors) {
   absl::StatusOr<ServerConfig> too_big = LoadServerConfig(big);
   ASSERT_FALSE(too_big.ok());
   EXPECT_EQ(too_big.status().message(),
-            big + ": the file is larger than 1048576 bytes; expected a config file, not a model");
+            big + ": the file is larger than 1048576 bytes; expected a YAML config file");
   const std::string bad = dir.File("bad.yaml");
   ASSERT_TRUE(WriteFile(bad, "server:\n  listn: x\n").ok());
   EXPECT_EQ(
       LoadServerConfig(bad).status().message(),
       bad +
           ": server.listn: unknown key; known keys: listen, metrics_listen, max_queued_requests, "
-          "max_message_bytes, shutdown_grace_seconds, threads, sim_device");
+          "max_message_bytes, shutdown_grace_seconds, threads, sim_device, max_streams_per_connection, "
+      "tls, api_keys_file, open_services, metrics_auth");
 }
 
 // The default config serves SmolLM2 on the CPU; its device map covers the

@@ -11,6 +11,7 @@
 #include "runtime/base/status_macros.h"
 #include "runtime/generate/chat_prompt.h"
 #include "runtime/generate/stop_matcher.h"
+#include "server/request_validation.h"
 
 namespace tierserve {
 
@@ -26,81 +27,15 @@ double SecondsSince(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-constexpr int32_t kDefaultMaxNewTokens = 128;
-
-// The prompt: plain text, or chat messages through the model's template.
-absl::StatusOr<RenderedPrompt> PromptText(const Tokenizer& tok, const v1::Prompt& prompt) {
-  switch (prompt.kind_case()) {
-    case v1::Prompt::kText:
-      if (prompt.text().empty()) {
-        return absl::InvalidArgumentError("the prompt is empty; send non-empty text or chat messages");
-      }
-      return RenderedPrompt{prompt.text(), {}};
-    case v1::Prompt::kChat: {
-      if (prompt.chat().messages().empty()) {
-        return absl::InvalidArgumentError("the chat has no messages; send at least one");
-      }
-      std::vector<ChatMessage> messages;
-      for (const v1::ChatMessage& m : prompt.chat().messages()) messages.push_back({m.role(), m.content()});
-      return RenderChatPrompt(tok, messages);
-    }
-    default:
-      return absl::InvalidArgumentError("the prompt is missing; set prompt.text or prompt.chat");
-  }
-}
-
 // Validates a request once, at the edge, into what the engine runs.
 absl::StatusOr<GenerationRequest> BuildRequest(const Engine& engine, const PromptLimits& limits,
                                                const v1::Prompt& prompt,
                                                const v1::GenerationParameters& p) {
-  const int64_t max_seq = limits.max_sequence_length;
   const Tokenizer* tok = engine.model().tokenizer.get();
   if (tok == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat("model ", engine.name(), " has no tokenizer"));
   }
-  GenerationRequest req;
-  req.max_new_tokens = p.has_max_new_tokens() ? p.max_new_tokens() : kDefaultMaxNewTokens;
-  if (req.max_new_tokens < 1 || req.max_new_tokens > max_seq) {
-    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens is ", req.max_new_tokens,
-                                                   "; it must be between 1 and ", max_seq,
-                                                   " (the model's max_sequence_length)"));
-  }
-  SamplingParams& s = req.sampling;
-  s.temperature = p.has_temperature() ? p.temperature() : 1.0f;
-  s.top_k = p.top_k();
-  s.top_p = p.has_top_p() ? p.top_p() : 1.0f;
-  s.min_p = p.min_p();
-  s.repetition_penalty = p.has_repetition_penalty() ? p.repetition_penalty() : 1.0f;
-  s.seed = p.has_seed() ? p.seed() : std::random_device{}();
-  s.logprobs = p.top_logprobs();
-  if (p.top_logprobs() > 0 && !p.logprobs()) {
-    return absl::InvalidArgumentError(absl::StrCat("top_logprobs is ", p.top_logprobs(),
-                                                   " but logprobs is false; set logprobs to true, "
-                                                   "or top_logprobs to 0"));
-  }
-  TS_RETURN_IF_ERROR(ValidateSamplingParams(s));
-  req.ignore_eos = p.ignore_eos();
-  req.stop.assign(p.stop().begin(), p.stop().end());
-  TS_RETURN_IF_ERROR(StopMatcher::Create(req.stop).status());
-
-  TS_ASSIGN_OR_RETURN(RenderedPrompt rendered, PromptText(*tok, prompt));
-  const std::string& text = rendered.text;
-  // Refused before tokenizing when even the longest tokens could not fit it.
-  if (static_cast<uint64_t>(text.size()) >
-      static_cast<uint64_t>(max_seq) * static_cast<uint64_t>(tok->max_token_bytes())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the prompt has ", text.size(), " bytes, more than ", max_seq, " tokens (the model's "
-        "max_sequence_length) of at most ", tok->max_token_bytes(), " bytes each can hold"));
-  }
-  req.prompt = rendered.Encode(*tok, limits.parse_special_tokens_in_chat);
-  const int64_t n = static_cast<int64_t>(req.prompt.size());
-  if (n == 0) return absl::InvalidArgumentError("the prompt encodes to no tokens");
-  if (n + req.max_new_tokens > max_seq) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the prompt has ", n, " tokens and max_new_tokens is ", req.max_new_tokens, "; together at most ",
-        max_seq, " (the model's max_sequence_length) are allowed"));
-  }
-  return req;
+  return BuildGenerationRequest(*tok, limits, prompt, p);
 }
 
 v1::FinishReason ToProto(FinishReason r) {
@@ -211,6 +146,20 @@ void GenerationService::Drain() {
     if (m.engine) m.engine->Shutdown();
 }
 
+absl::Status GenerationService::Authorize(const grpc::ServerContextBase& ctx) const {
+  if (!authorize_) return absl::OkStatus();
+  const grpc::Status s = authorize_(ctx);
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+absl::StatusOr<Engine*> GenerationService::FindEngineFor(const grpc::ServerContextBase& ctx,
+                                                        const std::string& name,
+                                                        PromptLimits* limits) const {
+  TS_RETURN_IF_ERROR(Authorize(ctx));
+  return FindEngine(name, limits);
+}
+
 absl::StatusOr<Engine*> GenerationService::FindEngine(const std::string& name, PromptLimits* limits) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = models_.find(name);
@@ -249,7 +198,7 @@ grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContex
   const Clock::time_point t0 = Clock::now();
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   PromptLimits limits;
-  absl::StatusOr<Engine*> engine = FindEngine(req->model(), &limits);
+  absl::StatusOr<Engine*> engine = FindEngineFor(*ctx, req->model(), &limits);
   if (!engine.ok()) {
     FinishUnary(reactor, observer_, "Generate", t0, ToGrpcStatus(engine.status()));
     return reactor;
@@ -378,6 +327,10 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamRe
     grpc::Status final_status;
     StreamReactor* reactor = nullptr;  // null once the call is over
     std::atomic<bool> cancelled{false};
+    // Generation ended with output still queued: counted by the engine
+    // (Engine::AddUndelivered) until the output is written or dropped.
+    std::function<void(int)> count_undelivered;
+    bool counted_undelivered = false;
   };
 
   StreamReactor(const ServiceObserver& observer) : observer_(observer), state_(std::make_shared<State>()) {
@@ -402,7 +355,12 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamRe
     if (s->reactor == nullptr || s->complete) return;
     s->complete = true;
     s->final_status = status;
-    if (!s->writing) s->reactor->FinishAndReport();
+    if (!s->writing) {
+      s->reactor->FinishAndReport();
+    } else if (s->count_undelivered) {
+      s->counted_undelivered = true;
+      s->count_undelivered(1);
+    }
   }
 
   // Engine thread: whether the client has read enough of what was sent for
@@ -443,6 +401,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamRe
     {
       std::lock_guard<std::mutex> lock(state_->mu);
       state_->reactor = nullptr;
+      Delivered();
     }
     delete this;
   }
@@ -459,8 +418,15 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamRe
     state_->writing = false;
     if (state_->complete) FinishAndReport();
   }
+  // The output is written or dropped: no longer counted. REQUIRES: state_->mu held.
+  void Delivered() {
+    if (!state_->counted_undelivered) return;
+    state_->counted_undelivered = false;
+    state_->count_undelivered(-1);
+  }
   // REQUIRES: state_->mu held.
   void FinishAndReport() {
+    Delivered();
     if (observer_.on_request) observer_.on_request("GenerateStream", state_->final_status.error_code(), SecondsSince(start));
     Finish(state_->final_status);
   }
@@ -476,7 +442,7 @@ grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::Generat
   auto* reactor = new StreamReactor(observer_);
   std::shared_ptr<StreamReactor::State> state = reactor->state();
   PromptLimits limits;
-  absl::StatusOr<Engine*> engine = FindEngine(req->model(), &limits);
+  absl::StatusOr<Engine*> engine = FindEngineFor(*ctx, req->model(), &limits);
   absl::StatusOr<GenerationRequest> request =
       engine.ok() ? BuildRequest(**engine, limits, req->prompt(), req->parameters()) : engine.status();
   if (!request.ok()) {
@@ -496,6 +462,7 @@ grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::Generat
   {
     std::lock_guard<std::mutex> lock(state->mu);
     state->wake = [e] { e->Wake(); };
+    state->count_undelivered = [e](int delta) { e->AddUndelivered(delta); };
     state->max_unread = max_unread_stream_bytes_;
   }
   job->on_delta = [this, state, e, logprobs, first, t0, model](const GenerationDelta& d) {
@@ -540,7 +507,7 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
   const Clock::time_point t0 = Clock::now();
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   PromptLimits limits;
-  absl::StatusOr<Engine*> engine = FindEngine(req->model(), &limits);
+  absl::StatusOr<Engine*> engine = FindEngineFor(*ctx, req->model(), &limits);
   const Tokenizer* tokenizer = engine.ok() ? (*engine)->model().tokenizer.get() : nullptr;
   absl::StatusOr<RenderedPrompt> text =
       !engine.ok()          ? absl::StatusOr<RenderedPrompt>(engine.status())
@@ -568,6 +535,10 @@ grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerCont
   active_calls_.fetch_add(1);
   const Clock::time_point t0 = Clock::now();
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (absl::Status auth = Authorize(*ctx); !auth.ok()) {
+    FinishUnary(reactor, observer_, "ListModels", t0, ToGrpcStatus(auth));
+    return reactor;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [name, m] : models_) {

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "runtime/engine/engine.h"
+#include "server/request_validation.h"
 #include "tierserve/v1/generation.grpc.pb.h"
 
 namespace tierserve {
@@ -37,14 +38,6 @@ struct ServiceObserver {
 };
 
 // A served model: its engine once loaded, and its limits.
-// What a model allows of one prompt.
-struct PromptLimits {
-  int64_t max_sequence_length = 0;  // prompt + new tokens
-  // Special tokens written in chat message contents are matched as special
-  // tokens (true) or tokenized as plain text (false, the default).
-  bool parse_special_tokens_in_chat = false;
-};
-
 struct ServedModel {
   std::string name;
   int64_t max_sequence_length = 0;  // prompt + new tokens; <= the model's context
@@ -70,6 +63,11 @@ class GenerationService final : public v1::Generation::CallbackService {
   // the request pauses until the client reads. Default 256 KiB. Set before
   // serving.
   void set_max_unread_stream_bytes(size_t bytes) { max_unread_stream_bytes_ = bytes; }
+  // Runs first on every call (the API-key check); a non-OK status ends the
+  // call with it. Set before the server starts.
+  void set_authorize(std::function<grpc::Status(const grpc::ServerContextBase&)> authorize) {
+    authorize_ = std::move(authorize);
+  }
   // Stops every engine from accepting work; running work finishes.
   void Drain();
   // Ends the work still running at its next step: calls fail with UNAVAILABLE
@@ -94,10 +92,16 @@ class GenerationService final : public v1::Generation::CallbackService {
   absl::Status CancelledStatus(const grpc::CallbackServerContext* ctx) const;
   // The engine serving `name`, or NOT_FOUND / UNAVAILABLE.
   absl::StatusOr<Engine*> FindEngine(const std::string& name, PromptLimits* limits) const;
+  // The caller's key checked, then FindEngine.
+  absl::StatusOr<Engine*> FindEngineFor(const grpc::ServerContextBase& ctx, const std::string& name,
+                                        PromptLimits* limits) const;
+  // OK, or the authorize_ status as an absl::Status.
+  absl::Status Authorize(const grpc::ServerContextBase& ctx) const;
   // The most prompts one Generate call may bring for model `name`.
   int64_t MaxBatchSize(const std::string& name) const;
 
   ServiceObserver observer_;
+  std::function<grpc::Status(const grpc::ServerContextBase&)> authorize_;
   std::atomic<int> active_calls_{0};
   std::atomic<bool> aborting_{false};
   size_t max_unread_stream_bytes_ = 256 << 10;

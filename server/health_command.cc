@@ -20,13 +20,24 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/ascii.h"
+#include "runtime/base/status_macros.h"
 #include "server/common_flags.h"
+#include "server/small_file.h"
 
 ABSL_FLAG(std::string, address, "127.0.0.1:50051", "gRPC address host:port of the daemon to ask.");
 ABSL_FLAG(std::string, service, "",
           "Service whose health to ask: empty for the whole server (SERVING once every model is "
           "loaded, NOT_SERVING while loading or draining), or tierserve.v1.Generation.");
 ABSL_FLAG(int32_t, timeout_seconds, 5, "Deadline of the call in seconds (> 0), connecting included.");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "Speak TLS, trusting the server certificates this PEM CA file signs (server.tls).");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "With --tls_ca_file: the client certificate (PEM) for a mutual-TLS daemon.");
+ABSL_FLAG(std::string, tls_key_file, "", "With --tls_cert_file: its private key (PEM).");
+ABSL_FLAG(std::string, api_key_file, "",
+          "A file whose first line is the API key to send (when health is not in "
+          "server.open_services).");
 
 namespace tierserve {
 namespace {
@@ -103,11 +114,55 @@ std::string Flatten(const grpc::ByteBuffer& buffer) {
   return out;
 }
 
+constexpr int64_t kMaxProbeFileBytes = 1 << 20;
+
+// Plaintext, or TLS from --tls_ca_file (and a client certificate).
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ProbeCredentials() {
+  const std::string ca = absl::GetFlag(FLAGS_tls_ca_file);
+  const std::string cert = absl::GetFlag(FLAGS_tls_cert_file);
+  const std::string key = absl::GetFlag(FLAGS_tls_key_file);
+  if (ca.empty()) {
+    if (!cert.empty() || !key.empty()) {
+      return absl::InvalidArgumentError("--tls_cert_file and --tls_key_file need --tls_ca_file");
+    }
+    return grpc::InsecureChannelCredentials();
+  }
+  if (cert.empty() != key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert_file and --tls_key_file go together");
+  }
+  grpc::SslCredentialsOptions options;
+  TS_ASSIGN_OR_RETURN(options.pem_root_certs,
+                      ReadSmallFile(ca, kMaxProbeFileBytes, "--tls_ca_file: ",
+                                    SmallFileKind{"CA certificate", "a PEM CA certificate"}));
+  if (!cert.empty()) {
+    TS_ASSIGN_OR_RETURN(options.pem_cert_chain,
+                        ReadSmallFile(cert, kMaxProbeFileBytes, "--tls_cert_file: ",
+                                      SmallFileKind{"certificate", "a PEM certificate"}));
+    TS_ASSIGN_OR_RETURN(options.pem_private_key,
+                        ReadSmallFile(key, kMaxProbeFileBytes, "--tls_key_file: ",
+                                      SmallFileKind{"private key", "a PEM private key"}));
+  }
+  return grpc::SslCredentials(options);
+}
+
+// The first line of --api_key_file, or "".
+absl::StatusOr<std::string> ProbeApiKey() {
+  const std::string path = absl::GetFlag(FLAGS_api_key_file);
+  if (path.empty()) return std::string();
+  TS_ASSIGN_OR_RETURN(std::string text,
+                      ReadSmallFile(path, kMaxProbeFileBytes, "--api_key_file: ",
+                                    SmallFileKind{"API key file", "a file holding an API key"}));
+  std::string key(absl::StripAsciiWhitespace(text.substr(0, text.find('\n'))));
+  if (key.empty()) return absl::InvalidArgumentError(absl::StrCat("--api_key_file: ", path, ": the first line is empty"));
+  return key;
+}
+
 }  // namespace
 
 int RunHealthCommand(const std::vector<std::string>& args) {
   ParseCommandFlags("health",
                     "tierserve health [--address host:port] [--service NAME] [--timeout_seconds N]\n"
+                    "                 [--tls_ca_file F [--tls_cert_file F --tls_key_file F]] [--api_key_file F]\n"
                     "Calls grpc.health.v1.Health/Check on a running daemon: exits 0 when it answers\n"
                     "SERVING, 1 otherwise, saying what it got on stderr.",
                     args);
@@ -120,13 +175,21 @@ int RunHealthCommand(const std::vector<std::string>& args) {
     return 1;
   }
 
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials = ProbeCredentials();
+  absl::StatusOr<std::string> api_key = ProbeApiKey();
+  for (const absl::Status& s : {credentials.status(), api_key.status()}) {
+    if (!s.ok()) {
+      std::cerr << "tierserve health: " << s.message() << "\n";
+      return 1;
+    }
+  }
   // A probe talks to the address it is given: no HTTP proxy from the environment.
   grpc::ChannelArguments channel_args;
   channel_args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), channel_args);
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(address, *credentials, channel_args);
   grpc::GenericStub stub(channel);
   grpc::ClientContext context;
+  if (!api_key->empty()) context.AddMetadata("authorization", absl::StrCat("Bearer ", *api_key));
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout));
   const std::string request_bytes = EncodeRequest(service);
   grpc::Slice slice(request_bytes);

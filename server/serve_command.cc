@@ -6,6 +6,9 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/impl/server_builder_option.h>
+#include <grpcpp/impl/server_builder_plugin.h>
+#include <grpcpp/security/server_credentials.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -19,6 +22,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/base/thread_pool.h"
 #include "runtime/engine/engine.h"
@@ -29,7 +33,10 @@
 #include "server/config.h"
 #include "server/config_flags.h"
 #include "server/generation_service.h"
+#include "server/health_service.h"
+#include "server/heap_trimmer.h"
 #include "server/model_plan.h"
+#include "server/security.h"
 #include "server/metrics/device_memory_collector.h"
 #include "server/metrics/metrics.h"
 #include "server/metrics/model_collectors.h"
@@ -52,6 +59,36 @@ namespace tierserve {
 namespace {
 
 constexpr char kServiceName[] = "tierserve.v1.Generation";
+// Between heap trims (see HeapTrimmer).
+constexpr std::chrono::seconds kHeapTrimInterval(5);
+
+// Removes gRPC's reflection plugin from a ServerBuilder.
+class WithoutReflection final : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    std::erase_if(*plugins, [](const std::unique_ptr<grpc::ServerBuilderPlugin>& p) {
+      return p->name() == "proto_server_reflection";
+    });
+  }
+};
+
+// One line for the log: transport, keys, what is open, /metrics.
+std::string DescribeSecurity(const ServerSecurity& s) {
+  std::string line = absl::StrCat("gRPC ", s.mutual_tls ? "over mutual TLS" : s.tls ? "over TLS" : "in plaintext");
+  if (s.api_keys == nullptr) {
+    absl::StrAppend(&line, ", no API keys");
+  } else {
+    std::vector<std::string> open;
+    if (s.health_open) open.push_back("health");
+    if (s.reflection_open) open.push_back("reflection");
+    absl::StrAppend(&line, ", ", s.api_keys->size(), " API keys (open without a key: ",
+                    open.empty() ? "none" : absl::StrJoin(open, ", "), ")");
+    if (!s.reflection_open) absl::StrAppend(&line, ", reflection off");
+  }
+  absl::StrAppend(&line, ", /metrics ", s.metrics_auth ? "with basic auth" : "open");
+  return line;
+}
 
 std::optional<RpcMethod> MethodFromName(const std::string& name) {
   for (RpcMethod m : kAllRpcMethods)
@@ -120,6 +157,11 @@ int RunServeCommand(const std::vector<std::string>& args) {
     return Fail(absl::InvalidArgumentError("no model to serve: give --config FILE with models, or --model PATH"));
   }
 
+  // TLS material, API keys and the metrics password are read and checked
+  // before anything else starts.
+  absl::StatusOr<ServerSecurity> security = LoadServerSecurity(config);
+  if (!security.ok()) return Fail(security.status());
+
   // Everything a model needs is checked before the daemon listens.
   for (ModelServingConfig& m : config.models) {
     if (absl::Status s = CheckServable(m, config.source); !s.ok()) return Fail(s);
@@ -139,7 +181,9 @@ int RunServeCommand(const std::vector<std::string>& args) {
   // Metrics first: the observer records into them from every thread.
   ServerMetrics metrics;
   if (!config.metrics_listen.empty()) {
-    if (absl::Status s = metrics.StartExposer(config.metrics_listen); !s.ok()) return Fail(s);
+    if (absl::Status s = metrics.StartExposer(config.metrics_listen, security->metrics_auth); !s.ok()) {
+      return Fail(s);
+    }
   }
   std::map<std::string, ModelMetrics*> model_metrics;
   for (const ModelServingConfig& m : config.models) model_metrics[m.name] = &metrics.AddModel(m.name);
@@ -186,28 +230,44 @@ int RunServeCommand(const std::vector<std::string>& args) {
                        m.parse_special_tokens_in_chat);
   }
 
-  grpc::EnableDefaultHealthCheckService(true);
+  // Health is served by HealthService, under the key check unless open.
+  grpc::EnableDefaultHealthCheckService(false);
+  HealthService health(security->health_open ? HealthService::Authorize()
+                                             : [sec = *security](const grpc::CallbackServerContext& ctx) {
+                                                 return sec.Authorize(ctx);
+                                               });
+  health.SetServing("", false);
+  health.SetServing(kServiceName, false);
+  // gRPC's reflection service cannot be put under the key check: with API
+  // keys it is served only when server.open_services lists it. (Linking the
+  // reflection library registers its plugin with every builder; the option
+  // takes it out again.)
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (security->api_keys != nullptr) {
+    service.set_authorize([sec = *security](const grpc::ServerContextBase& ctx) { return sec.Authorize(ctx); });
+  }
   grpc::ServerBuilder builder;
   int port = 0;
   // gRPC turns SO_REUSEPORT on by default, which lets a second daemon bind
   // the same port and take half the new connections: refuse that instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(config.max_streams_per_connection));
+  builder.AddListeningPort(config.listen, security->credentials, &port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
   builder.RegisterService(&service);
+  builder.RegisterService(&health);
+  if (!security->reflection_open) builder.SetOption(std::make_unique<WithoutReflection>());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return Fail(absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen,
                                                     " (server.listen): the address is in use or invalid")));
   }
-  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  health->SetServingStatus(false);
-  health->SetServingStatus(kServiceName, false);
   std::cerr << "tierserve: listening on " << config.listen << " (port " << port << ")";
   if (!config.metrics_listen.empty()) std::cerr << ", metrics on port " << metrics.listening_port();
   std::cerr << std::endl;
+  std::cerr << "tierserve: " << DescribeSecurity(*security) << std::endl;
 
   if (absl::GetFlag(FLAGS_testing_load_delay_ms) > 0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(absl::GetFlag(FLAGS_testing_load_delay_ms)));
@@ -309,9 +369,11 @@ int RunServeCommand(const std::vector<std::string>& args) {
     service.SetReady(m.name, std::move(engine));
     std::cerr << "tierserve: model " << m.name << " loaded" << std::endl;
   }
-  health->SetServingStatus(true);
-  health->SetServingStatus(kServiceName, true);
+  health.SetServing("", true);
+  health.SetServing(kServiceName, true);
   std::cerr << "tierserve: serving" << std::endl;
+  // Returns the heap's free pages while serving (HTTP/2 rapid reset).
+  HeapTrimmer trimmer(kHeapTrimInterval);
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
@@ -326,8 +388,8 @@ int RunServeCommand(const std::vector<std::string>& args) {
               << ": stopping without draining" << std::endl;
     std::_Exit(1);
   }).detach();
-  health->SetServingStatus(false);
-  health->SetServingStatus(kServiceName, false);
+  health.SetServing("", false);
+  health.SetServing(kServiceName, false);
   service.Drain();  // new work now fails with UNAVAILABLE
   // Let the calls in flight end by themselves within the grace period, then
   // give clients a moment to read their last frames: gRPC closes a connection
@@ -348,6 +410,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
     wait_calls(std::chrono::system_clock::now() + std::chrono::seconds(5));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  health.Shutdown();  // ends Watch calls, which never end by themselves
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   server->Wait();
   std::cerr << "tierserve: stopped" << std::endl;

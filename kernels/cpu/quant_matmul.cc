@@ -17,13 +17,10 @@
 namespace tierserve::cpu {
 namespace {
 
-constexpr int64_t kQK = kGgufQK;  // elements per block
 // Where the ISA has a register path it serves every M: its arithmetic for
 // one row of X does not depend on M (batch invariance). Otherwise a tile of
 // W is decoded to fp32 once and the fp32 kernel (row-invariant) runs over it.
 constexpr int64_t kTileRows = 16;
-// How far ahead (in blocks) the register path prefetches each weight row.
-constexpr int64_t kPrefetchBlocks = 16;
 
 int64_t BlockBytesOf(DType t) {
   switch (t) {
@@ -52,6 +49,10 @@ void TiledPath(DType type, const float* x, int64_t ldx, const uint8_t* w, int64_
 }
 
 #if defined(__AVX512F__)
+
+constexpr int64_t kQK = kGgufQK;  // elements per block
+// How far ahead (in blocks) the register path prefetches each weight row.
+constexpr int64_t kPrefetchBlocks = 16;
 
 inline float HalfAt(const uint8_t* p) {
   uint16_t h;

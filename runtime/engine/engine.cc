@@ -41,10 +41,14 @@ absl::Status Engine::Submit(std::shared_ptr<GenerationJob> job) {
     if (stopping_) {
       return absl::UnavailableError(absl::StrCat("model ", options_.name, " is shutting down"));
     }
-    if (waiting_count_.load() >= options_.max_queued) {
+    const int waiting = waiting_count_.load();
+    const int undelivered = undelivered_count_.load();
+    if (waiting + undelivered >= options_.max_queued) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "model ", options_.name, " has ", waiting_count_.load(),
-          " requests waiting, the most max_queued_requests allows; retry later"));
+          "model ", options_.name, " has ", waiting, " requests waiting",
+          undelivered > 0 ? absl::StrCat(" and ", undelivered, " finished but not yet read by their clients")
+                          : "",
+          ", the most max_queued_requests allows; retry later"));
     }
     incoming_.emplace_back(std::move(job), std::chrono::steady_clock::now());
     waiting_count_.fetch_add(1);

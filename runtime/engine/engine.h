@@ -109,7 +109,8 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Queues `job`. RESOURCE_EXHAUSTED when max_queued jobs already wait,
+  // Queues `job`. RESOURCE_EXHAUSTED when max_queued jobs already wait
+  // (undelivered ones included, see AddUndelivered),
   // UNAVAILABLE once Shutdown has begun; on error on_done is not called.
   // A request longer (prompt + max_new_tokens) than the whole KV pool holds
   // ends through on_done with RESOURCE_EXHAUSTED.
@@ -129,6 +130,12 @@ class Engine {
   int64_t kv_block_bytes() const;
   int running() const { return running_count_.load(); }
   int waiting() const { return waiting_count_.load(); }
+  // Requests whose generation has ended but whose output their clients have
+  // not read yet: they hold memory (their queued output) and count against
+  // max_queued as waiting requests do. The caller adds 1 when such a request
+  // ends and -1 once its output is delivered or dropped. Any thread.
+  void AddUndelivered(int delta) { undelivered_count_.fetch_add(delta); }
+  int undelivered() const { return undelivered_count_.load(); }
   // Blocks referenced by sequences (not counting those the prefix cache
   // alone holds), as of the last step.
   int64_t kv_used_blocks() const { return kv_used_.load(); }
@@ -175,6 +182,7 @@ class Engine {
 
   std::atomic<int> running_count_{0};
   std::atomic<int> waiting_count_{0};  // incoming + waiting
+  std::atomic<int> undelivered_count_{0};
   std::atomic<int64_t> kv_used_{0};
   std::thread worker_;
 };

@@ -61,7 +61,19 @@ GgufFile::~GgufFile() = default;
 absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path) {
   std::unique_ptr<GgufFile> f(new GgufFile());
   TS_ASSIGN_OR_RETURN(f->impl_->file, MappedFile::Open(path));
+  f->impl_->data = f->impl_->file->data();
+  f->impl_->size = f->impl_->file->size();
   f->impl_->path = path;
+  TS_RETURN_IF_ERROR(ParseGguf(f->impl_.get()));
+  return f;
+}
+
+absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::FromBytes(absl::Span<const uint8_t> bytes,
+                                                              const std::string& source) {
+  std::unique_ptr<GgufFile> f(new GgufFile());
+  f->impl_->data = bytes.data();
+  f->impl_->size = bytes.size();
+  f->impl_->path = source;
   TS_RETURN_IF_ERROR(ParseGguf(f->impl_.get()));
   return f;
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "runtime/format/weight_store.h"
 
 namespace tierserve {
@@ -38,6 +39,10 @@ struct GgufValue {
 class GgufFile : public WeightStore {
  public:
   static absl::StatusOr<std::unique_ptr<GgufFile>> Open(const std::string& path);
+  // The same checks over a GGUF image already in memory; `source` names it in
+  // messages. The tensors point into `bytes`, which must outlive the result.
+  static absl::StatusOr<std::unique_ptr<GgufFile>> FromBytes(absl::Span<const uint8_t> bytes,
+                                                             const std::string& source);
 
   uint32_t version() const;
   // `general.alignment`, or 32 when absent.

@@ -171,7 +171,7 @@ struct RawTensor {
 // per file.
 class Parser {
  public:
-  explicit Parser(GgufContents* out) : out_(out), cur_(out->file->data(), out->file->size()) {}
+  explicit Parser(GgufContents* out) : out_(out), cur_(out->data, out->size) {}
 
   absl::Status Parse();
 
@@ -433,7 +433,7 @@ absl::Status Parser::PlaceTensor(RawTensor* t) {
                               ", which is not a multiple of the alignment ", out_->alignment));
   }
   t->nbytes = nbytes;
-  const uint64_t size = out_->file->size();
+  const uint64_t size = out_->size;
   if (!CheckedAdd(out_->data_offset, t->offset, &t->begin) ||
       !CheckedAdd(t->begin, nbytes, &t->end) || t->end > size) {
     return Error(absl::StrCat(what, " needs ", nbytes, " bytes at data offset ", t->offset,
@@ -479,9 +479,9 @@ absl::Status Parser::Parse() {
   if (!CheckedAdd(end_of_infos, (a - end_of_infos % a) % a, &out_->data_offset)) {
     return Error("the tensor data offset overflows 64 bits");
   }
-  if (tensor_count > 0 && out_->data_offset > out_->file->size()) {
+  if (tensor_count > 0 && out_->data_offset > out_->size) {
     return Error(absl::StrCat("truncated file: the tensor data section would start at offset ",
-                              out_->data_offset, " but the file is ", out_->file->size(),
+                              out_->data_offset, " but the file is ", out_->size,
                               " bytes"));
   }
   for (RawTensor& t : raw) TS_RETURN_IF_ERROR(PlaceTensor(&t));
@@ -509,7 +509,7 @@ absl::Status Parser::Parse() {
     v.name = std::move(t.name);
     v.dtype = t.dtype;
     v.shape.assign(t.dims.rbegin(), t.dims.rend());
-    v.data = out_->file->data() + t.begin;
+    v.data = out_->data + t.begin;
     v.nbytes = t.nbytes;
     v.file = out_->path;
     out_->tensors.push_back(std::move(v));

@@ -19,7 +19,9 @@
 namespace tierserve {
 
 struct GgufContents {
-  std::unique_ptr<MappedFile> file;  // every TensorView points into it
+  std::unique_ptr<MappedFile> file;  // owns `data` when opened from a path; else null
+  const uint8_t* data = nullptr;     // the whole file; every TensorView points into it
+  uint64_t size = 0;
   std::string path;
   uint32_t version = 0;
   uint64_t alignment = 32;
@@ -29,7 +31,8 @@ struct GgufContents {
   absl::flat_hash_map<std::string, size_t> by_name;  // index into `tensors`
 };
 
-// Fills `c` from the mapped c->file; c->path names it in messages. On error
+// Fills `c` from the bytes [c->data, c->data + c->size); c->path names them
+// in messages. On error
 // `c` is partly filled and must be discarded.
 absl::Status ParseGguf(GgufContents* c);
 

@@ -208,6 +208,27 @@ TEST_F(GgufTest, QuantizedTensorReadsAsF32) {
 }
 
 // The default model, when fetched (scripts/fetch_model.sh).
+TEST_F(GgufTest, FromBytesReadsTheImageInPlace) {
+  absl::StatusOr<GgufImage> img = SmallWriter().Build();
+  ASSERT_TRUE(img.ok()) << img.status();
+  const std::string& bytes = img->bytes;
+  absl::StatusOr<std::unique_ptr<GgufFile>> f = GgufFile::FromBytes(
+      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), "mem");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ((*f)->Source(), "mem");
+  EXPECT_EQ((*f)->GetUint("llama.block_count").value(), 2u);
+  const TensorView* t = (*f)->Find("norm.weight");
+  ASSERT_NE(t, nullptr);
+  EXPECT_GE(reinterpret_cast<const char*>(t->data), bytes.data() + img->data_offset);
+  EXPECT_LE(reinterpret_cast<const char*>(t->data) + t->nbytes, bytes.data() + bytes.size());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(t->data), 12), Bytes(12, 2));
+  // Errors name the source as they name a path.
+  absl::StatusOr<std::unique_ptr<GgufFile>> cut = GgufFile::FromBytes(
+      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), 20), "mem");
+  ASSERT_FALSE(cut.ok());
+  EXPECT_EQ(cut.status().message().substr(0, 5), "mem: ");
+}
+
 TEST(GgufModelTest, SmolLM2Q4_1) {
   const std::string path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
   if (FILE* probe = fopen(path.c_str(), "rb")) {

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/types/span.h"
 #include "nlohmann/json.hpp"
 #include "kernels/common/dtype.h"
 #include "runtime/base/mapped_file.h"
@@ -48,6 +49,10 @@ absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.
 // The reference reader's limit on the header size.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 constexpr uint64_t kMaxIndexBytes = 100'000'000;
+// nlohmann parses any nesting iteratively, but dump() (in messages) recurses:
+// deeper headers are refused while parsing (found with
+// tests/fuzz/safetensors_reader_fuzz). A header nests 3 deep.
+constexpr int kMaxJsonDepth = 64;
 constexpr std::string_view kSingleFileName = "model.safetensors";
 constexpr std::string_view kIndexFileName = "model.safetensors.index.json";
 
@@ -82,13 +87,21 @@ std::string JsonTypeName(const Json& j) {
   return absl::StrCat(name[0] == 'a' || name[0] == 'o' ? "an " : "a ", name);
 }
 
+// Thrown by the parse callback below to stop at kMaxJsonDepth.
+struct JsonTooDeep {};
+
 // Parses `text` as JSON. Duplicate keys in any object are an error (JSON
-// parsers commonly keep the last one silently; the format forbids them).
+// parsers commonly keep the last one silently; the format forbids them), and
+// so is nesting deeper than kMaxJsonDepth.
 absl::StatusOr<Json> ParseJson(std::string_view text, const std::string& path,
                                absl::string_view what) {
   std::vector<std::set<std::string>> open_objects;
   std::string duplicate;
-  auto callback = [&](int /*depth*/, Json::parse_event_t event, Json& parsed) {
+  auto callback = [&](int depth, Json::parse_event_t event, Json& parsed) {
+    if ((event == Json::parse_event_t::object_start ||
+         event == Json::parse_event_t::array_start) && depth >= kMaxJsonDepth) {
+      throw JsonTooDeep();
+    }
     if (event == Json::parse_event_t::object_start) {
       open_objects.emplace_back();
     } else if (event == Json::parse_event_t::object_end) {
@@ -107,6 +120,9 @@ absl::StatusOr<Json> ParseJson(std::string_view text, const std::string& path,
           absl::StrCat(path, ": ", what, " has the key '", duplicate, "' twice"));
     }
     return j;
+  } catch (const JsonTooDeep&) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": ", what, " nests arrays and objects deeper than ", kMaxJsonDepth, " levels"));
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": ", what, " is not valid JSON: ", e.what()));
@@ -174,10 +190,11 @@ absl::StatusOr<Entry> ParseEntry(const std::string& name, const Json& j, const s
   return e;
 }
 
-absl::StatusOr<ParsedFile> ParseFile(const std::string& path) {
-  ParsedFile out;
-  TS_ASSIGN_OR_RETURN(out.file, MappedFile::Open(path));
-  const MappedFile& f = *out.file;
+// The validated tensors of the safetensors image `f`; the views point into
+// it. `path` names it in messages.
+absl::StatusOr<std::vector<TensorView>> ParseImage(absl::Span<const uint8_t> f,
+                                                   const std::string& path) {
+  std::vector<TensorView> tensors;
   auto error = [&](absl::string_view msg) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", msg));
   };
@@ -282,8 +299,16 @@ absl::StatusOr<ParsedFile> ParseFile(const std::string& path) {
     v.data = f.data() + 8 + n + e.begin;
     v.nbytes = e.end - e.begin;
     v.file = path;
-    out.tensors.push_back(std::move(v));
+    tensors.push_back(std::move(v));
   }
+  return tensors;
+}
+
+absl::StatusOr<ParsedFile> ParseFile(const std::string& path) {
+  ParsedFile out;
+  TS_ASSIGN_OR_RETURN(out.file, MappedFile::Open(path));
+  TS_ASSIGN_OR_RETURN(out.tensors,
+                      ParseImage(absl::MakeConstSpan(out.file->data(), out.file->size()), path));
   return out;
 }
 
@@ -404,6 +429,14 @@ bool Exists(const std::string& path) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<WeightStore>> SafetensorsFromBytes(absl::Span<const uint8_t> bytes,
+                                                                  const std::string& source) {
+  TS_ASSIGN_OR_RETURN(std::vector<TensorView> tensors, ParseImage(bytes, source));
+  auto store = std::make_unique<SafetensorsStore>(source);
+  for (TensorView& t : tensors) store->AddTensor(std::move(t));
+  return store;
+}
 
 absl::StatusOr<std::unique_ptr<WeightStore>> OpenSafetensors(const std::string& path) {
   if (!IsDirectory(path)) return OpenSingle(path, path);

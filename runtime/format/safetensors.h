@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "runtime/format/weight_store.h"
 
 namespace tierserve {
@@ -19,6 +20,12 @@ namespace tierserve {
 // Opens `path`: a `.safetensors` file, or a folder holding either
 // `model.safetensors` or `model.safetensors.index.json` and its shards.
 absl::StatusOr<std::unique_ptr<WeightStore>> OpenSafetensors(const std::string& path);
+
+// The same checks over one `.safetensors` image already in memory; `source`
+// names it in messages. The tensors point into `bytes`, which must outlive
+// the store.
+absl::StatusOr<std::unique_ptr<WeightStore>> SafetensorsFromBytes(absl::Span<const uint8_t> bytes,
+                                                                  const std::string& source);
 
 }  // namespace tierserve
 

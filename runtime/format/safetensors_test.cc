@@ -238,6 +238,42 @@ TEST_F(SafetensorsTest, HeaderJsonErrors) {
   EXPECT_TRUE((*s)->Names().empty());
 }
 
+// Found with tests/fuzz/safetensors_reader_fuzz: the message for a bad shape
+// element quoted it with dump(), which recursed through 200000 nested arrays
+// and overflowed the stack. Nesting is refused while parsing.
+TEST_F(SafetensorsTest, DeepNestingIsAnErrorNotAStackOverflow) {
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  EXPECT_THAT(HeaderError(R"({"x":{"dtype":"F32","shape":[)" + deep + R"(],"data_offsets":[0,0]}})",
+                          ""),
+              HasSubstr(": the header nests arrays and objects deeper than 64 levels"));
+  // The same image in memory, and the deepest nesting allowed.
+  const std::string image = FrameSafetensors(R"({"__metadata__":{"a":)" + deep + "}}", "");
+  absl::StatusOr<std::unique_ptr<WeightStore>> s = SafetensorsFromBytes(
+      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(image.data()), image.size()), "mem");
+  EXPECT_EQ(s.status().message(), "mem: the header nests arrays and objects deeper than 64 levels");
+  EXPECT_THAT(HeaderError(R"({"__metadata__":{"a":)" + std::string(62, '[') + std::string(62, ']') +
+                              "}}",
+                          ""),
+              HasSubstr("__metadata__ value for 'a' is an array; only strings are allowed"));
+}
+
+TEST_F(SafetensorsTest, FromBytesReadsTheImageInPlace) {
+  SafetensorsWriter w;
+  w.AddTensor("b", DType::kF32, {2}, Bytes(8, 1));
+  w.AddTensor("a", DType::kI8, {3}, Bytes(3, 2));
+  const std::string image = w.Serialize();
+  absl::StatusOr<std::unique_ptr<WeightStore>> s = SafetensorsFromBytes(
+      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(image.data()), image.size()), "mem");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_THAT((*s)->Names(), ElementsAre("a", "b"));
+  const TensorView* b = (*s)->Find("b");
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Str(b), Bytes(8, 1));
+  EXPECT_GE(reinterpret_cast<const char*>(b->data), image.data());
+  EXPECT_LE(reinterpret_cast<const char*>(b->data) + b->nbytes, image.data() + image.size());
+  EXPECT_EQ((*s)->Source(), "mem");
+}
+
 TEST_F(SafetensorsTest, EntryErrors) {
   auto one = [](const std::string& entry) { return "{\"t\": " + entry + "}"; };
   EXPECT_THAT(HeaderError(one("3"), ""), HasSubstr("tensor 't': entry is a non-negative integer"));

@@ -207,7 +207,30 @@ absl::StatusOr<ModelConfig> ReadHfConfig(const std::string& path) {
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open the model config"));
   std::stringstream ss;
   ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+  return ParseHfConfig(ss.str(), path);
+}
+
+absl::StatusOr<ModelConfig> ParseHfConfig(std::string_view text, const std::string& path) {
+  // nlohmann parses any nesting iteratively, but dump() (in messages) recurses:
+  // deeper documents are refused while parsing (found with
+  // tests/fuzz/model_config_json_fuzz). A config.json nests 3 deep.
+  constexpr int kMaxDepth = 64;
+  bool too_deep = false;
+  json j = json::parse(
+      text,
+      [&too_deep](int depth, json::parse_event_t event, const json&) {
+        if ((event == json::parse_event_t::object_start ||
+             event == json::parse_event_t::array_start) && depth >= kMaxDepth) {
+          too_deep = true;
+        }
+        // Once too deep, everything after is discarded: cheap, and not kept.
+        return !too_deep;
+      },
+      /*allow_exceptions=*/false);
+  if (too_deep) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": nests arrays and objects deeper than ", kMaxDepth, " levels"));
+  }
   if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON"));
   if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": expected a JSON object"));
   ConfigReader r(j, path);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -54,6 +55,8 @@ struct ModelConfig {
 
 // Reads `<folder>/config.json`. Errors name the file and the field.
 absl::StatusOr<ModelConfig> ReadHfConfig(const std::string& config_json_path);
+// The same from the text of a config.json; `source` names it in messages.
+absl::StatusOr<ModelConfig> ParseHfConfig(std::string_view json_text, const std::string& source);
 
 // Reads the `general.architecture` and `<arch>.*` keys of a GGUF file.
 absl::StatusOr<ModelConfig> ReadGgufConfig(const GgufFile& gguf);

@@ -94,6 +94,34 @@ TEST_F(ModelConfigTest, WrongTypeAndInconsistentHeads) {
   EXPECT_THAT(c.status().message(), HasSubstr("field \"vocab_size\" must be an integer"));
 }
 
+// Found with tests/fuzz/model_config_json_fuzz: the message for an unsupported
+// hidden_act quoted it with dump(), which recursed through 200000 nested
+// arrays and overflowed the stack. Nesting is refused while parsing.
+TEST_F(ModelConfigTest, DeepNestingIsAnErrorNotAStackOverflow) {
+  std::string text = kLlama;
+  text.insert(text.find('{') + 1,
+              R"("hidden_act": )" + std::string(200000, '[') + std::string(200000, ']') + ", ");
+  absl::StatusOr<ModelConfig> c = ParseHfConfig(text, "config.json");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().message(), "config.json: nests arrays and objects deeper than 64 levels");
+  text = kLlama;
+  text.insert(text.find('{') + 1,
+              R"("hidden_act": )" + std::string(63, '[') + std::string(63, ']') + ", ");
+  c = ParseHfConfig(text, "config.json");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("field \"hidden_act\" is [[[["));
+}
+
+TEST_F(ModelConfigTest, ParsesTextAsReadHfConfigReadsTheFile) {
+  absl::StatusOr<ModelConfig> from_text = ParseHfConfig(kLlama, "mem");
+  absl::StatusOr<ModelConfig> from_file = ReadHfConfig(Write(kLlama));
+  ASSERT_TRUE(from_text.ok()) << from_text.status();
+  ASSERT_TRUE(from_file.ok()) << from_file.status();
+  EXPECT_EQ(from_text->hidden_size, from_file->hidden_size);
+  EXPECT_EQ(from_text->eos_token_ids, from_file->eos_token_ids);
+  EXPECT_THAT(ParseHfConfig("[1]", "mem").status().message(), HasSubstr("mem: expected a JSON object"));
+}
+
 TEST_F(ModelConfigTest, MissingFileIsNotFound) {
   absl::StatusOr<ModelConfig> c = ReadHfConfig("/nonexistent/config.json");
   ASSERT_FALSE(c.ok());

@@ -184,7 +184,6 @@ class Streamer {
   // The order of offloaded acquires in a forward, as last observed.
   std::vector<GroupId> order_;
   std::vector<GroupId> recording_;
-  bool learned_ = false;
   size_t cursor_ = 0;  // position in order_ after the last acquire
 
   StreamerStats stats_;

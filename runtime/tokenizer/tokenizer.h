@@ -27,6 +27,15 @@ struct TextSpan {
 
 class GgufFile;
 
+// The files of a HF tokenizer, already read: tokenizer.json and, when present
+// beside it, tokenizer_config.json and chat_template.jinja.
+struct TokenizerJsonFiles {
+  std::string path;  // of tokenizer.json, for messages (the config's name the file beside it)
+  std::string tokenizer_json;
+  std::optional<std::string> tokenizer_config_json;
+  std::optional<std::string> chat_template_jinja;
+};
+
 // How text is split before BPE.
 enum class PreTokenizer {
   kGpt2,     // the GPT-2 regex
@@ -68,6 +77,9 @@ class Tokenizer {
   // may name bos_token / eos_token, set add_bos_token and hold the chat
   // template; a chat_template.jinja beside it is read when the config has none.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromTokenizerJson(const std::string& path);
+  // The same from files already read (FromTokenizerJson reads them, then calls this).
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromTokenizerJsonFiles(
+      const TokenizerJsonFiles& files);
   // From the `tokenizer.ggml.*` keys of a GGUF file (model `gpt2`).
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromGguf(const GgufFile& gguf);
 

@@ -12,7 +12,9 @@
 // the text. Everything else is refused with an error naming what was found.
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -30,6 +32,10 @@ using json = nlohmann::json;
 
 // Ids above this are refused before any table is sized by them.
 constexpr int64_t kMaxVocab = int64_t{1} << 24;
+// nlohmann parses any nesting iteratively, but dump() (in messages) recurses:
+// deeper documents are refused while parsing (found with
+// tests/fuzz/tokenizer_json_fuzz). Real files nest about 6 deep.
+constexpr int kMaxJsonDepth = 64;
 
 constexpr absl::string_view kLlama3Regex =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
@@ -66,10 +72,23 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return std::move(buffer).str();
 }
 
-absl::StatusOr<json> ReadJson(const std::string& path) {
-  TS_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+// Thrown by the parse callback below to stop at kMaxJsonDepth.
+struct JsonTooDeep {};
+
+// Parses `text`; `path` names it in messages.
+absl::StatusOr<json> ParseJson(std::string_view text, const std::string& path) {
   try {
-    return json::parse(text);
+    return json::parse(text, [](int depth, json::parse_event_t event, const json&) {
+      if ((event == json::parse_event_t::object_start ||
+           event == json::parse_event_t::array_start) && depth >= kMaxJsonDepth) {
+        throw JsonTooDeep();
+      }
+      return true;
+    });
+  } catch (const JsonTooDeep&) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": nests arrays and objects deeper than ", kMaxJsonDepth,
+                     " levels; a tokenizer needs a few"));
   } catch (const json::parse_error& e) {
     // what() reads "[json.exception.parse_error.101] parse error at line L, column C: ...".
     absl::string_view what = e.what();
@@ -79,6 +98,11 @@ absl::StatusOr<json> ReadJson(const std::string& path) {
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON: ", e.what()));
   }
+}
+
+// Where tokenizer_config.json lies beside the tokenizer.json at `path`.
+std::string ConfigPathBeside(const std::string& path) {
+  return (std::filesystem::path(path).parent_path() / "tokenizer_config.json").string();
 }
 
 // A value as one line of JSON for messages, cut to a readable length.
@@ -121,20 +145,20 @@ absl::StatusOr<int32_t> TokenIdValue(const JsonErrors& err, const json& v, absl:
 }
 
 // Places `text` at `id`, refusing an id that already holds another text.
+// A map, not a table indexed by id: a lone id of 2^24 - 1 must not size one
+// (found with tests/fuzz/tokenizer_json_fuzz).
 absl::Status PlaceToken(const JsonErrors& err, absl::string_view key, int32_t id,
-                        const std::string& text, std::vector<std::optional<std::string>>* tokens) {
-  if (tokens->size() <= static_cast<size_t>(id)) tokens->resize(static_cast<size_t>(id) + 1);
-  std::optional<std::string>& slot = (*tokens)[id];
-  if (slot && *slot != text) {
-    return err.Error(
-        key, absl::StrCat("id ", id, " is given to both ", Quote(*slot), " and ", Quote(text)));
+                        const std::string& text, std::map<int32_t, std::string>* tokens) {
+  auto [slot, inserted] = tokens->try_emplace(id, text);
+  if (!inserted && slot->second != text) {
+    return err.Error(key, absl::StrCat("id ", id, " is given to both ", Quote(slot->second),
+                                       " and ", Quote(text)));
   }
-  slot = text;
   return absl::OkStatus();
 }
 
 absl::Status ParseModel(const JsonErrors& err, const json& model,
-                        std::vector<std::optional<std::string>>* tokens, BpeVocab* vocab) {
+                        std::map<int32_t, std::string>* tokens, BpeVocab* vocab) {
   TS_RETURN_IF_ERROR(err.Expect(model, json::value_t::object, "model", "an object"));
   const json& type = Field(model, "type");
   if (!type.is_string() || type.get<std::string>() != "BPE") {
@@ -215,7 +239,7 @@ absl::Status ParseModel(const JsonErrors& err, const json& model,
 }
 
 absl::Status ParseAddedTokens(const JsonErrors& err, const json& added,
-                              std::vector<std::optional<std::string>>* tokens, BpeVocab* vocab) {
+                              std::map<int32_t, std::string>* tokens, BpeVocab* vocab) {
   if (added.is_null()) return absl::OkStatus();
   TS_RETURN_IF_ERROR(err.Expect(added, json::value_t::array, "added_tokens", "an array"));
   for (size_t i = 0; i < added.size(); ++i) {
@@ -412,18 +436,17 @@ absl::StatusOr<std::optional<int32_t>> IdOf(const JsonErrors& err, const BpeVoca
   return err.Error(key, absl::StrCat(Quote(*name), " is not in the vocabulary"));
 }
 
-// Reads tokenizer_config.json and chat_template.jinja beside `path`, when
+// The tokenizer_config.json and chat_template.jinja of `files`, when
 // present. `template_bos` is the token the post-processor prepends.
-absl::Status ApplyConfig(const std::string& path, std::optional<int32_t> template_bos,
+absl::Status ApplyConfig(const TokenizerJsonFiles& files, std::optional<int32_t> template_bos,
                          BpeVocab* vocab) {
-  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  const std::string config_path = (dir / "tokenizer_config.json").string();
+  const std::string& path = files.path;
+  const std::string config_path = ConfigPathBeside(path);
   vocab->bos_id = template_bos;
   vocab->add_bos = template_bos.has_value();
 
-  std::error_code ec;
-  if (std::filesystem::exists(config_path, ec)) {
-    TS_ASSIGN_OR_RETURN(const json config, ReadJson(config_path));
+  if (files.tokenizer_config_json) {
+    TS_ASSIGN_OR_RETURN(const json config, ParseJson(*files.tokenizer_config_json, config_path));
     const JsonErrors err(config_path);
     TS_RETURN_IF_ERROR(err.Expect(config, json::value_t::object, "(top level)", "an object"));
     TS_ASSIGN_OR_RETURN(const std::optional<std::string> bos,
@@ -457,26 +480,27 @@ absl::Status ApplyConfig(const std::string& path, std::optional<int32_t> templat
           absl::StrCat("expected a string or a list of named templates, found ", chat.type_name()));
     }
   }
-  const std::string jinja_path = (dir / "chat_template.jinja").string();
-  if (vocab->chat_template.empty() && std::filesystem::exists(jinja_path, ec)) {
-    TS_ASSIGN_OR_RETURN(vocab->chat_template, ReadFile(jinja_path));
+  if (vocab->chat_template.empty() && files.chat_template_jinja) {
+    vocab->chat_template = *files.chat_template_jinja;
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<BpeVocab> ParseTokenizerJson(const std::string& path, const json& root) {
-  const JsonErrors err(path);
+absl::StatusOr<BpeVocab> ParseTokenizerJson(const TokenizerJsonFiles& files, const json& root) {
+  const JsonErrors err(files.path);
   TS_RETURN_IF_ERROR(err.Expect(root, json::value_t::object, "(top level)", "an object"));
   BpeVocab vocab;
-  std::vector<std::optional<std::string>> tokens;
+  std::map<int32_t, std::string> tokens;
   TS_RETURN_IF_ERROR(ParseModel(err, Field(root, "model"), &tokens, &vocab));
   TS_RETURN_IF_ERROR(ParseAddedTokens(err, Field(root, "added_tokens"), &tokens, &vocab));
   vocab.tokens.reserve(tokens.size());
-  for (size_t id = 0; id < tokens.size(); ++id) {
-    if (!tokens[id]) {
-      return err.Error("model.vocab", absl::StrCat("id ", id, " has no token (ids must be dense)"));
+  for (auto& [id, text] : tokens) {
+    // In id order: the first id that is not the next one shows the gap.
+    if (static_cast<size_t>(id) != vocab.tokens.size()) {
+      return err.Error("model.vocab", absl::StrCat("id ", vocab.tokens.size(),
+                                                   " has no token (ids must be dense)"));
     }
-    vocab.tokens.push_back(std::move(*tokens[id]));
+    vocab.tokens.push_back(std::move(text));
   }
 
   const json& normalizer = Field(root, "normalizer");
@@ -492,17 +516,35 @@ absl::StatusOr<BpeVocab> ParseTokenizerJson(const std::string& path, const json&
   }
   TS_ASSIGN_OR_RETURN(const std::optional<int32_t> template_bos,
                       ParsePostProcessor(err, Field(root, "post_processor")));
-  TS_RETURN_IF_ERROR(ApplyConfig(path, template_bos, &vocab));
+  TS_RETURN_IF_ERROR(ApplyConfig(files, template_bos, &vocab));
   return vocab;
 }
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromTokenizerJson(const std::string& path) {
-  TS_ASSIGN_OR_RETURN(const json root, ReadJson(path));
+  TokenizerJsonFiles files;
+  files.path = path;
+  TS_ASSIGN_OR_RETURN(files.tokenizer_json, ReadFile(path));
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  std::error_code ec;
+  if (const std::string config = ConfigPathBeside(path); std::filesystem::exists(config, ec)) {
+    TS_ASSIGN_OR_RETURN(files.tokenizer_config_json, ReadFile(config));
+  }
+  if (const std::string jinja = (dir / "chat_template.jinja").string();
+      std::filesystem::exists(jinja, ec)) {
+    TS_ASSIGN_OR_RETURN(files.chat_template_jinja, ReadFile(jinja));
+  }
+  return FromTokenizerJsonFiles(files);
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromTokenizerJsonFiles(
+    const TokenizerJsonFiles& files) {
+  const std::string& path = files.path;
+  TS_ASSIGN_OR_RETURN(const json root, ParseJson(files.tokenizer_json, path));
   absl::StatusOr<BpeVocab> vocab;
   try {
-    vocab = ParseTokenizerJson(path, root);
+    vocab = ParseTokenizerJson(files, root);
   } catch (const json::exception& e) {
     // Every access above is type-checked first; this is a backstop.
     return absl::InvalidArgumentError(

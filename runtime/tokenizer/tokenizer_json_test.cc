@@ -1,5 +1,8 @@
 // Tokenizer::FromTokenizerJson: the committed tokenizers, the accepted
 // variants, and one test per kind of malformed or unsupported file.
+#include <sys/resource.h>
+
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -250,6 +253,51 @@ TEST_F(TokenizerJsonTest, BadVocab) {
   EXPECT_THAT(Error(j), HasSubstr("id 257 has no token"));
   j["model"]["vocab"]["xyz"] = 5;  // already byte 5's
   EXPECT_THAT(Error(j), HasSubstr("id 5 is given to both"));
+}
+
+// The peak resident memory of this process, in bytes.
+int64_t PeakRssBytes() {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return int64_t{u.ru_maxrss} * 1024;
+}
+
+// Found with tests/fuzz/tokenizer_json_fuzz: a 49-byte file whose one id is
+// 2^24 - 1 sized a table of 16 million slots (770 MB, 4.7 s under ASan)
+// before the density check refused it.
+TEST_F(TokenizerJsonTest, ALargeIdSizesNoTable) {
+  const int64_t before = PeakRssBytes();
+  TokenizerJsonFiles files;
+  files.path = "fuzz/tokenizer.json";
+  files.tokenizer_json = R"({"model":{"type":"BPE","vocab":{"a":16777215}}})";
+  auto t = Tokenizer::FromTokenizerJsonFiles(files);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().message(),
+            "fuzz/tokenizer.json: model.vocab: id 0 has no token (ids must be dense)");
+  EXPECT_LT(PeakRssBytes() - before, int64_t{64} << 20);
+}
+
+// Found with tests/fuzz/tokenizer_json_fuzz: messages quote values with dump(),
+// which recursed through 200000 nested arrays and overflowed the stack.
+TEST_F(TokenizerJsonTest, DeepNestingIsAnErrorNotAStackOverflow) {
+  TokenizerJsonFiles files;
+  files.path = "fuzz/tokenizer.json";
+  files.tokenizer_json = R"({"model":{"type":"BPE","dropout":)" + std::string(200000, '[') +
+                         std::string(200000, ']') + "}}";
+  auto t = Tokenizer::FromTokenizerJsonFiles(files);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().message(),
+            "fuzz/tokenizer.json: nests arrays and objects deeper than 64 levels; a tokenizer "
+            "needs a few");
+  // The same limit holds for tokenizer_config.json; 63 levels are fine.
+  files.tokenizer_json = MinimalTokenizer().dump();
+  files.tokenizer_config_json =
+      R"({"x":)" + std::string(63, '[') + std::string(63, ']') + "}";
+  EXPECT_TRUE(Tokenizer::FromTokenizerJsonFiles(files).ok());
+  files.tokenizer_config_json =
+      R"({"x":)" + std::string(64, '[') + std::string(64, ']') + "}";
+  EXPECT_THAT(Tokenizer::FromTokenizerJsonFiles(files).status().message(),
+              HasSubstr("fuzz/tokenizer_config.json: nests arrays and objects deeper than 64"));
 }
 
 TEST_F(TokenizerJsonTest, BadMerges) {

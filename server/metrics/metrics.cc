@@ -313,7 +313,8 @@ ServerMetrics::~ServerMetrics() {
   exposer_.reset();
 }
 
-absl::Status ServerMetrics::StartExposer(std::string_view address) {
+absl::Status ServerMetrics::StartExposer(
+    std::string_view address, std::function<bool(const std::string&, const std::string&)> auth) {
   absl::StatusOr<ListenAddress> parsed = ParseListenAddress(address);
   if (!parsed.ok()) return parsed.status();
   absl::MutexLock lock(&mu_);
@@ -331,6 +332,7 @@ absl::Status ServerMetrics::StartExposer(std::string_view address) {
         "listening_ports", civet_address,
         "num_threads", absl::StrCat(std::max(1, options_.exposer_threads)),
         "request_timeout_ms", absl::StrCat(std::max(1, options_.exposer_request_timeout_ms))});
+    if (auth) exposer->RegisterAuth(std::move(auth), "tierserve metrics", "/metrics");
     exposer->RegisterCollectable(registry_);
     exposer->RegisterCollectable(process_memory_);
     for (const auto& c : collectables_) exposer->RegisterCollectable(c);

@@ -40,6 +40,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -230,7 +231,11 @@ class ServerMetrics {
   // message says which), FAILED_PRECONDITION when already started.
   // Stopping the endpoint (destruction) can take up to 2 s: civetweb's
   // listener wakes on a fixed 2 s poll.
-  absl::Status StartExposer(std::string_view address);
+  // `auth` (user, password) -> allowed, when set, guards /metrics with HTTP
+  // basic authentication; without it /metrics is open.
+  absl::Status StartExposer(
+      std::string_view address,
+      std::function<bool(const std::string&, const std::string&)> auth = nullptr);
 
   // The TCP port the HTTP server listens on, or 0 when it is not started.
   int listening_port() const;

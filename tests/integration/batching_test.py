@@ -183,6 +183,26 @@ class BatchingTest(unittest.TestCase):
                 d.kill()
 
 
+def unread_stream(stub, pb):
+    """A greedy stream of 240 tokens with 20 logprobs each (~2.4 KB a token), left unread."""
+    params = pb.GenerationParameters(max_new_tokens=240, temperature=0.0, ignore_eos=True,
+                                     logprobs=True, top_logprobs=20)
+    return stub.GenerateStream(pb.GenerateStreamRequest(
+        model="tiny_llama", prompt=pb.Prompt(text="a"), parameters=params), timeout=120)
+
+
+def wait_for_metric(daemon, name, value, seconds=60):
+    """Polls the tiny model's `name` until it equals `value`; returns the last reading."""
+    got = None
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got = dt.metric_value(daemon.metrics(), name, model="tiny_llama")
+        if got == value:
+            break
+        time.sleep(0.05)
+    return got
+
+
 class SlowReaderTest(unittest.TestCase):
     def test_unread_output_pauses_the_request_and_others_are_served(self):
         import grpc
@@ -195,19 +215,10 @@ class SlowReaderTest(unittest.TestCase):
             # its initial 64 KiB, which the tiny model's output overflows.
             with grpc.insecure_channel(f"127.0.0.1:{d.port}", options=[("grpc.http2.bdp_probe", 0)]) as ch:
                 stub = pb_grpc.GenerationStub(ch)
-                params = pb.GenerationParameters(max_new_tokens=240, temperature=0.0, ignore_eos=True,
-                                                 logprobs=True, top_logprobs=20)
-                slow = stub.GenerateStream(pb.GenerateStreamRequest(
-                    model="tiny_llama", prompt=pb.Prompt(text="a"), parameters=params), timeout=120)
+                slow = unread_stream(stub, pb)
                 # Nothing read: the request pauses once its unread output passes the bound.
-                paused = None
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
-                    paused = dt.metric_value(d.metrics(), "tierserve_requests_paused", model="tiny_llama")
-                    if paused == 1:
-                        break
-                    time.sleep(0.05)
-                self.assertEqual(paused, 1, "the unread stream never paused")
+                self.assertEqual(wait_for_metric(d, "tierserve_requests_paused", 1), 1,
+                                 "the unread stream never paused")
                 # The daemon serves others meanwhile.
                 other = stub.Generate(pb.GenerateRequest(
                     model="tiny_llama", prompts=[pb.Prompt(text="b")],
@@ -217,6 +228,43 @@ class SlowReaderTest(unittest.TestCase):
                 msgs = list(slow)
                 self.assertEqual(sum(len(m.tokens) for m in msgs), 240)
                 self.assertEqual(msgs[-1].finish_reason, pb.FINISH_REASON_LENGTH)
+        finally:
+            d.kill()
+
+    def test_finished_but_unread_streams_count_against_the_queue(self):
+        import grpc
+        from tierserve.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc
+        d = dt.Daemon("--max_queued_requests=1", "--testing_max_unread_stream_bytes=8388608")
+        try:
+            self.assertTrue(d.ready.wait(60), "".join(d.log))
+            with grpc.insecure_channel(f"127.0.0.1:{d.port}", options=[("grpc.http2.bdp_probe", 0)]) as ch:
+                stub = pb_grpc.GenerationStub(ch)
+                # ~2.4 KB a token: 240 tokens overflow the client's 64 KiB
+                # window and the transport's buffers but stay under the
+                # (raised) bound that would pause the request, so it finishes
+                # generating with its output queued, unread.
+                unread = unread_stream(stub, pb)
+                self.assertEqual(wait_for_metric(d, "tierserve_generated_tokens_total", 240), 240,
+                                 "the unread stream did not finish generating")
+                small = pb.GenerateRequest(model="tiny_llama", prompts=[pb.Prompt(text="b")],
+                                           parameters=pb.GenerationParameters(max_new_tokens=2, ignore_eos=True))
+                with self.assertRaises(grpc.RpcError) as cm:
+                    stub.Generate(small, timeout=60)
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+                self.assertIn("1 finished but not yet read by their clients", cm.exception.details())
+                # Once read, it no longer counts.
+                msgs = list(unread)
+                self.assertEqual(sum(len(m.tokens) for m in msgs), 240)
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        self.assertEqual(len(stub.Generate(small, timeout=60).completions[0].tokens), 2)
+                        break
+                    except grpc.RpcError as e:
+                        # The call ends on the client before the server's OnDone: retry briefly.
+                        if e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.05)
         finally:
             d.kill()
 

@@ -167,6 +167,15 @@ class Daemon:
         self.proc.wait(10)
 
 
+def vm_field(pid, name):
+    """A byte figure of /proc/PID/status (VmRSS, VmHWM, ...)."""
+    with open(f"/proc/{pid}/status") as s:
+        for line in s:
+            if line.startswith(name + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {name} in /proc/{pid}/status")
+
+
 def metric_value(text, name, **labels):
     """The value of the sample `name{labels...}` (labels matched as a subset), or None."""
     for line in text.splitlines():

@@ -25,14 +25,6 @@ NAME = "smollm2"
 TOKENS = 256
 
 
-def vm_field(pid, name):
-    with open(f"/proc/{pid}/status") as s:
-        for line in s:
-            if line.startswith(name + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {name} in /proc/{pid}/status")
-
-
 def log_figures(log):
     """Bytes the daemon reported: before loading, weights per device, staging, KV."""
     text = "".join(log)
@@ -74,7 +66,7 @@ class OffloadTest(unittest.TestCase):
                 for msg in stub.GenerateStream(req, timeout=600):
                     ids += [t.id for t in msg.tokens]
                 info = stub.ListModels(pb.ListModelsRequest(), timeout=10).models[0]
-            peak = vm_field(d.proc.pid, "VmHWM")
+            peak = dt.vm_field(d.proc.pid, "VmHWM")
             text = d.metrics()
             disk_metric = dt.metric_value(text, "tierserve_model_weight_bytes", model=NAME,
                                           device="disk")
