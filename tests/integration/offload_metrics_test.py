@@ -25,6 +25,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -79,6 +80,17 @@ class OffloadMetricsTest(unittest.TestCase):
             "steps": value("tierserve_batch_size_count"),
         }
 
+    def offload_after(self, d, steps):
+        """The counters once `steps` steps are published: the engine publishes a
+        step's counters after the step, which may be after the client has its
+        last token. Polled, up to 30 s."""
+        deadline = time.monotonic() + 30
+        while True:
+            got = self.offload(d.metrics())
+            if got["steps"] >= steps or time.monotonic() > deadline:
+                return got
+            time.sleep(0.05)
+
     def test_two_layers_on_disk_are_read_once_per_step(self):
         with tempfile.TemporaryDirectory() as tmp:
             d = self.serve(tmp, '{"": cpu, model.layers.0-1: disk}')
@@ -89,7 +101,7 @@ class OffloadMetricsTest(unittest.TestCase):
             self.assertEqual(before["staged"], 0)
             self.assertEqual(before["steps"], 0)
             self.generate(d, TOKENS)
-            after = self.offload(d.metrics())
+            after = self.offload_after(d, TOKENS)
             print(f"group {group} bytes; after {TOKENS} tokens: {after}")
             self.assertEqual(after["steps"], TOKENS)
             self.assertEqual(after["disk_bytes"], 2 * group * TOKENS)
@@ -102,7 +114,7 @@ class OffloadMetricsTest(unittest.TestCase):
             self.assertIsNone(dt.metric_value(d.metrics(), "tierserve_offload_bytes_total", source="cpu"))
             # A second stream adds exactly its steps' reads.
             self.generate(d, 5)
-            again = self.offload(d.metrics())
+            again = self.offload_after(d, TOKENS + 5)
             self.assertEqual(again["steps"], TOKENS + 5)
             self.assertEqual(again["disk_bytes"], 2 * group * (TOKENS + 5))
 
@@ -111,7 +123,7 @@ class OffloadMetricsTest(unittest.TestCase):
             d = self.serve(tmp, '{"": cpu, model.layers.0: disk}')
             group = staging_bytes(d.log)
             self.generate(d, TOKENS)
-            after = self.offload(d.metrics())
+            after = self.offload_after(d, TOKENS)
             self.assertEqual(after["steps"], TOKENS)
             self.assertEqual(after["disk_bytes"], group)
             self.assertEqual(after["staged"], 1)
