@@ -16,7 +16,11 @@ inline void CpuRelax() {
 #endif
 }
 
+// The fields of state_ (thread_pool.h).
 inline uint32_t GenerationOf(uint64_t s) { return static_cast<uint32_t>(s >> 32); }
+inline uint32_t ChunksOf(uint64_t s) { return static_cast<uint32_t>(s >> 16) & 0xFFFF; }
+inline uint32_t NextChunkOf(uint64_t s) { return static_cast<uint32_t>(s) & 0xFFFF; }
+constexpr int64_t kMaxChunks = 0xFFFF;
 }  // namespace
 
 ThreadPool::ThreadPool(int num_threads) {
@@ -36,12 +40,13 @@ void ThreadPool::RunChunks(uint32_t generation) {
   for (;;) {
     uint64_t s = state_.load(std::memory_order_acquire);
     if (GenerationOf(s) != generation) return;
-    const uint32_t c = static_cast<uint32_t>(s);
-    if (c >= job_chunks_) return;
+    const uint32_t chunks = ChunksOf(s);
+    const uint32_t c = NextChunkOf(s);
+    if (c >= chunks) return;
     if (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel)) continue;
     // Chunk c covers grains [blocks*c/chunks, blocks*(c+1)/chunks).
-    const int64_t b0 = job_blocks_ * c / job_chunks_;
-    const int64_t b1 = job_blocks_ * (c + 1) / job_chunks_;
+    const int64_t b0 = job_blocks_ * c / chunks;
+    const int64_t b1 = job_blocks_ * (c + 1) / chunks;
     const int64_t begin = std::min(job_n_, b0 * job_grain_);
     const int64_t end = std::min(job_n_, b1 * job_grain_);
     if (begin < end) (*job_)(begin, end);
@@ -77,10 +82,12 @@ void ThreadPool::RunLoop(int64_t n, const std::function<void(int64_t, int64_t)>&
   job_n_ = n;
   job_grain_ = grain;
   job_blocks_ = blocks;
-  job_chunks_ = static_cast<uint32_t>(std::min<int64_t>(blocks, kChunksPerThread * num_threads()));
+  job_chunks_ = static_cast<uint32_t>(
+      std::min<int64_t>({blocks, kChunksPerThread * num_threads(), kMaxChunks}));
   chunks_done_.store(0, std::memory_order_relaxed);
   const uint32_t generation = GenerationOf(state_.load(std::memory_order_relaxed)) + 1;
-  state_.store(static_cast<uint64_t>(generation) << 32, std::memory_order_release);
+  state_.store(static_cast<uint64_t>(generation) << 32 | static_cast<uint64_t>(job_chunks_) << 16,
+               std::memory_order_release);
   {
     // Taking the lock orders this publication against a worker about to sleep.
     std::lock_guard<std::mutex> lock(mu_);

@@ -66,9 +66,13 @@ class ThreadPool {
   int64_t job_n_ = 0;
   int64_t job_grain_ = 1;
   int64_t job_blocks_ = 0;  // grains in [0, n)
-  uint32_t job_chunks_ = 0;
+  uint32_t job_chunks_ = 0;  // the caller's copy of the count in state_
 
-  // High 32 bits: generation of the current loop; low 32 bits: next chunk.
+  // High 32 bits: generation of the current loop; bits 16-31: its number of
+  // chunks; low 16 bits: next chunk. The count travels in the same word as the
+  // generation: a worker still looking at a finished loop's state fails its
+  // claim (a compare-exchange of the whole word) instead of judging the old
+  // loop's next chunk against the count of the loop the caller is setting up.
   std::atomic<uint64_t> state_{0};
   std::atomic<uint32_t> chunks_done_{0};
   std::atomic<bool> stop_{false};
