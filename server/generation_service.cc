@@ -63,11 +63,66 @@ void FillToken(const Tokenizer& tok, const SampledToken& t, bool logprobs, v1::T
 
 bool WantsLogprobs(const v1::GenerationParameters& p) { return p.logprobs() || p.top_logprobs() > 0; }
 
+}  // namespace
+
+// A unary call: the reactor, which owns the parsed request and the response
+// until gRPC is done with the call.
+class UnaryReply : public grpc::ServerUnaryReactor {
+ public:
+  // Serializes the response when `status` is OK, and ends the call.
+  virtual void Reply(const grpc::Status& status) = 0;
+  void OnDone() override { delete this; }
+};
+
+namespace {
+
+template <typename Request, typename Response>
+class UnaryCall final : public UnaryReply {
+ public:
+  explicit UnaryCall(grpc::ByteBuffer* out) : out_(out) {}
+  void Reply(const grpc::Status& status) override {
+    grpc::Status s = status;
+    bool own_buffer = false;
+    if (s.ok()) s = grpc::SerializationTraits<Response>::Serialize(response, out_, &own_buffer);
+    Finish(s);
+  }
+  Request request;
+  Response response;
+
+ private:
+  grpc::ByteBuffer* out_;  // gRPC's, alive until the call is done
+};
+
+// Parses a request's bytes into `msg`: INVALID_ARGUMENT when they are not
+// that message.
+template <typename Message>
+grpc::Status ParseRequest(const grpc::ByteBuffer& bytes, Message* msg) {
+  grpc::ByteBuffer copy(bytes);  // deserializing consumes the buffer; a copy shares the slices
+  if (grpc::SerializationTraits<Message>::Deserialize(&copy, msg).ok()) return grpc::Status::OK;
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      absl::StrCat("the request is not a valid ", Message::descriptor()->full_name(),
+                                   ": its bytes do not parse as that protobuf message, or a string "
+                                   "field is not UTF-8 (use the tierserve.v1 protos)"));
+}
+
 // Finishes a unary call and reports it.
-void FinishUnary(grpc::ServerUnaryReactor* reactor, const ServiceObserver& obs, const char* method,
-                 Clock::time_point t0, const grpc::Status& status) {
+void FinishUnary(UnaryReply* call, const ServiceObserver& obs, const char* method, Clock::time_point t0,
+                 const grpc::Status& status) {
   if (obs.on_request) obs.on_request(method, status.error_code(), SecondsSince(t0));
-  reactor->Finish(status);
+  call->Reply(status);
+}
+
+// Parses a unary call's request, then runs `run(request, response, call)`.
+template <typename Request, typename Response, typename Run>
+grpc::ServerUnaryReactor* StartUnary(const grpc::ByteBuffer* in, grpc::ByteBuffer* out, const ServiceObserver& obs,
+                                     const char* method, Run run) {
+  auto* call = new UnaryCall<Request, Response>(out);
+  if (grpc::Status parsed = ParseRequest(*in, &call->request); !parsed.ok()) {
+    FinishUnary(call, obs, method, Clock::now(), parsed);
+    return call;
+  }
+  run(call->request, &call->response, call);
+  return call;
 }
 
 // State shared by a unary Generate call and its jobs (one per prompt).
@@ -192,28 +247,36 @@ int64_t GenerationService::MaxBatchSize(const std::string& name) const {
 }
 
 grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContext* ctx,
-                                                      const v1::GenerateRequest* req,
-                                                      v1::GenerateResponse* resp) {
+                                                      const grpc::ByteBuffer* req, grpc::ByteBuffer* resp) {
   active_calls_.fetch_add(1);
+  return StartUnary<v1::GenerateRequest, v1::GenerateResponse>(
+      req, resp, observer_, "Generate",
+      [this, ctx](const v1::GenerateRequest& r, v1::GenerateResponse* out, UnaryReply* call) {
+        RunGenerate(ctx, r, out, call);
+      });
+}
+
+void GenerationService::RunGenerate(grpc::CallbackServerContext* ctx, const v1::GenerateRequest& request,
+                                    v1::GenerateResponse* resp, UnaryReply* reactor) {
+  const v1::GenerateRequest* req = &request;
   const Clock::time_point t0 = Clock::now();
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   PromptLimits limits;
   absl::StatusOr<Engine*> engine = FindEngineFor(*ctx, req->model(), &limits);
   if (!engine.ok()) {
     FinishUnary(reactor, observer_, "Generate", t0, ToGrpcStatus(engine.status()));
-    return reactor;
+    return;
   }
   if (req->prompts().empty()) {
     FinishUnary(reactor, observer_, "Generate", t0,
                 grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no prompts; send at least one"));
-    return reactor;
+    return;
   }
   if (const int64_t limit = MaxBatchSize(req->model()); req->prompts_size() > limit) {
     FinishUnary(reactor, observer_, "Generate", t0,
                 grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                              absl::StrCat(req->prompts_size(), " prompts; at most ", limit,
                                           " per call (the model's max_batch_size)")));
-    return reactor;
+    return;
   }
   std::vector<GenerationRequest> requests;
   for (int i = 0; i < req->prompts_size(); ++i) {
@@ -221,7 +284,7 @@ grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContex
     if (!r.ok()) {
       const absl::Status s(r.status().code(), absl::StrCat("prompts[", i, "]: ", r.status().message()));
       FinishUnary(reactor, observer_, "Generate", t0, ToGrpcStatus(s));
-      return reactor;
+      return;
     }
     requests.push_back(std::move(*r));
   }
@@ -302,20 +365,19 @@ grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContex
       break;
     }
   }
-  return reactor;
 }
 
 namespace {
 
 // A GenerateStream call: messages produced on the engine thread are written
 // one at a time; the final status follows the last write.
-class StreamReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamResponse> {
+class StreamReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   // Shared with the engine job, so it outlives whichever side ends last.
   struct State {
     std::mutex mu;
-    std::deque<v1::GenerateStreamResponse> pending;  // front is being written
-    size_t pending_bytes = 0;                        // serialized size of `pending`
+    std::deque<grpc::ByteBuffer> pending;  // serialized messages; front is being written
+    size_t pending_bytes = 0;              // size of `pending`
     std::function<void()> wake;                      // the engine's Wake, once submitted
     // Output the client may leave unread. Past it the request's sequence
     // pauses (keeping its place in the batch and its KV blocks) until the
@@ -339,11 +401,19 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamRe
   std::shared_ptr<State> state() { return state_; }
 
   // Engine thread: queue a message.
-  static void Send(const std::shared_ptr<State>& s, v1::GenerateStreamResponse msg) {
+  static void Send(const std::shared_ptr<State>& s, const v1::GenerateStreamResponse& msg) {
+    grpc::ByteBuffer bytes;
+    bool own_buffer = false;
+    if (grpc::Status serialized = grpc::SerializationTraits<v1::GenerateStreamResponse>::Serialize(
+            msg, &bytes, &own_buffer);
+        !serialized.ok()) {
+      Complete(s, serialized);
+      return;
+    }
     std::lock_guard<std::mutex> lock(s->mu);
     if (s->reactor == nullptr || s->complete) return;
-    s->pending_bytes += msg.ByteSizeLong();
-    s->pending.push_back(std::move(msg));
+    s->pending_bytes += bytes.Length();
+    s->pending.push_back(std::move(bytes));
     if (!s->writing) {
       s->writing = true;
       s->reactor->StartWrite(&s->pending.front());
@@ -375,7 +445,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamRe
     {
       std::lock_guard<std::mutex> lock(state_->mu);
       const bool was_full = state_->pending_bytes >= state_->max_unread;
-      state_->pending_bytes -= state_->pending.front().ByteSizeLong();
+      state_->pending_bytes -= state_->pending.front().Length();
       state_->pending.pop_front();
       if (!ok) {
         // The client is gone: drop the rest; the job sees `cancelled`.
@@ -436,11 +506,17 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::GenerateStreamRe
 
 }  // namespace
 
-grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::GenerateStream(
-    grpc::CallbackServerContext* ctx, const v1::GenerateStreamRequest* req) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerationService::GenerateStream(grpc::CallbackServerContext* ctx,
+                                                                              const grpc::ByteBuffer* bytes) {
   active_calls_.fetch_add(1);
   auto* reactor = new StreamReactor(observer_);
   std::shared_ptr<StreamReactor::State> state = reactor->state();
+  v1::GenerateStreamRequest request_message;
+  if (grpc::Status parsed = ParseRequest(*bytes, &request_message); !parsed.ok()) {
+    StreamReactor::Complete(state, parsed);
+    return reactor;
+  }
+  const v1::GenerateStreamRequest* req = &request_message;
   PromptLimits limits;
   absl::StatusOr<Engine*> engine = FindEngineFor(*ctx, req->model(), &limits);
   absl::StatusOr<GenerationRequest> request =
@@ -471,7 +547,7 @@ grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::Generat
     v1::GenerateStreamResponse msg;
     msg.set_text(d.text);
     FillToken(*e->model().tokenizer, d.token, logprobs, msg.add_tokens());
-    StreamReactor::Send(state, std::move(msg));
+    StreamReactor::Send(state, msg);
     return true;
   };
   job->on_done = [this, state, model, prompt_tokens, ctx](absl::StatusOr<GenerationResult> r) {
@@ -488,7 +564,7 @@ grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::Generat
     last.set_finish_reason(ToProto(r->finish_reason));
     last.mutable_usage()->set_prompt_tokens(static_cast<int32_t>(r->prompt_tokens));
     last.mutable_usage()->set_completion_tokens(static_cast<int32_t>(r->tokens.size()));
-    StreamReactor::Send(state, std::move(last));
+    StreamReactor::Send(state, last);
     StreamReactor::Complete(state, grpc::Status::OK);
   };
   TrackJob(observer_, model, job.get());
@@ -501,11 +577,19 @@ grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::Generat
 }
 
 grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* ctx,
-                                                      const v1::TokenizeRequest* req,
-                                                      v1::TokenizeResponse* resp) {
+                                                      const grpc::ByteBuffer* req, grpc::ByteBuffer* resp) {
   active_calls_.fetch_add(1);
+  return StartUnary<v1::TokenizeRequest, v1::TokenizeResponse>(
+      req, resp, observer_, "Tokenize",
+      [this, ctx](const v1::TokenizeRequest& r, v1::TokenizeResponse* out, UnaryReply* call) {
+        RunTokenize(ctx, r, out, call);
+      });
+}
+
+void GenerationService::RunTokenize(grpc::CallbackServerContext* ctx, const v1::TokenizeRequest& request,
+                                    v1::TokenizeResponse* resp, UnaryReply* reactor) {
+  const v1::TokenizeRequest* req = &request;
   const Clock::time_point t0 = Clock::now();
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   PromptLimits limits;
   absl::StatusOr<Engine*> engine = FindEngineFor(*ctx, req->model(), &limits);
   const Tokenizer* tokenizer = engine.ok() ? (*engine)->model().tokenizer.get() : nullptr;
@@ -515,7 +599,7 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
                              : PromptText(*tokenizer, req->prompt());
   if (!text.ok()) {
     FinishUnary(reactor, observer_, "Tokenize", t0, ToGrpcStatus(text.status()));
-    return reactor;
+    return;
   }
   const Tokenizer& tok = *tokenizer;
   if (req->prompt().has_chat()) resp->set_rendered_prompt(text->text);
@@ -526,18 +610,24 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
     t->set_special(tok.IsSpecial(id));
   }
   FinishUnary(reactor, observer_, "Tokenize", t0, grpc::Status::OK);
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerContext* ctx,
-                                                        const v1::ListModelsRequest*,
-                                                        v1::ListModelsResponse* resp) {
+                                                        const grpc::ByteBuffer* req, grpc::ByteBuffer* resp) {
   active_calls_.fetch_add(1);
+  return StartUnary<v1::ListModelsRequest, v1::ListModelsResponse>(
+      req, resp, observer_, "ListModels",
+      [this, ctx](const v1::ListModelsRequest&, v1::ListModelsResponse* out, UnaryReply* call) {
+        RunListModels(ctx, out, call);
+      });
+}
+
+void GenerationService::RunListModels(grpc::CallbackServerContext* ctx, v1::ListModelsResponse* resp,
+                                      UnaryReply* reactor) {
   const Clock::time_point t0 = Clock::now();
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (absl::Status auth = Authorize(*ctx); !auth.ok()) {
     FinishUnary(reactor, observer_, "ListModels", t0, ToGrpcStatus(auth));
-    return reactor;
+    return;
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -567,7 +657,6 @@ grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerCont
     }
   }
   FinishUnary(reactor, observer_, "ListModels", t0, grpc::Status::OK);
-  return reactor;
 }
 
 }  // namespace tierserve

@@ -48,7 +48,20 @@ struct ServedModel {
   std::string state_message;
 };
 
-class GenerationService final : public v1::Generation::CallbackService {
+// A unary call whose request and response this service parses and
+// serializes itself (defined in generation_service.cc).
+class UnaryReply;
+
+// Every method takes its request as raw bytes and parses it here, so that a
+// request that is not valid protobuf (or carries a string field that is not
+// UTF-8) answers INVALID_ARGUMENT naming the message it should have been:
+// gRPC's typed callback handlers answer such a request UNIMPLEMENTED with no
+// message.
+using GenerationServiceBase = v1::Generation::WithRawCallbackMethod_Generate<
+    v1::Generation::WithRawCallbackMethod_GenerateStream<v1::Generation::WithRawCallbackMethod_Tokenize<
+        v1::Generation::WithRawCallbackMethod_ListModels<v1::Generation::Service>>>>;
+
+class GenerationService final : public GenerationServiceBase {
  public:
   explicit GenerationService(ServiceObserver observer = {});
   ~GenerationService() override;
@@ -76,16 +89,23 @@ class GenerationService final : public v1::Generation::CallbackService {
   // Calls that have started and not yet finished.
   int ActiveCalls() const { return active_calls_.load(); }
 
-  grpc::ServerUnaryReactor* Generate(grpc::CallbackServerContext* ctx, const v1::GenerateRequest* req,
-                                     v1::GenerateResponse* resp) override;
-  grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerateStream(
-      grpc::CallbackServerContext* ctx, const v1::GenerateStreamRequest* req) override;
-  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* ctx, const v1::TokenizeRequest* req,
-                                     v1::TokenizeResponse* resp) override;
-  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* ctx, const v1::ListModelsRequest* req,
-                                       v1::ListModelsResponse* resp) override;
+  grpc::ServerUnaryReactor* Generate(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                     grpc::ByteBuffer* resp) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerateStream(grpc::CallbackServerContext* ctx,
+                                                             const grpc::ByteBuffer* req) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                     grpc::ByteBuffer* resp) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                       grpc::ByteBuffer* resp) override;
 
  private:
+  // The methods on parsed requests; each ends its call through `call`.
+  void RunGenerate(grpc::CallbackServerContext* ctx, const v1::GenerateRequest& req, v1::GenerateResponse* resp,
+                   UnaryReply* call);
+  void RunTokenize(grpc::CallbackServerContext* ctx, const v1::TokenizeRequest& req, v1::TokenizeResponse* resp,
+                   UnaryReply* call);
+  void RunListModels(grpc::CallbackServerContext* ctx, v1::ListModelsResponse* resp, UnaryReply* call);
+
   // The status of a call whose work was cancelled: by AbortAll (UNAVAILABLE),
   // by its deadline (DEADLINE_EXCEEDED) or by its client (CANCELLED).
   // `ctx` is the call's, alive until the call finishes.

@@ -12,13 +12,17 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <google/protobuf/stubs/logging.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -88,6 +92,34 @@ std::string DescribeSecurity(const ServerSecurity& s) {
   }
   absl::StrAppend(&line, ", /metrics ", s.metrics_auth ? "with basic auth" : "open");
   return line;
+}
+
+// libprotobuf logs an error for every request whose string field is not
+// UTF-8 (the request itself is answered INVALID_ARGUMENT): any client could
+// fill the log with them. Its messages are passed on at most once per
+// kProtobufLogInterval, with the count of those left out; fatal ones always.
+constexpr std::chrono::seconds kProtobufLogInterval(10);
+void RateLimitedProtobufLog(google::protobuf::LogLevel level, const char* file, int line,
+                            const std::string& message) {
+  static std::mutex mu;
+  static std::chrono::steady_clock::time_point last;
+  static bool logged = false;
+  static int64_t left_out = 0;
+  int64_t before = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    const auto now = std::chrono::steady_clock::now();
+    if (level != google::protobuf::LOGLEVEL_FATAL && logged && now - last < kProtobufLogInterval) {
+      ++left_out;
+      return;
+    }
+    logged = true;
+    last = now;
+    before = std::exchange(left_out, 0);
+  }
+  std::cerr << "tierserve: libprotobuf (" << file << ":" << line << "): " << message;
+  if (before > 0) std::cerr << " (" << before << " messages of libprotobuf left out before this one)";
+  std::cerr << std::endl;
 }
 
 std::optional<RpcMethod> MethodFromName(const std::string& name) {
@@ -243,6 +275,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
   // reflection library registers its plugin with every builder; the option
   // takes it out again.)
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  google::protobuf::SetLogHandler(&RateLimitedProtobufLog);
   if (security->api_keys != nullptr) {
     service.set_authorize([sec = *security](const grpc::ServerContextBase& ctx) { return sec.Authorize(ctx); });
   }
