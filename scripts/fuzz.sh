@@ -7,6 +7,7 @@
 # the input is kept in $BUILD_DIR/fuzz-run/<target>/ and the log names it.
 #
 #   BUILD_DIR=build-fuzz  JOBS=$(nproc)  FUZZ_SECONDS=20  FUZZ_TARGETS="gguf_reader ..."
+#   FUZZ_CONFIGURED=1  (BUILD_DIR configured already, as scripts/sanitize.sh fuzz does)
 #
 # A longer run by hand, keeping what it finds in a corpus of your own:
 #   build-fuzz/tests/fuzz/gguf_reader_fuzz -dict=tests/fuzz/gguf_reader.dict \
@@ -21,11 +22,15 @@ ALL+=" request_validation"
 read -r -a TARGETS <<<"${FUZZ_TARGETS:-$ALL}"
 
 # Debug with -O1: assertions stay on, and the build is quicker than -O2.
-cmake -S . -B "$BUILD_DIR" -G Ninja \
-  -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
-  -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" \
-  -DTIERSERVE_FUZZ=ON -DTIERSERVE_CUDA=OFF -DTIERSERVE_BUILD_TESTS=OFF -DTIERSERVE_BUILD_BENCH=OFF \
-  >/dev/null
+# FUZZ_CONFIGURED=1: BUILD_DIR is already configured with TIERSERVE_FUZZ=ON
+# (scripts/sanitize.sh's asan build, -O0), build and run only.
+if [ -z "${FUZZ_CONFIGURED:-}" ]; then
+  cmake -S . -B "$BUILD_DIR" -G Ninja \
+    -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
+    -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" \
+    -DTIERSERVE_FUZZ=ON -DTIERSERVE_CUDA=OFF -DTIERSERVE_BUILD_TESTS=OFF -DTIERSERVE_BUILD_BENCH=OFF \
+    >/dev/null
+fi
 ninja -C "$BUILD_DIR" -j "$JOBS" $(printf '%s_fuzz ' "${TARGETS[@]}")
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}

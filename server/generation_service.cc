@@ -189,7 +189,12 @@ absl::Status GenerationService::CancelledStatus(const grpc::CallbackServerContex
     return absl::UnavailableError(
         "the server is shutting down and the grace period for requests in flight has passed");
   }
-  if (ctx->deadline() <= std::chrono::system_clock::now()) {
+  // A client's deadline timer starts before the request reaches the server,
+  // so the client's cancel at its deadline can arrive a little before the
+  // server's copy of the deadline passes: a cancel that close to the deadline
+  // is the deadline.
+  constexpr std::chrono::milliseconds kDeadlineSlack(250);
+  if (ctx->deadline() <= std::chrono::system_clock::now() + kDeadlineSlack) {
     return absl::DeadlineExceededError("the request's deadline expired before it finished");
   }
   return absl::CancelledError("the client cancelled the request");

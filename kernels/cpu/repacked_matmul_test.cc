@@ -100,8 +100,8 @@ TEST_P(RepackedBatchInvarianceTest, EveryRowHasItsBitsAlone) {
   for (float& v : x) v = dist(rng);
   std::vector<float> all(kM * N);
   RepackedMatMulF32(type, x.data(), K, q.packed.data(), all.data(), N, kM, K, 0, N);
-  const auto same_as_all = [&](const float* y, int m) {
-    return std::memcmp(y, &all[m * N], sizeof(float) * N) == 0;
+  const auto same_as_all = [&, n = N](const float* y, int m) {
+    return std::memcmp(y, &all[m * n], sizeof(float) * n) == 0;
   };
   std::vector<float> y(kM * N);
   for (int m = 0; m < kM; ++m) {

@@ -191,7 +191,7 @@ std::vector<absl::StatusOr<GenerationResult>> RunAll(Engine& engine, const std::
 // jobs are done).
 struct StepLog {
   std::mutex mu;
-  std::vector<StepStats> steps;
+  std::vector<StepStats> steps;  // guarded by mu
   int64_t Max(int64_t StepStats::*field) {
     std::lock_guard<std::mutex> lock(mu);
     int64_t m = 0;
@@ -203,6 +203,11 @@ struct StepLog {
     int64_t m = 0;
     for (const StepStats& s : steps) m += s.*field;
     return m;
+  }
+  // The steps logged so far (the worker may still be logging the last one).
+  std::vector<StepStats> Steps() {
+    std::lock_guard<std::mutex> lock(mu);
+    return steps;
   }
   std::function<void(const StepStats&)> Hook() {
     return [this](const StepStats& s) {
@@ -486,7 +491,7 @@ TEST_P(TinyBatchingTest, LongPromptIsChunkedBesideDecodingSequences) {
   EXPECT_LE(log.Max(&StepStats::tokens), 8);
   // Steps that prefilled a chunk of the long prompt and decoded the other.
   int mixed = 0;
-  for (const StepStats& s : log.steps) mixed += s.sequences == 2 && s.prefill_tokens > 0;
+  for (const StepStats& s : log.Steps()) mixed += s.sequences == 2 && s.prefill_tokens > 0;
   EXPECT_GE(mixed, 60 / 8);
 }
 

@@ -50,6 +50,18 @@ void* Real(const char* suffix, bool is_const = false) {
   return f;
 }
 
+// Nesting of the Mutex and CondVar entry points on this thread: the
+// library's own *WithTimeout ones call its *WithDeadline ones through the PLT,
+// which land here again; only the outermost call annotates.
+thread_local int depth = 0;
+struct Outermost {
+  Outermost() : outer(depth++ == 0) {}
+  ~Outermost() { --depth; }
+  Outermost(const Outermost&) = delete;
+  Outermost& operator=(const Outermost&) = delete;
+  const bool outer;
+};
+
 // The abseil lock word's writer bit (kMuWriter in abseil's mutex.cc): whether
 // a held mutex is held exclusively, as abseil itself decides for Await.
 constexpr intptr_t kMuWriter = 0x0008;
@@ -70,6 +82,8 @@ Mutex::~Mutex() {
 
 void Mutex::Lock() {
   TIERSERVE_REAL(void (*)(Mutex*), "5Mutex4LockEv");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this);
   __tsan_mutex_pre_lock(this, 0);
   real(this);
   __tsan_mutex_post_lock(this, 0, 0);
@@ -77,6 +91,8 @@ void Mutex::Lock() {
 
 void Mutex::ReaderLock() {
   TIERSERVE_REAL(void (*)(Mutex*), "5Mutex10ReaderLockEv");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this);
   __tsan_mutex_pre_lock(this, __tsan_mutex_read_lock);
   real(this);
   __tsan_mutex_post_lock(this, __tsan_mutex_read_lock, 0);
@@ -84,6 +100,8 @@ void Mutex::ReaderLock() {
 
 bool Mutex::TryLock() {
   TIERSERVE_REAL(bool (*)(Mutex*), "5Mutex7TryLockEv");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this);
   __tsan_mutex_pre_lock(this, __tsan_mutex_try_lock);
   const bool locked = real(this);
   __tsan_mutex_post_lock(this, __tsan_mutex_try_lock | (locked ? 0 : __tsan_mutex_try_lock_failed), 0);
@@ -92,6 +110,8 @@ bool Mutex::TryLock() {
 
 bool Mutex::ReaderTryLock() {
   TIERSERVE_REAL(bool (*)(Mutex*), "5Mutex13ReaderTryLockEv");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this);
   const unsigned flags = __tsan_mutex_read_lock | __tsan_mutex_try_lock;
   __tsan_mutex_pre_lock(this, flags);
   const bool locked = real(this);
@@ -101,6 +121,8 @@ bool Mutex::ReaderTryLock() {
 
 void Mutex::Unlock() {
   TIERSERVE_REAL(void (*)(Mutex*), "5Mutex6UnlockEv");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this);
   __tsan_mutex_pre_unlock(this, 0);
   real(this);
   __tsan_mutex_post_unlock(this, 0);
@@ -108,6 +130,8 @@ void Mutex::Unlock() {
 
 void Mutex::ReaderUnlock() {
   TIERSERVE_REAL(void (*)(Mutex*), "5Mutex12ReaderUnlockEv");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this);
   __tsan_mutex_pre_unlock(this, __tsan_mutex_read_lock);
   real(this);
   __tsan_mutex_post_unlock(this, __tsan_mutex_read_lock);
@@ -116,6 +140,8 @@ void Mutex::ReaderUnlock() {
 // LockWhen*: a lock that returns held, whatever the condition.
 void Mutex::LockWhen(const Condition& cond) {
   TIERSERVE_REAL(void (*)(Mutex*, const Condition&), "5Mutex8LockWhenERKNS0_9ConditionE");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this, cond);
   __tsan_mutex_pre_lock(this, 0);
   real(this, cond);
   __tsan_mutex_post_lock(this, 0, 0);
@@ -124,6 +150,8 @@ void Mutex::LockWhen(const Condition& cond) {
 bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
   TIERSERVE_REAL(bool (*)(Mutex*, const Condition&, Duration),
                  "5Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this, cond, timeout);
   __tsan_mutex_pre_lock(this, 0);
   const bool met = real(this, cond, timeout);
   __tsan_mutex_post_lock(this, 0, 0);
@@ -133,6 +161,8 @@ bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
 bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
   TIERSERVE_REAL(bool (*)(Mutex*, const Condition&, Time),
                  "5Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this, cond, deadline);
   __tsan_mutex_pre_lock(this, 0);
   const bool met = real(this, cond, deadline);
   __tsan_mutex_post_lock(this, 0, 0);
@@ -141,6 +171,8 @@ bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
 
 void Mutex::ReaderLockWhen(const Condition& cond) {
   TIERSERVE_REAL(void (*)(Mutex*, const Condition&), "5Mutex14ReaderLockWhenERKNS0_9ConditionE");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this, cond);
   __tsan_mutex_pre_lock(this, __tsan_mutex_read_lock);
   real(this, cond);
   __tsan_mutex_post_lock(this, __tsan_mutex_read_lock, 0);
@@ -149,6 +181,8 @@ void Mutex::ReaderLockWhen(const Condition& cond) {
 bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond, Duration timeout) {
   TIERSERVE_REAL(bool (*)(Mutex*, const Condition&, Duration),
                  "5Mutex25ReaderLockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this, cond, timeout);
   __tsan_mutex_pre_lock(this, __tsan_mutex_read_lock);
   const bool met = real(this, cond, timeout);
   __tsan_mutex_post_lock(this, __tsan_mutex_read_lock, 0);
@@ -158,6 +192,8 @@ bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond, Duration timeout) {
 bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, Time deadline) {
   TIERSERVE_REAL(bool (*)(Mutex*, const Condition&, Time),
                  "5Mutex26ReaderLockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this, cond, deadline);
   __tsan_mutex_pre_lock(this, __tsan_mutex_read_lock);
   const bool met = real(this, cond, deadline);
   __tsan_mutex_post_lock(this, __tsan_mutex_read_lock, 0);
@@ -167,6 +203,8 @@ bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, Time deadline) {
 // Await*: the held mutex is released while waiting and held again on return.
 void Mutex::Await(const Condition& cond) {
   TIERSERVE_REAL(void (*)(Mutex*, const Condition&), "5Mutex5AwaitERKNS0_9ConditionE");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this, cond);
   const unsigned flags = (mu_.load(std::memory_order_relaxed) & kMuWriter) ? 0 : __tsan_mutex_read_lock;
   __tsan_mutex_pre_unlock(this, flags);
   __tsan_mutex_post_unlock(this, flags);
@@ -178,6 +216,8 @@ void Mutex::Await(const Condition& cond) {
 bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
   TIERSERVE_REAL(bool (*)(Mutex*, const Condition&, Duration),
                  "5Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this, cond, timeout);
   const unsigned flags = (mu_.load(std::memory_order_relaxed) & kMuWriter) ? 0 : __tsan_mutex_read_lock;
   __tsan_mutex_pre_unlock(this, flags);
   __tsan_mutex_post_unlock(this, flags);
@@ -190,6 +230,8 @@ bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
 bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
   TIERSERVE_REAL(bool (*)(Mutex*, const Condition&, Time),
                  "5Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this, cond, deadline);
   const unsigned flags = (mu_.load(std::memory_order_relaxed) & kMuWriter) ? 0 : __tsan_mutex_read_lock;
   __tsan_mutex_pre_unlock(this, flags);
   __tsan_mutex_post_unlock(this, flags);
@@ -202,6 +244,8 @@ bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
 // CondVar::Wait*: `mu` is released while waiting and held again on return.
 void CondVar::Wait(Mutex* mu) {
   TIERSERVE_REAL(void (*)(CondVar*, Mutex*), "7CondVar4WaitEPNS0_5MutexE");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this, mu);
   const unsigned flags = (mu->mu_.load(std::memory_order_relaxed) & kMuWriter) ? 0 : __tsan_mutex_read_lock;
   __tsan_mutex_pre_unlock(mu, flags);
   __tsan_mutex_post_unlock(mu, flags);
@@ -213,6 +257,8 @@ void CondVar::Wait(Mutex* mu) {
 bool CondVar::WaitWithTimeout(Mutex* mu, Duration timeout) {
   TIERSERVE_REAL(bool (*)(CondVar*, Mutex*, Duration),
                  "7CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this, mu, timeout);
   const unsigned flags = (mu->mu_.load(std::memory_order_relaxed) & kMuWriter) ? 0 : __tsan_mutex_read_lock;
   __tsan_mutex_pre_unlock(mu, flags);
   __tsan_mutex_post_unlock(mu, flags);
@@ -224,6 +270,8 @@ bool CondVar::WaitWithTimeout(Mutex* mu, Duration timeout) {
 
 bool CondVar::WaitWithDeadline(Mutex* mu, Time deadline) {
   TIERSERVE_REAL(bool (*)(CondVar*, Mutex*, Time), "7CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE");
+  const Outermost nesting;
+  if (!nesting.outer) return real(this, mu, deadline);
   const unsigned flags = (mu->mu_.load(std::memory_order_relaxed) & kMuWriter) ? 0 : __tsan_mutex_read_lock;
   __tsan_mutex_pre_unlock(mu, flags);
   __tsan_mutex_post_unlock(mu, flags);
