@@ -162,7 +162,12 @@ bool Engine::Step() {
   auto retired = [](const Active& a) { return a.job == nullptr; };
   waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(), retired), waiting_.end());
   running_.erase(std::remove_if(running_.begin(), running_.end(), retired), running_.end());
-  if (running_.empty() && waiting_.empty()) return true;
+  if (running_.empty() && waiting_.empty()) {
+    // The last sequences left by cancellation: the gauges hear of it now,
+    // as no further step will run until a request arrives.
+    Publish(stats, t0);
+    return true;
+  }
 
   auto describe = [this](const Active& a) {
     const std::vector<int32_t>& blocks = a.seq->cache().blocks();
@@ -288,13 +293,17 @@ bool Engine::Step() {
   }
   stats.preempted += static_cast<int64_t>(preempt_late.size());
 
+  Publish(stats, t0);
+  return !inputs.empty();
+}
+
+void Engine::Publish(StepStats& stats, std::chrono::steady_clock::time_point t0) {
   kv_used_.store(pool_.used_blocks());
   stats.kv_used_blocks = pool_.used_blocks();
   stats.kv_cached_blocks = pool_.cached_blocks();
   stats.kv_total_blocks = pool_.num_blocks();
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (options_.on_step) options_.on_step(stats);
-  return !inputs.empty();
 }
 
 }  // namespace tierserve

@@ -155,6 +155,10 @@ class Engine {
   // One step over waiting_ and running_. False when it computed nothing
   // although sequences run (all of them paused).
   bool Step();
+  // Ends a step: fills in the pool's counts and the step's time, and hands
+  // the stats to on_step. Every step calls it, the ones that computed
+  // nothing too, so the gauges never keep a retired sequence's blocks.
+  void Publish(StepStats& stats, std::chrono::steady_clock::time_point t0);
   // Frees the blocks of the running sequence at `it` and puts it at the
   // queue's front, to be recomputed when it runs again.
   void Preempt(std::vector<Active>::iterator it);

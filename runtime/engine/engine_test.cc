@@ -1,5 +1,8 @@
 #include "runtime/engine/engine.h"
 
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <future>
 
 #include "gtest/gtest.h"
@@ -211,11 +214,47 @@ struct StepLog {
   }
   std::function<void(const StepStats&)> Hook() {
     return [this](const StepStats& s) {
-      std::lock_guard<std::mutex> lock(mu);
-      steps.push_back(s);
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        steps.push_back(s);
+      }
+      logged.notify_all();
     };
   }
+  // Waits until a logged step satisfies `pred`; false if none has within
+  // `timeout` (a bound on a failure, not a timing: the step comes at once).
+  bool WaitFor(const std::function<bool(const StepStats&)>& pred, std::chrono::seconds timeout) {
+    std::unique_lock<std::mutex> lock(mu);
+    return logged.wait_for(lock, timeout, [&] { return std::any_of(steps.begin(), steps.end(), pred); });
+  }
+  std::condition_variable logged;
 };
+
+// The step that retires the last running sequence by cancellation computes
+// nothing and is still reported: the KV gauges go back to 0 (the daemon's
+// soak once saw blocks_used stay at 5 after every request had ended).
+TEST_F(EngineTest, CancellingTheLastSequenceReportsItsBlocksFreed) {
+  absl::StatusOr<LoadedModel> m = LoadModel("tests/data/tiny_llama", &pool_);
+  ASSERT_TRUE(m.ok()) << m.status();
+  StepLog log;
+  Engine::Options o;
+  o.prefix_caching = false;  // so that no block outlives the sequence
+  o.on_step = log.Hook();
+  Engine engine(std::move(*m), o);
+  std::atomic<int> tokens{0};
+  std::promise<absl::StatusOr<GenerationResult>> done;
+  auto job = Job(100, &done);
+  job->on_delta = [&](const GenerationDelta&) { return ++tokens > 0; };
+  job->cancelled = [&] { return tokens.load() >= 3; };
+  ASSERT_TRUE(engine.Submit(job).ok());
+  absl::StatusOr<GenerationResult> r = done.get_future().get();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->finish_reason, FinishReason::kCancelled);
+  EXPECT_GT(log.Max(&StepStats::kv_used_blocks), 0);
+  EXPECT_TRUE(log.WaitFor([](const StepStats& s) { return s.kv_used_blocks == 0; }, std::chrono::seconds(30)))
+      << "no step reported the cancelled sequence's blocks freed";
+  EXPECT_EQ(engine.kv_used_blocks(), 0);
+}
 
 class BatchingTest : public ::testing::TestWithParam<ModelCase> {
  protected:
