@@ -14,9 +14,6 @@ void RmsNorm(const float* x, const float* w, float* y, int64_t n, float eps);
 // y[i] = (x[i] - mean) / sqrt(var + eps) * w[i] + b[i], for one row of n.
 void LayerNorm(const float* x, const float* w, const float* b, float* y, int64_t n, float eps);
 
-// x[i] = exp(x[i] - max) / sum, in place over n.
-void Softmax(float* x, int64_t n);
-
 // gate[i] = silu(gate[i]) * up[i] = gate/(1+exp(-gate)) * up, over n.
 void SiluMul(float* gate, const float* up, int64_t n);
 
@@ -32,12 +29,6 @@ void AddInPlace(float* y, const float* x, int64_t n);
 // with c = cos(pos * inv_freq[i]), s = sin(pos * inv_freq[i]) given in
 // `cos_sin` as d/2 cos values followed by d/2 sin values.
 void RopeRotateHalf(float* x, int64_t n_heads, int64_t head_dim, const float* cos_sin);
-
-// Returns sum_i a[i] * b[i].
-float Dot(const float* a, const float* b, int64_t n);
-
-// y[i] += alpha * x[i] over n.
-void Axpy(float alpha, const float* x, float* y, int64_t n);
 
 }  // namespace tierserve::cpu
 

@@ -1,5 +1,6 @@
 #include "runtime/device/kernels.h"
 
+#include "kernels/cpu/attention.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/quant_matmul.h"
 
@@ -23,8 +24,8 @@ bool CpuMultiplies(Precision precision) {
 
 constexpr Kernels kCpu = {
     cpu::RmsNorm,    cpu::LayerNorm, cpu::RopeRotateHalf, cpu::AddInPlace,
-    cpu::SiluMul,    cpu::GeluTanh,  cpu::Dot,            cpu::Softmax,
-    cpu::Axpy,       cpu::QuantMatMulSupports, CpuMultiplies,
+    cpu::SiluMul,    cpu::GeluTanh,  cpu::AttendSpan,     cpu::MergeSpans,
+    cpu::QuantMatMulSupports, CpuMultiplies,
 };
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "absl/status/statusor.h"
+#include "kernels/common/attention.h"
 #include "kernels/common/dtype.h"
 #include "runtime/device/device.h"
 #include "runtime/placement/precision.h"
@@ -36,10 +37,13 @@ struct Kernels {
   void (*silu_mul)(float* gate, const float* up, int64_t n);
   // x = gelu(x), tanh approximation.
   void (*gelu_tanh)(float* x, int64_t n);
-  // Attention: a . b; softmax in place; y += alpha x.
-  float (*dot)(const float* a, const float* b, int64_t n);
-  void (*softmax)(float* x, int64_t n);
-  void (*axpy)(float alpha, const float* x, float* y, int64_t n);
+  // Attention (kernels/common/attention.h; kernels/cpu/attention.h says
+  // what the arguments are): the partial results of the query heads of
+  // num_kv KV heads over one span of positions [0, n); the merge of one
+  // head's spans into its output.
+  void (*attend_span)(const float* q, int64_t num_kv, int64_t group, int64_t head_dim, float scale,
+                      const KvView& kv, int64_t n, int64_t span, float* partials, int64_t partial_stride);
+  void (*merge_spans)(const float* partials, int64_t num_spans, int64_t head_dim, float* out);
 
   // Whether weights of stored element type `type` (GGUF blocks) are
   // multiplied as stored, decoded in registers; otherwise the loader makes

@@ -1,6 +1,7 @@
 #include "runtime/device/kernels.h"
 
 #include "gtest/gtest.h"
+#include "kernels/cpu/attention.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/quant_matmul.h"
 
@@ -20,9 +21,8 @@ TEST(KernelsTest, CpuAndSimShareTheCpuTable) {
   EXPECT_EQ(k.add_in_place, &cpu::AddInPlace);
   EXPECT_EQ(k.silu_mul, &cpu::SiluMul);
   EXPECT_EQ(k.gelu_tanh, &cpu::GeluTanh);
-  EXPECT_EQ(k.dot, &cpu::Dot);
-  EXPECT_EQ(k.softmax, &cpu::Softmax);
-  EXPECT_EQ(k.axpy, &cpu::Axpy);
+  EXPECT_EQ(k.attend_span, &cpu::AttendSpan);
+  EXPECT_EQ(k.merge_spans, &cpu::MergeSpans);
 }
 
 TEST(KernelsTest, TheCpuMultipliesWhatItHasKernelsFor) {

@@ -16,7 +16,9 @@
 //
 // Memory: the pool reserves num_blocks blocks of address space up front; the
 // pages are committed as blocks are first written (blocks are handed out
-// lowest index first, so a lightly loaded pool touches little memory).
+// lowest index first, so a lightly loaded pool touches little memory). A
+// layer's blocks are adjacent (layer-major), so a sequence's keys of one
+// layer are mostly one contiguous run.
 //
 // Thread-safety: not thread-safe; one engine thread owns the pool. Readers
 // of the counters from other threads go through the engine.
@@ -84,8 +86,11 @@ class KvBlockPool {
   void Publish(int32_t block, uint64_t parent, absl::Span<const int32_t> tokens);
 
   // Keys / values of `layer` in `block`: block_tokens rows of kv_dim floats.
-  float* Keys(int32_t block, int64_t layer) { return Base(block) + (2 * layer) * LayerFloats(); }
-  float* Values(int32_t block, int64_t layer) { return Base(block) + (2 * layer + 1) * LayerFloats(); }
+  // Storage is layer-major: one layer's blocks are adjacent, so a sequence
+  // whose blocks were handed out in order reads each layer's keys and values
+  // as one stream (fewer pages and TLB entries than block-major).
+  float* Keys(int32_t block, int64_t layer) { return Base(block, layer); }
+  float* Values(int32_t block, int64_t layer) { return Base(block, layer) + LayerFloats(); }
 
  private:
   struct BlockInfo {
@@ -97,8 +102,8 @@ class KvBlockPool {
     std::list<int32_t>::iterator lru_pos;  // when cached (refs == 0, published)
   };
   int64_t LayerFloats() const { return o_.block_tokens * o_.kv_dim; }
-  float* Base(int32_t block) {
-    return storage_.get() + static_cast<int64_t>(block) * 2 * o_.num_layers * LayerFloats();
+  float* Base(int32_t block, int64_t layer) {
+    return storage_.get() + (layer * o_.num_blocks + block) * 2 * LayerFloats();
   }
   void Unpublish(int32_t block);
 

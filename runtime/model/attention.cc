@@ -79,35 +79,92 @@ void RopeCosSin(const std::vector<float>& inv_freq, int64_t pos, float* cos_sin)
 
 void CausalAttention(const Kernels& k, const BatchRows& rows, absl::Span<const SequenceInput> batch,
                      int64_t layer, const float* q, int64_t num_heads, int64_t num_kv_heads,
-                     int64_t head_dim, float* out, ThreadPool* pool) {
+                     int64_t head_dim, float* out, ThreadPool* pool, AttentionSchedule schedule) {
   const int64_t group = num_heads / num_kv_heads;
   const int64_t q_dim = num_heads * head_dim;
   const int64_t kv_dim = num_kv_heads * head_dim;
+  const int64_t T = rows.size();
+  const int64_t pf = AttentionPartialFloats(head_dim);
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  pool->ParallelFor(rows.size() * num_heads, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> scores;
+
+  // Each sequence's blocks for this layer, asked of its cache once per block.
+  std::vector<int64_t> seq_len(batch.size(), 0);
+  for (int64_t t = 0; t < T; ++t) seq_len[rows.seq[t]] = std::max(seq_len[rows.seq[t]], rows.pos[t] + 1);
+  std::vector<std::vector<const float*>> key_blocks(batch.size()), value_blocks(batch.size());
+  for (size_t s = 0; s < batch.size(); ++s) {
+    KvCache* cache = batch[s].cache;
+    const int64_t bt = cache->block_tokens();
+    for (int64_t p = 0; p < seq_len[s]; p += bt) {
+      key_blocks[s].push_back(cache->KeyRow(layer, p));
+      value_blocks[s].push_back(cache->ValueRow(layer, p));
+    }
+  }
+  auto view = [&](int64_t t, int64_t g) {
+    const int32_t s = rows.seq[t];
+    KvView v;
+    v.key_blocks = key_blocks[s].data();
+    v.value_blocks = value_blocks[s].data();
+    v.block_tokens = batch[s].cache->block_tokens();
+    v.row_stride = kv_dim;
+    v.offset = g * head_dim;
+    return v;
+  };
+  const int64_t threads = pool->num_threads();
+  if (schedule == AttentionSchedule::kAuto) {
+    // Enough rows for the threads: an item per row. Otherwise (decode of a
+    // few long rows) the spans of a row are shared out too.
+    schedule = T >= 4 * threads ? AttentionSchedule::kByRow : AttentionSchedule::kBySpan;
+  }
+  // An item reads all KV heads of its positions (whole rows: one stream
+  // through memory) unless that leaves too few items, then one KV head.
+  auto kv_per_item = [&](int64_t items) { return items >= 4 * threads ? num_kv_heads : int64_t{1}; };
+
+  if (schedule == AttentionSchedule::kByRow) {
+    const int64_t kpi = kv_per_item(T), chunks = num_kv_heads / kpi;
+    pool->ParallelFor(T * chunks, [&](int64_t begin, int64_t end) {
+      thread_local std::vector<float> partials;
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t t = i / chunks, g0 = (i % chunks) * kpi;
+        const int64_t n = rows.pos[t] + 1, spans = AttentionSpans(n);
+        partials.resize(static_cast<size_t>(kpi * group * spans * pf));
+        const KvView v = view(t, g0);
+        const float* qg = q + t * q_dim + g0 * group * head_dim;
+        for (int64_t sp = 0; sp < spans; ++sp) {
+          k.attend_span(qg, kpi, group, head_dim, scale, v, n, sp, partials.data() + sp * pf, spans * pf);
+        }
+        for (int64_t h = 0; h < kpi * group; ++h) {
+          k.merge_spans(partials.data() + h * spans * pf, spans, head_dim,
+                        out + t * q_dim + (g0 * group + h) * head_dim);
+        }
+      }
+    });
+    return;
+  }
+  // By span: an item per (row, span, KV heads); the partials of a row's
+  // heads are laid out [head][span], so each head's spans are consecutive.
+  std::vector<int64_t> first_span(T + 1, 0), first_partial(T + 1, 0);
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t spans = AttentionSpans(rows.pos[t] + 1);
+    first_span[t + 1] = first_span[t] + spans;
+    first_partial[t + 1] = first_partial[t] + num_heads * spans * pf;
+  }
+  const int64_t kpi = kv_per_item(first_span[T]), chunks = num_kv_heads / kpi;
+  std::vector<float> partials(static_cast<size_t>(first_partial[T]));
+  pool->ParallelFor(first_span[T] * chunks, [&](int64_t begin, int64_t end) {
+    int64_t t = std::upper_bound(first_span.begin(), first_span.end(), begin / chunks) - first_span.begin() - 1;
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t span_index = i / chunks, g0 = (i % chunks) * kpi;
+      while (span_index >= first_span[t + 1]) ++t;
+      const int64_t n = rows.pos[t] + 1, spans = AttentionSpans(n), sp = span_index - first_span[t];
+      k.attend_span(q + t * q_dim + g0 * group * head_dim, kpi, group, head_dim, scale, view(t, g0), n, sp,
+                    partials.data() + first_partial[t] + (g0 * group * spans + sp) * pf, spans * pf);
+    }
+  });
+  pool->ParallelFor(T * num_heads, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t t = i / num_heads, h = i % num_heads;
-      const int64_t kvh = h / group;
-      const int64_t n = rows.pos[t] + 1;
-      KvCache* cache = batch[rows.seq[t]].cache;
-      const float* qh = q + t * q_dim + h * head_dim;
-      const int64_t bt = cache->block_tokens();
-      if (static_cast<int64_t>(scores.size()) < n) scores.resize(n);
-      // Block by block: a block's rows are contiguous, kv_dim floats apart.
-      for (int64_t p0 = 0; p0 < n; p0 += bt) {
-        const float* keys = cache->KeyRow(layer, p0) + kvh * head_dim;
-        const int64_t len = std::min(bt, n - p0);
-        for (int64_t i = 0; i < len; ++i) scores[p0 + i] = k.dot(qh, keys + i * kv_dim, head_dim) * scale;
-      }
-      k.softmax(scores.data(), n);
-      float* o = out + t * q_dim + h * head_dim;
-      for (int64_t d = 0; d < head_dim; ++d) o[d] = 0.0f;
-      for (int64_t p0 = 0; p0 < n; p0 += bt) {
-        const float* values = cache->ValueRow(layer, p0) + kvh * head_dim;
-        const int64_t len = std::min(bt, n - p0);
-        for (int64_t i = 0; i < len; ++i) k.axpy(scores[p0 + i], values + i * kv_dim, o, head_dim);
-      }
+      const int64_t spans = AttentionSpans(rows.pos[t] + 1);
+      k.merge_spans(partials.data() + first_partial[t] + h * spans * pf, spans, head_dim, out + t * q_dim + h * head_dim);
     }
   });
 }

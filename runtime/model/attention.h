@@ -36,15 +36,26 @@ std::vector<float> RopeInverseFrequencies(const ModelConfig& config);
 // Fills cos_sin[0..d/2) with cos(pos*f) and [d/2..d) with sin(pos*f).
 void RopeCosSin(const std::vector<float>& inv_freq, int64_t pos, float* cos_sin);
 
+// How CausalAttention shares its work among threads. The results are the
+// same bits whichever is used (kernels/common/attention.h); kAuto picks by
+// the amount of work.
+enum class AttentionSchedule {
+  kAuto,
+  kByRow,   // an item per row: prefill, large batches
+  kBySpan,  // an item per (row, span), then a merge: decode of long rows
+};
+
 // For every row t and head h: softmax(q_t,h . K[0..pos_t]^T * scale) V[0..pos_t],
 // reading keys/values of `layer` from the row's sequence cache. Query head h
-// reads kv head h / (num_heads / num_kv_heads).
+// reads kv head h / (num_heads / num_kv_heads); the heads of one KV head are
+// computed together, sharing its reads.
 // q and out are [T, num_heads * head_dim]. The caches must already hold the
 // row's own key and value.
 // `k` is the execution device's kernel table.
 void CausalAttention(const Kernels& k, const BatchRows& rows, absl::Span<const SequenceInput> batch,
                      int64_t layer, const float* q, int64_t num_heads, int64_t num_kv_heads,
-                     int64_t head_dim, float* out, ThreadPool* pool);
+                     int64_t head_dim, float* out, ThreadPool* pool,
+                     AttentionSchedule schedule = AttentionSchedule::kAuto);
 
 }  // namespace tierserve
 

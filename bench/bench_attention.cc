@@ -1,0 +1,83 @@
+// Decode attention at long context, alone: one query row of SmolLM2's shape
+// (9 heads sharing 3 KV heads of 64) over a paged KV cache of N positions,
+// every layer, as the model runs it. Prints time per token, the KV bytes it
+// reads, and their rate against the read bandwidth probe of the same run.
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "bench/read_bandwidth.h"
+#include "runtime/kv/kv_cache.h"
+#include "runtime/model/attention.h"
+
+ABSL_FLAG(int, threads, 2, "Threads.");
+ABSL_FLAG(std::vector<std::string>, context, std::vector<std::string>({"128", "512", "2000", "4000"}),
+          "Context lengths.");
+ABSL_FLAG(int, layers, 30, "Layers.");
+ABSL_FLAG(int, batch, 1, "Sequences, each with its own context.");
+ABSL_FLAG(int, repeats, 20, "Timed tokens per context length; the median is reported.");
+
+namespace tierserve {
+namespace {
+
+constexpr int64_t kHeads = 9, kKvHeads = 3, kHeadDim = 64, kKvDim = kKvHeads * kHeadDim;
+
+int Main() {
+  const int layers = absl::GetFlag(FLAGS_layers), batch_size = absl::GetFlag(FLAGS_batch);
+  ThreadPool pool(absl::GetFlag(FLAGS_threads));
+  const double bandwidth = MeasureReadBandwidth(&pool, int64_t{1} << 30, 3);
+  std::printf("threads %d, batch %d, layers %d; read bandwidth %.2f GB/s\n", pool.num_threads(), batch_size, layers,
+              bandwidth / 1e9);
+  std::printf("%8s %12s %12s %10s %10s\n", "context", "ms/token", "KV MB/token", "GB/s", "of probe");
+  for (const std::string& c : absl::GetFlag(FLAGS_context)) {
+    const int64_t n = std::stoll(c);
+    KvBlockPool kv_pool(KvBlockPool::Options{layers, kKvDim, 16, batch_size * ((n + 15) / 16 + 1)});
+    std::vector<std::unique_ptr<PagedKvCache>> caches;
+    std::vector<SequenceInput> batch;
+    BatchRows rows;
+    std::mt19937 rng(1);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (int s = 0; s < batch_size; ++s) {
+      caches.push_back(std::make_unique<PagedKvCache>(&kv_pool, kKvDim));
+      caches.back()->Reserve(n);
+      for (int l = 0; l < layers; ++l) {
+        for (int64_t p = 0; p < n; ++p) {
+          for (int64_t i = 0; i < kKvDim; ++i) {
+            caches.back()->KeyRow(l, p)[i] = u(rng);
+            caches.back()->ValueRow(l, p)[i] = u(rng);
+          }
+        }
+      }
+      batch.push_back(SequenceInput{{}, n - 1, caches.back().get()});
+      rows.tokens.push_back(0);
+      rows.seq.push_back(s);
+      rows.pos.push_back(n - 1);
+    }
+    std::vector<float> q(batch_size * kHeads * kHeadDim), out(q.size());
+    for (float& x : q) x = u(rng);
+    std::vector<double> times;
+    for (int r = 0; r < absl::GetFlag(FLAGS_repeats) + 2; ++r) {
+      const auto t0 = BenchClock::now();
+      for (int l = 0; l < layers; ++l) {
+        CausalAttention(CpuKernels(), rows, batch, l, q.data(), kHeads, kKvHeads, kHeadDim, out.data(), &pool);
+      }
+      if (r >= 2) times.push_back(Seconds(t0, BenchClock::now()));
+    }
+    std::sort(times.begin(), times.end());
+    const double t = times[times.size() / 2];
+    const double bytes = 2.0 * batch_size * layers * n * kKvDim * sizeof(float);
+    std::printf("%8lld %12.3f %12.1f %10.2f %10.3f\n", static_cast<long long>(n), t * 1e3, bytes / 1e6, bytes / t / 1e9,
+                bytes / t / bandwidth);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace tierserve
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return tierserve::Main();
+}

@@ -1,0 +1,44 @@
+// What every device's attention kernel agrees on, so that a sequence's
+// results do not depend on how its work was cut: the online softmax updates
+// tiles of kAttentionTile positions and long rows are split into spans of
+// kAttentionSpan positions, both at fixed absolute positions, whatever the
+// cache's block size, the batch, the thread count, or which thread ran which
+// span. A span's partial result per query head is its running max, its sum of
+// exponentials and its unnormalized output; a head's spans are merged in
+// span order.
+#ifndef TIERSERVE_KERNELS_COMMON_ATTENTION_H_
+#define TIERSERVE_KERNELS_COMMON_ATTENTION_H_
+
+#include <cstdint>
+
+#include "kernels/common/host_device.h"
+
+namespace tierserve {
+
+// Positions per online-softmax update.
+inline constexpr int64_t kAttentionTile = 16;
+// Positions per partial result; a multiple of kAttentionTile.
+inline constexpr int64_t kAttentionSpan = 256;
+static_assert(kAttentionSpan % kAttentionTile == 0);
+
+// The keys and values of one KV head over a sequence's positions, stored in
+// blocks of block_tokens positions: position p's key row starts at
+// key_blocks[p / block_tokens] + (p % block_tokens) * row_stride + offset
+// (values alike) and holds head_dim floats.
+struct KvView {
+  const float* const* key_blocks = nullptr;
+  const float* const* value_blocks = nullptr;
+  int64_t block_tokens = 0;
+  int64_t row_stride = 0;  // floats from one position's row to the next in a block
+  int64_t offset = 0;      // floats from a row's start to this head's part
+};
+
+// Floats of one query head's partial result over a span: [max, sum, out[head_dim]].
+TS_HD int64_t AttentionPartialFloats(int64_t head_dim) { return head_dim + 2; }
+
+// Spans of a row that attends to positions [0, n).
+TS_HD int64_t AttentionSpans(int64_t n) { return (n + kAttentionSpan - 1) / kAttentionSpan; }
+
+}  // namespace tierserve
+
+#endif  // TIERSERVE_KERNELS_COMMON_ATTENTION_H_
