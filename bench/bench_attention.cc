@@ -28,8 +28,8 @@ int Main() {
   const int layers = absl::GetFlag(FLAGS_layers), batch_size = absl::GetFlag(FLAGS_batch);
   ThreadPool pool(absl::GetFlag(FLAGS_threads));
   const double bandwidth = MeasureReadBandwidth(&pool, int64_t{1} << 30, 3);
-  std::printf("threads %d, batch %d, layers %d; read bandwidth %.2f GB/s\n", pool.num_threads(), batch_size, layers,
-              bandwidth / 1e9);
+  std::printf("threads %d, batch %d, layers %d\n", pool.num_threads(), batch_size, layers);
+  PrintBandwidth(bandwidth, pool.num_threads());
   std::printf("%8s %12s %12s %10s %10s\n", "context", "ms/token", "KV MB/token", "GB/s", "of probe");
   for (const std::string& c : absl::GetFlag(FLAGS_context)) {
     const int64_t n = std::stoll(c);

@@ -226,7 +226,7 @@ int Run() {
   std::printf("  per CPU-second %.1f on 1, %.1f on %d: the threads had %.0f%% / %.0f%% of the wall time\n",
               fma1.cpu_gflops, fmaN.cpu_gflops, threads, 100 * peak1 / fma1.cpu_gflops,
               100 * peakN / fmaN.cpu_gflops);
-  std::printf("read bandwidth   %.2f GB/s\n", bw / 1e9);
+  PrintBandwidth(bw, threads);
   for (const std::string& p : precisions) {
     absl::StatusOr<ModelLoadOptions> options = OptionsFor(p, &pool);
     if (!options.ok()) return Fail(options.status());

@@ -75,7 +75,7 @@ int Run() {
   const double roofline_tps = bw / bytes_per_token;
   std::printf("model                 %s\n", absl::GetFlag(FLAGS_model).c_str());
   std::printf("threads               %d\n", threads);
-  std::printf("read bandwidth        %.2f GB/s\n", bw / 1e9);
+  PrintBandwidth(bw, pool.num_threads());
   std::printf("weight bytes / token  %.1f MB\n", bytes_per_token / 1e6);
   std::printf("prefill (%d tokens)   %.1f tokens/s\n", P, prefill_tps);
   std::printf("decode (%d tokens)    %.1f tokens/s\n", D, decode_tps);

@@ -100,7 +100,8 @@ int Run() {
   for (int th : threads) {
     ThreadPool pool(th);
     const double bw = MeasureReadBandwidth(&pool, absl::GetFlag(FLAGS_bandwidth_mib) << 20, 5);
-    std::printf("-- %d thread(s): read bandwidth %.2f GB/s\n", th, bw / 1e9);
+    std::printf("-- %d thread(s)\n", th);
+    PrintBandwidth(bw, th);
     std::vector<std::vector<double>> decode(precisions.size());
     for (size_t pi = 0; pi < precisions.size(); ++pi) {
       const std::string& p = precisions[pi];

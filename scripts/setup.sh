@@ -9,6 +9,7 @@ PACKAGES=(
   libabsl-dev libyaml-cpp-dev prometheus-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libicu-dev
   clang-14 libclang-rt-14-dev
+  likwid linux-perf
   python3 python3-grpcio python3-protobuf python3-h2 curl unzip libssl-dev openssl
 )
 
