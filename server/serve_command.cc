@@ -373,7 +373,9 @@ int RunServeCommand(const std::vector<std::string>& args) {
     offload->Publish(m.name, OffloadSnapshotOf(model->streamer().stats()));
     options->on_step = [mm = model_metrics.at(m.name), offload, model, name = m.name](const StepStats& s) {
       offload->Publish(name, OffloadSnapshotOf(model->streamer().stats()));
-      mm->RecordStep(s.sequences, s.tokens);
+      // The batch-size and step-token histograms count forwards; a step that
+      // ran none (every sequence paused, or the last ones cancelled) is not one.
+      if (s.sequences > 0) mm->RecordStep(s.sequences, s.tokens);
       mm->SetKvCacheBlocks(s.kv_used_blocks, s.kv_cached_blocks, s.kv_total_blocks);
       mm->AddPrefixCache(s.prefix_query_tokens, s.prefix_hit_tokens);
       mm->AddPreemptions(s.preempted);
