@@ -14,6 +14,7 @@
 
 #include <google/protobuf/stubs/logging.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -309,18 +310,20 @@ int RunServeCommand(const std::vector<std::string>& args) {
     std::cerr << "tierserve: resident memory before loading models: " << *rss << " bytes"
               << std::endl;
   }
-  metrics.AddCollectable(std::make_shared<DeviceMemoryCollector>([&devices] {
+  // Bytes of the models' offload files (their disk modules), added as each loads.
+  auto disk_bytes = std::make_shared<std::atomic<int64_t>>(0);
+  metrics.AddCollectable(std::make_shared<DeviceMemoryCollector>([&devices, disk_bytes] {
     std::vector<DeviceMemoryReading> readings;
     for (Device* d : devices.All()) {
       const MemoryUsage u = d->usage();
-      // KV blocks and scratch are not allocated through the device layer
-      // yet: only the kinds it counts are reported.
-      readings.push_back(DeviceMemoryReading{
-          d->name(),
-          {{"weights", u.bytes[static_cast<int>(MemoryKind::kWeights)]},
-           {"staging", u.bytes[static_cast<int>(MemoryKind::kStaging)]}},
-          u.capacity});
+      DeviceMemoryReading r{d->name(), {}, u.capacity};
+      for (int k = 0; k < kMemoryKinds; ++k) {
+        r.by_kind.emplace_back(MemoryKindName(static_cast<MemoryKind>(k)), u.bytes[k]);
+      }
+      readings.push_back(std::move(r));
     }
+    // The offload files: the disk modules of every model, written at load.
+    readings.push_back(DeviceMemoryReading{"disk", {{"weights", disk_bytes->load()}}, -1});
     return readings;
   }));
   for (const ModelServingConfig& m : config.models) {
@@ -353,10 +356,23 @@ int RunServeCommand(const std::vector<std::string>& args) {
     for (const auto& [device, bytes] : bytes_by_device) {
       model_metrics.at(m.name)->SetWeightBytes(device, bytes);
     }
-    if (const int64_t staging = loaded->model->streamer().staging_bytes(); staging > 0) {
-      std::cerr << "tierserve: model " << m.name << ": disk modules in " << load_options.offload_path
-                << ", streamed through a staging pool of " << staging << " bytes (prefetch depth "
-                << load_options.prefetch_depth << ")" << std::endl;
+    if (auto it = bytes_by_device.find("disk"); it != bytes_by_device.end()) disk_bytes->fetch_add(it->second);
+    // Where the math runs: the staging pool and the KV blocks live there.
+    const Location execution = ExecutionLocation(m.device_map);
+    Device* execution_device =
+        execution.tier == Location::Tier::kSim ? devices.Sim(execution.index) : devices.host();
+    const Streamer& streamer = loaded->model->streamer();
+    if (const int64_t staging = streamer.staging_bytes(); staging > 0) {
+      std::cerr << "tierserve: model " << m.name << ": "
+                << (bytes_by_device.contains("disk") ? "disk modules in " + load_options.offload_path + ","
+                                                     : "offloaded modules")
+                << " streamed through a staging pool of " << staging << " bytes (prefetch depth "
+                << load_options.prefetch_depth << "): " << streamer.staging_bytes(execution_device)
+                << " bytes on " << execution_device->name();
+      if (execution_device != devices.host()) {
+        std::cerr << ", " << streamer.staging_bytes(devices.host()) << " bytes on " << devices.host()->name();
+      }
+      std::cerr << std::endl;
     }
     absl::StatusOr<Engine::Options> options = EngineOptionsFor(m, config, *loaded->model);
     if (!options.ok()) {
@@ -389,12 +405,22 @@ int RunServeCommand(const std::vector<std::string>& args) {
       std::cerr << "tierserve: model " << name << " stopped serving: " << s.message() << std::endl;
       service.SetFailed(name, absl::StrCat(s.message(), "; restart the daemon to rewrite it"));
     };
+    // The KV blocks live on the execution device, which counts them (kind kv).
+    Device* kv_device = execution_device;
+    const int64_t kv_bytes = Engine::KvStorageBytes(*loaded->model, *options);
+    absl::StatusOr<Buffer> kv = kv_device->Allocate(kv_bytes, MemoryKind::kKv);
+    if (!kv.ok()) {
+      load_state->SetState(m.name, ModelState::kFailed);
+      service.SetFailed(m.name, std::string(kv.status().message()));
+      server->Shutdown();
+      return Fail(absl::Status(kv.status().code(),
+                               absl::StrCat(m.key_path, ".kv_cache_bytes: ", kv.status().message())));
+    }
+    options->kv_storage = std::make_shared<Buffer>(std::move(*kv));
     model_metrics.at(m.name)->SetKvCacheBlocks(0, 0, options->kv_blocks);
     std::cerr << "tierserve: model " << m.name << ": KV cache " << options->kv_blocks << " blocks of "
-              << options->kv_block_tokens << " tokens, "
-              << options->kv_blocks * KvBlockPool::BytesPerBlock(loaded->model->config().num_layers,
-                                                                  loaded->model->KvDim(), options->kv_block_tokens)
-              << " bytes; up to " << options->max_batch_size << " sequences and " << options->max_step_tokens
+              << options->kv_block_tokens << " tokens, " << kv_bytes << " bytes on " << kv_device->name()
+              << "; up to " << options->max_batch_size << " sequences and " << options->max_step_tokens
               << " tokens per step" << std::endl;
     auto engine = std::make_unique<Engine>(std::move(*loaded), *options);
     load_state->SetLoadSeconds(

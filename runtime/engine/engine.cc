@@ -21,7 +21,7 @@ KvBlockPool::Options Engine::PoolOptions(const CausalLM& model, const Options& o
 Engine::Engine(LoadedModel model, Options options)
     : model_(std::move(model)),
       options_(std::move(options)),
-      pool_(PoolOptions(*model_.model, options_)),
+      pool_(PoolOptions(*model_.model, options_), options_.kv_storage),
       scheduler_{options_.max_batch_size, options_.max_step_tokens, options_.kv_block_tokens},
       worker_([this] { WorkerLoop(); }) {}
 

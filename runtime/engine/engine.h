@@ -93,6 +93,10 @@ class Engine {
     // KV blocks in the pool; 0: enough for max_batch_size sequences of the
     // model's full context.
     int64_t kv_blocks = 0;
+    // The pool's memory (KvStorageBytes bytes at least, host-addressable),
+    // allocated on the execution device so that its accounting counts it as
+    // MemoryKind::kKv; null: host memory the device layer does not count.
+    std::shared_ptr<Buffer> kv_storage;
     // New requests take the cached blocks of their prompt's prefix.
     bool prefix_caching = true;
     // Called on the worker thread after every step (optional).
@@ -105,6 +109,10 @@ class Engine {
   };
 
   Engine(LoadedModel model, Options options);
+  // Bytes of the KV block pool an engine of `model` with `options` holds.
+  static int64_t KvStorageBytes(const CausalLM& model, const Options& options) {
+    return KvBlockPool::StorageBytes(PoolOptions(model, options));
+  }
   ~Engine();  // Shutdown(), then joins
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;

@@ -14,8 +14,10 @@
 // computed them. A lookup compares the block's tokens and its parent's hash,
 // not the hash alone.
 //
-// Memory: the pool reserves num_blocks blocks of address space up front; the
-// pages are committed as blocks are first written (blocks are handed out
+// Memory: the pool reserves num_blocks blocks of address space up front,
+// from a device's Buffer (counted there as MemoryKind::kKv) or, without
+// one, from host memory nobody counts; the pages are committed as blocks
+// are first written (blocks are handed out
 // lowest index first, so a lightly loaded pool touches little memory). A
 // layer's blocks are adjacent (layer-major), so a sequence's keys of one
 // layer are mostly one contiguous run.
@@ -32,6 +34,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/types/span.h"
+#include "runtime/device/device.h"
 
 namespace tierserve {
 
@@ -45,13 +48,18 @@ class KvBlockPool {
   };
   static constexpr int32_t kNoBlock = -1;
 
-  // REQUIRES: every option > 0; num_blocks < 2^31.
-  explicit KvBlockPool(const Options& options);
+  // REQUIRES: every option > 0; num_blocks < 2^31; `storage`, when given,
+  // holds at least BytesPerBlock(...) * num_blocks bytes (StorageBytes) and
+  // is host-addressable.
+  explicit KvBlockPool(const Options& options, std::shared_ptr<Buffer> storage = nullptr);
   KvBlockPool(const KvBlockPool&) = delete;
   KvBlockPool& operator=(const KvBlockPool&) = delete;
 
   static int64_t BytesPerBlock(int64_t num_layers, int64_t kv_dim, int64_t block_tokens) {
     return 2 * num_layers * block_tokens * kv_dim * static_cast<int64_t>(sizeof(float));
+  }
+  static int64_t StorageBytes(const Options& o) {
+    return BytesPerBlock(o.num_layers, o.kv_dim, o.block_tokens) * o.num_blocks;
   }
 
   int64_t block_tokens() const { return o_.block_tokens; }
@@ -103,12 +111,15 @@ class KvBlockPool {
   };
   int64_t LayerFloats() const { return o_.block_tokens * o_.kv_dim; }
   float* Base(int32_t block, int64_t layer) {
-    return storage_.get() + (layer * o_.num_blocks + block) * 2 * LayerFloats();
+    return storage_ + (layer * o_.num_blocks + block) * 2 * LayerFloats();
   }
   void Unpublish(int32_t block);
 
   Options o_;
-  std::unique_ptr<float[]> storage_;  // uninitialized: pages commit on first write
+  // Uninitialized: pages commit on first write. One of the two owns storage_.
+  std::shared_ptr<Buffer> device_storage_;
+  std::unique_ptr<float[]> own_storage_;
+  float* storage_ = nullptr;
   std::vector<BlockInfo> info_;
   std::vector<int32_t> clean_;  // never used or released unpublished; lowest index at the back
   std::list<int32_t> lru_;      // cached, least recently released first

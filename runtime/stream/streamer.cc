@@ -159,6 +159,15 @@ int64_t Streamer::staging_bytes() const {
   return b;
 }
 
+int64_t Streamer::staging_bytes(const Device* device) const {
+  int64_t b = 0;
+  for (const auto& s : slots_) {
+    if (s->buffer.device() == device) b += s->buffer.size();
+    if (s->host.device() == device) b += s->host.size();
+  }
+  return b;
+}
+
 StreamerStats Streamer::stats() const { return stats_; }
 
 int Streamer::SlotOf(GroupId group) const {

@@ -142,6 +142,8 @@ class Streamer {
   int64_t group_bytes(GroupId group) const { return groups_[group].bytes; }
   // Staging pool size in bytes (0 when nothing is offloaded).
   int64_t staging_bytes() const;
+  // The part of it allocated on `device`.
+  int64_t staging_bytes(const Device* device) const;
   StreamerStats stats() const;
 
  private:

@@ -6,8 +6,10 @@ std::vector<prometheus::MetricFamily> DeviceMemoryCollector::Collect() const {
   prometheus::MetricFamily bytes;
   bytes.name = kDeviceMemoryMetric;
   bytes.help =
-      "Bytes allocated on each device by kind: weights (modules resting there) and staging (the "
-      "streamer's pool), from the device layer's accounting at each scrape.";
+      "Bytes allocated on each device by kind: weights (modules resting there; on disk, the "
+      "offload files), staging (the streamer's pool), kv (the KV block pools, reserved whole at "
+      "load), scratch (activations landed from another device), from the device layer's "
+      "accounting at each scrape.";
   bytes.type = prometheus::MetricType::Gauge;
   prometheus::MetricFamily capacity;
   capacity.name = kDeviceCapacityMetric;
