@@ -49,7 +49,11 @@ RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DTIERSERVE_NATIVE="${TIERSERVE_NATIVE}" -DTIERSERVE_CUDA=OFF \
       -DTIERSERVE_BUILD_TESTS=OFF -DTIERSERVE_BUILD_BENCH=OFF \
  && ninja -C build -j"$(nproc)" tierserve_kernels tierserve_runtime tierserve_proto
+COPY cmake/ cmake/
 COPY server/ server/
+# The commit tierserve_build_info reports: the context has no .git, so pass it,
+# e.g. --build-arg TIERSERVE_GIT_COMMIT="$(git rev-parse --short=12 HEAD)".
+ARG TIERSERVE_GIT_COMMIT=unknown
 RUN cmake -S . -B build \
  && ninja -C build -j"$(nproc)" tierserve \
  && install -D -m 0755 -s build/server/tierserve /out/tierserve
@@ -114,7 +118,11 @@ RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc \
       -DTIERSERVE_BUILD_TESTS=OFF -DTIERSERVE_BUILD_BENCH=OFF \
  && ninja -C build -j"$(nproc)" tierserve_kernels tierserve_runtime tierserve_proto
+COPY cmake/ cmake/
 COPY server/ server/
+# The commit tierserve_build_info reports: the context has no .git, so pass it,
+# e.g. --build-arg TIERSERVE_GIT_COMMIT="$(git rev-parse --short=12 HEAD)".
+ARG TIERSERVE_GIT_COMMIT=unknown
 RUN cmake -S . -B build \
  && ninja -C build -j"$(nproc)" tierserve \
  && install -D -m 0755 -s build/server/tierserve /out/tierserve

@@ -1,7 +1,10 @@
 #include "server/generate_command.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -13,6 +16,7 @@
 #include "runtime/model/model_loader.h"
 #include "server/common_flags.h"
 #include "server/config.h"
+#include "server/load_progress.h"
 
 ABSL_FLAG(std::string, prompt, "", "The prompt text (or the user message with --chat).");
 ABSL_FLAG(bool, chat, false, "Treat --prompt as a user message and apply the model's chat template.");
@@ -108,7 +112,14 @@ int RunGenerateCommand(const std::vector<std::string>& args) {
   }
   ThreadPool pool(threads);
   load_options.pool = &pool;
+  // On a terminal, one line says what the load is reading or quantizing.
+  std::optional<LoadProgressPrinter> progress;
+  if (isatty(STDERR_FILENO)) {
+    progress.emplace(&std::cerr, "tierserve generate: ", LoadProgressPrinter::Style::kTerminal);
+    load_options.on_progress = [&progress](const LoadProgress& p) { progress->Report(p); };
+  }
   absl::StatusOr<LoadedModel> loaded = LoadModel(path, load_options);
+  if (progress) progress->Finish();
   if (!loaded.ok()) return fail(loaded.status());
   for (const std::string& w : loaded->warnings) std::cerr << "tierserve generate: warning: " << w << "\n";
   if (absl::GetFlag(FLAGS_stats)) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "git_commit.h"
 #include "server/generate_command.h"
 #include "server/health_command.h"
 #include "server/plan_command.h"
@@ -39,7 +40,7 @@ int main(int argc, char** argv) {
   if (command == "plan") return tierserve::RunPlanCommand(rest);
   if (command == "health") return tierserve::RunHealthCommand(rest);
   if (command == "version" || command == "--version") {
-    std::cout << "tierserve " TIERSERVE_VERSION "\n";
+    std::cout << "tierserve " TIERSERVE_VERSION " (commit " TIERSERVE_GIT_COMMIT ")\n";
     return 0;
   }
   if (command == "help" || command == "--help" || command == "-h") {

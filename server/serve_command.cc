@@ -26,6 +26,7 @@
 #include <utility>
 
 #include "absl/flags/flag.h"
+#include "git_commit.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/base/status_macros.h"
@@ -36,6 +37,7 @@
 #include "runtime/stream/streamer.h"
 #include "server/common_flags.h"
 #include "server/config.h"
+#include "server/load_progress.h"
 #include "server/config_flags.h"
 #include "server/generation_service.h"
 #include "server/health_service.h"
@@ -226,7 +228,8 @@ int RunServeCommand(const std::vector<std::string>& args) {
   metrics.AddCollectable(load_state);
   auto offload = std::make_shared<OffloadCollector>();
   metrics.AddCollectable(offload);
-  metrics.AddCollectable(std::make_shared<BuildInfoCollector>(TIERSERVE_VERSION, TIERSERVE_BUILD_CUDA != 0));
+  metrics.AddCollectable(std::make_shared<BuildInfoCollector>(TIERSERVE_VERSION, TIERSERVE_GIT_COMMIT,
+                                                              TIERSERVE_BUILD_CUDA != 0));
   ServiceObserver observer;
   observer.on_request = [&metrics](const std::string& method, grpc::StatusCode code, double seconds) {
     if (auto m = MethodFromName(method)) metrics.RecordRequest(*m, static_cast<absl::StatusCode>(code), seconds);
@@ -334,6 +337,9 @@ int RunServeCommand(const std::vector<std::string>& args) {
     load_options.device_map = m.device_map;
     load_options.pool = &pool;
     load_options.offload_path = OffloadPath(m);
+    LoadProgressPrinter progress(&std::cerr, absl::StrCat("tierserve: model ", m.name, ": "),
+                                 LoadProgressPrinter::Style::kLog);
+    load_options.on_progress = [&progress](const LoadProgress& p) { progress.Report(p); };
     const auto load_start = std::chrono::steady_clock::now();
     absl::StatusOr<LoadedModel> loaded = LoadModel(m.path, load_options);
     if (!loaded.ok()) {

@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/format/gguf.h"
@@ -57,6 +59,17 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const ModelLoadOp
                       OffloadOptions{options.devices != nullptr ? options.devices : default_devices,
                                      execution, options.offload_path,
                                      options.prefetch_depth});
+  if (options.on_progress) {
+    LoadProgress progress;
+    for (const std::string& name : m.source->store().Names()) {
+      progress.parameters_total += m.source->store().Find(name)->NumElements();
+    }
+    loader.set_on_record([&progress, &options](const ModuleRecord& r) {
+      progress.module = &r;
+      progress.parameters_done = std::min(progress.parameters_done + r.parameters, progress.parameters_total);
+      options.on_progress(progress);
+    });
+  }
   TS_ASSIGN_OR_RETURN(m.model, Build(loader, options.pool));
   m.modules = loader.records();
   m.execution_device = execution.ToString();

@@ -3,6 +3,7 @@
 #ifndef TIERSERVE_RUNTIME_MODEL_MODEL_LOADER_H_
 #define TIERSERVE_RUNTIME_MODEL_MODEL_LOADER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +21,13 @@
 
 namespace tierserve {
 
+// How far a load has come, reported after each module it loads.
+struct LoadProgress {
+  const ModuleRecord* module = nullptr;  // the module just loaded (its precision: read or quantized)
+  int64_t parameters_done = 0;           // of the modules loaded so far
+  int64_t parameters_total = 0;          // of every tensor in the source
+};
+
 struct ModelLoadOptions {
   // bitsandbytes-style quantization of the linear layers; off by default.
   QuantizationConfig quantization;
@@ -35,6 +43,8 @@ struct ModelLoadOptions {
   // The host and the sim:N devices the map may name; must outlive the model.
   // nullptr: a process-wide set with default sim options.
   DeviceSet* devices = nullptr;
+  // Called on the loading thread after each module (optional).
+  std::function<void(const LoadProgress&)> on_progress;
 };
 
 // Where the math runs for `map`: the first sim:N placement in the map's

@@ -193,6 +193,7 @@ absl::Status ModuleLoader::SizeWeight(const std::string& name, Streamer::GroupId
 void ModuleLoader::Record(const std::string& module, const std::string& device,
                           Precision precision, int64_t parameters, int64_t bytes) {
   records_.push_back(ModuleRecord{module, device, precision, parameters, bytes});
+  if (on_record_) on_record_(records_.back());
 }
 
 absl::StatusOr<ModuleLoader::PlacedWeight> ModuleLoader::LoadPlaced(const std::string& name,

@@ -31,6 +31,7 @@
 #define TIERSERVE_RUNTIME_MODEL_MODULE_LOADER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -100,6 +101,10 @@ class ModuleLoader {
 
   // What was loaded, module by module, in load order (kLoad).
   const std::vector<ModuleRecord>& records() const { return records_; }
+  // Called with each record as it is made (kLoad), for progress reports.
+  void set_on_record(std::function<void(const ModuleRecord&)> on_record) {
+    on_record_ = std::move(on_record);
+  }
   // What each module weighs, in load order (kSize).
   const std::vector<ModuleSize>& sizes() const { return sizes_; }
   // Skip-list entries of the quantization config that matched no linear
@@ -149,6 +154,7 @@ class ModuleLoader {
   std::vector<std::string> skip_;
   std::vector<bool> skip_used_;
   std::vector<ModuleRecord> records_;
+  std::function<void(const ModuleRecord&)> on_record_;
   const Pass pass_;
   std::vector<ModuleSize> sizes_;
 

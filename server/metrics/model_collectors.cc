@@ -145,9 +145,11 @@ std::vector<prometheus::MetricFamily> ModelLoadCollector::Collect() const {
 
 std::vector<prometheus::MetricFamily> BuildInfoCollector::Collect() const {
   prometheus::MetricFamily info =
-      Family("tierserve_build_info", "Always 1: the version of tierserve and whether CUDA kernels are compiled in.",
+      Family("tierserve_build_info",
+             "Always 1: the version of tierserve, the git commit it was built from (unknown when "
+             "built outside a checkout) and whether CUDA kernels are compiled in.",
              prometheus::MetricType::Gauge);
-  AddSample(info, {{"version", version_}, {"cuda", cuda_ ? "true" : "false"}}, 1);
+  AddSample(info, {{"version", version_}, {"commit", commit_}, {"cuda", cuda_ ? "true" : "false"}}, 1);
   std::vector<prometheus::MetricFamily> families;
   families.push_back(std::move(info));
   return families;

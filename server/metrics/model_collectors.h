@@ -15,7 +15,7 @@
 //   tierserve_offload_activation_seconds_total{model}         counter
 //   tierserve_model_load_seconds{model}                       gauge
 //   tierserve_model_state{model,state}                        gauge, 1 for the current state
-//   tierserve_build_info{version,cuda}                        gauge, always 1
+//   tierserve_build_info{version,commit,cuda}                 gauge, always 1
 //
 // The collectors know nothing of the runtime: the server copies the
 // streamer's counters into an OffloadSnapshot on the thread that runs the
@@ -93,14 +93,16 @@ class ModelLoadCollector : public prometheus::Collectable {
   std::map<std::string, Entry> models_ ABSL_GUARDED_BY(mu_);
 };
 
-// tierserve_build_info{version,cuda} 1.
+// tierserve_build_info{version,commit,cuda} 1.
 class BuildInfoCollector : public prometheus::Collectable {
  public:
-  BuildInfoCollector(std::string version, bool cuda) : version_(std::move(version)), cuda_(cuda) {}
+  BuildInfoCollector(std::string version, std::string commit, bool cuda)
+      : version_(std::move(version)), commit_(std::move(commit)), cuda_(cuda) {}
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
   const std::string version_;
+  const std::string commit_;
   const bool cuda_;
 };
 

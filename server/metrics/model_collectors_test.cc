@@ -71,11 +71,11 @@ TEST(ModelLoadCollectorTest, OneStateAtATimeAndLoadSecondsOnceKnown) {
   EXPECT_EQ(v["tierserve_model_state{model=m,state=failed,}"], 1);
 }
 
-TEST(BuildInfoCollectorTest, IsOneWithVersionAndCuda) {
-  auto v = Samples(BuildInfoCollector("1.2.3", false).Collect());
-  EXPECT_EQ(v["tierserve_build_info{version=1.2.3,cuda=false,}"], 1);
-  v = Samples(BuildInfoCollector("1.2.3", true).Collect());
-  EXPECT_EQ(v["tierserve_build_info{version=1.2.3,cuda=true,}"], 1);
+TEST(BuildInfoCollectorTest, IsOneWithVersionCommitAndCuda) {
+  auto v = Samples(BuildInfoCollector("1.2.3", "0123456789ab", false).Collect());
+  EXPECT_EQ(v["tierserve_build_info{version=1.2.3,commit=0123456789ab,cuda=false,}"], 1);
+  v = Samples(BuildInfoCollector("1.2.3", "unknown", true).Collect());
+  EXPECT_EQ(v["tierserve_build_info{version=1.2.3,commit=unknown,cuda=true,}"], 1);
 }
 
 }  // namespace

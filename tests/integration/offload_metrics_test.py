@@ -136,9 +136,15 @@ class OffloadMetricsTest(unittest.TestCase):
             self.assertEqual(dt.metric_value(text, "tierserve_model_state", model=NAME, state="serving"), 1)
             self.assertEqual(dt.metric_value(text, "tierserve_model_state", model=NAME, state="loading"), 0)
             self.assertEqual(dt.metric_value(text, "tierserve_model_state", model=NAME, state="failed"), 0)
-            version = subprocess.run([dt.BINARY, "version"], capture_output=True, text=True,
-                                     check=True).stdout.split()[-1]
-            self.assertEqual(dt.metric_value(text, "tierserve_build_info", version=version), 1)
+            printed = subprocess.run([dt.BINARY, "version"], capture_output=True, text=True,
+                                     check=True).stdout
+            m = re.fullmatch(r"tierserve (\S+) \(commit (\S+)\)\n", printed)
+            self.assertIsNotNone(m, f"tierserve version printed {printed!r}")
+            version, commit = m.groups()
+            # Built from a git checkout: the commit, not "unknown".
+            if os.path.exists(os.path.join(dt.ROOT, ".git")):
+                self.assertRegex(commit, r"^[0-9a-f]{12}(\+dirty)?$")
+            self.assertEqual(dt.metric_value(text, "tierserve_build_info", version=version, commit=commit), 1)
             cuda = re.search(r'tierserve_build_info\{[^}]*cuda="(true|false)"', text)
             self.assertIsNotNone(cuda, "no cuda label on tierserve_build_info")
 
