@@ -329,6 +329,16 @@ int RunServeCommand(const std::vector<std::string>& args) {
     readings.push_back(DeviceMemoryReading{"disk", {{"weights", disk_bytes->load()}}, -1});
     return readings;
   }));
+  // A model that cannot be made to serve stops the daemon: marked failed, the
+  // listener shut, and one line naming the config key (`key`, after the model's
+  // own path; empty: the status says it already).
+  auto fail_model = [&](const ModelServingConfig& m, const absl::Status& status, absl::string_view key) {
+    load_state->SetState(m.name, ModelState::kFailed);
+    service.SetFailed(m.name, std::string(status.message()));
+    server->Shutdown();
+    return Fail(key.empty() ? status
+                            : absl::Status(status.code(), absl::StrCat(m.key_path, key, ": ", status.message())));
+  };
   for (const ModelServingConfig& m : config.models) {
     ModelLoadOptions load_options;
     load_options.devices = &devices;
@@ -342,13 +352,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
     load_options.on_progress = [&progress](const LoadProgress& p) { progress.Report(p); };
     const auto load_start = std::chrono::steady_clock::now();
     absl::StatusOr<LoadedModel> loaded = LoadModel(m.path, load_options);
-    if (!loaded.ok()) {
-      load_state->SetState(m.name, ModelState::kFailed);
-      service.SetFailed(m.name, std::string(loaded.status().message()));
-      server->Shutdown();
-      return Fail(absl::Status(loaded.status().code(),
-                               absl::StrCat(m.key_path, ".path: ", loaded.status().message())));
-    }
+    if (!loaded.ok()) return fail_model(m, loaded.status(), ".path");
     for (const std::string& w : loaded->warnings) {
       std::cerr << "tierserve: warning: " << m.key_path << ".quantization." << w << std::endl;
     }
@@ -381,12 +385,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
       std::cerr << std::endl;
     }
     absl::StatusOr<Engine::Options> options = EngineOptionsFor(m, config, *loaded->model);
-    if (!options.ok()) {
-      load_state->SetState(m.name, ModelState::kFailed);
-      service.SetFailed(m.name, std::string(options.status().message()));
-      server->Shutdown();
-      return Fail(options.status());
-    }
+    if (!options.ok()) return fail_model(m, options.status(), "");
     // The streamer's counters are plain fields written by the forward, on the
     // engine's worker thread: they are copied there, after each step, and the
     // scrape reads the copy.
@@ -415,13 +414,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
     Device* kv_device = execution_device;
     const int64_t kv_bytes = Engine::KvStorageBytes(*loaded->model, *options);
     absl::StatusOr<Buffer> kv = kv_device->Allocate(kv_bytes, MemoryKind::kKv);
-    if (!kv.ok()) {
-      load_state->SetState(m.name, ModelState::kFailed);
-      service.SetFailed(m.name, std::string(kv.status().message()));
-      server->Shutdown();
-      return Fail(absl::Status(kv.status().code(),
-                               absl::StrCat(m.key_path, ".kv_cache_bytes: ", kv.status().message())));
-    }
+    if (!kv.ok()) return fail_model(m, kv.status(), ".kv_cache_bytes");
     options->kv_storage = std::make_shared<Buffer>(std::move(*kv));
     model_metrics.at(m.name)->SetKvCacheBlocks(0, 0, options->kv_blocks);
     std::cerr << "tierserve: model " << m.name << ": KV cache " << options->kv_blocks << " blocks of "
