@@ -1,0 +1,355 @@
+#include "kernels/cpu/q8_dot_matmul.h"
+
+// GCC 12's AVX-512 headers build `undefined` vectors by self-initialisation,
+// which -Wuninitialized reports once inlined here (a known header issue).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/common/gguf_blocks.h"
+#include "kernels/common/half.h"
+
+namespace tierserve::cpu {
+namespace {
+
+constexpr int64_t kQK = kGgufQK;
+constexpr int64_t kR = kQ8DotRows;
+constexpr int64_t kChunkBytes = kR * 4;  // 4 bytes of each of the 16 rows
+constexpr int64_t kPrefetchGroupBlocks = 4;
+constexpr int kMaxRows = 4;  // rows of X per pass over a group's weights
+
+struct Layout {
+  int64_t bytes = 0;     // one group-block
+  int64_t m_offset = 0;  // Q4_1
+  int64_t q_offset = 0;
+  int64_t chunks = 0;    // of kChunkBytes
+  int64_t stored = 0;    // one stored block
+};
+
+Layout LayoutOf(DType type) {
+  switch (type) {
+    case DType::kQ8_0: return {kR * 2 + kR * 32, 0, kR * 2, 8, kQ8_0BlockBytes};
+    case DType::kQ4_0: return {kR * 2 + kR * 16, 0, kR * 2, 4, kQ4_0BlockBytes};
+    case DType::kQ4_1: return {kR * 4 + kR * 16, kR * 2, kR * 4, 4, kQ4_1BlockBytes};
+    default: return {};
+  }
+}
+
+inline float Half(const uint8_t* p) { return F16ToF32(static_cast<uint16_t>(p[0] | (p[1] << 8))); }
+inline float RoundF16(float f) { return F16ToF32(F32ToF16(f)); }
+
+inline int32_t Load4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// The integer correction of a block's raw dot product: Q4_0's nibbles are
+// q + 8, and the VNNI path feeds Q8_0 bytes as q + 128 (vpdpbusd multiplies
+// unsigned by signed bytes).
+inline int32_t Offset(DType type, bool q8_biased, int32_t qsum) {
+  if (type == DType::kQ4_0) return 8 * qsum;
+  if (type == DType::kQ8_0 && q8_biased) return 128 * qsum;
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Portable: the reference every path matches bit for bit.
+void MatMulPortable(DType type, const Q8Activations& a, const uint8_t* w, float* y, int64_t ldy,
+                    int64_t M, int64_t nb, int64_t n0, int64_t n1) {
+  const Layout L = LayoutOf(type);
+  for (int64_t n = n0; n < n1; n += kR) {
+    const uint8_t* group = w + (n / kR) * nb * L.bytes;
+    for (int64_t i = 0; i < M; ++i) {
+      float acc[kR] = {};
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* gb = group + b * L.bytes;
+        const int64_t blk = i * nb + b;
+        const int8_t* xq = a.q.data() + blk * kQK;
+        const float dx = a.d[blk];
+        for (int64_t r = 0; r < kR; ++r) {
+          int32_t dot = 0;
+          for (int64_t c = 0; c < L.chunks; ++c) {
+            for (int64_t t = 0; t < 4; ++t) {
+              const uint8_t byte = gb[L.q_offset + c * kChunkBytes + r * 4 + t];
+              if (type == DType::kQ8_0) {
+                dot += static_cast<int8_t>(byte) * xq[4 * c + t];
+              } else {
+                dot += (byte & 0x0F) * xq[4 * c + t] + (byte >> 4) * xq[16 + 4 * c + t];
+              }
+            }
+          }
+          dot -= Offset(type, false, a.qsum[blk]);
+          acc[r] = std::fma(Half(gb + 2 * r) * dx, static_cast<float>(dot), acc[r]);
+          if (type == DType::kQ4_1) acc[r] = std::fma(Half(gb + L.m_offset + 2 * r), a.s[blk], acc[r]);
+        }
+      }
+      std::memcpy(y + i * ldy + n, acc, sizeof acc);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// AVX2: maddubs(unsigned, signed) pairs into int16, madd with ones widens to
+// int32. Q4: nibbles <= 15 times |q| <= 127: pairs <= 3,810. Q8_0: |w| <= 128
+// against sign(q, w): pairs <= 32,512 < 2^15. Nothing saturates. The 16 rows
+// are two halves of 8 (a chunk's first and last 32 bytes).
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+
+template <DType kType, int MR>
+void GroupAvx2(const Q8Activations& a, int64_t i0, const uint8_t* group, int64_t nb, float* y,
+               int64_t ldy, int64_t col) {
+  const Layout L = LayoutOf(kType);
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int h = 0; h < 2; ++h) {
+    __m256 acc[MR];
+    for (int i = 0; i < MR; ++i) acc[i] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* gb = group + b * L.bytes;
+      const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb + 16 * h)));
+      __m256 m = _mm256_setzero_ps();
+      if constexpr (kType == DType::kQ4_1) {
+        m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb + L.m_offset + 16 * h)));
+      }
+      constexpr int kChunks = kType == DType::kQ8_0 ? 8 : 4;
+      __m256i wv[kChunks];
+      for (int c = 0; c < kChunks; ++c) {
+        wv[c] = _mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(gb + L.q_offset + c * kChunkBytes + 32 * h));
+      }
+      for (int i = 0; i < MR; ++i) {
+        const int64_t blk = (i0 + i) * nb + b;
+        const int8_t* xq = a.q.data() + blk * kQK;
+        __m256i dot = _mm256_setzero_si256();
+        for (int c = 0; c < kChunks; ++c) {
+          const __m256i xlo = _mm256_set1_epi32(Load4(xq + 4 * c));
+          __m256i p;
+          if constexpr (kType == DType::kQ8_0) {
+            p = _mm256_maddubs_epi16(_mm256_abs_epi8(wv[c]), _mm256_sign_epi8(xlo, wv[c]));
+          } else {
+            const __m256i xhi = _mm256_set1_epi32(Load4(xq + 16 + 4 * c));
+            const __m256i lo = _mm256_and_si256(wv[c], nibble);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(wv[c], 4), nibble);
+            // Both halves' pairs <= 3,810 each: their sum fits int16.
+            p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
+          }
+          dot = _mm256_add_epi32(dot, _mm256_madd_epi16(p, ones));
+        }
+        if constexpr (kType == DType::kQ4_0) {
+          dot = _mm256_sub_epi32(dot, _mm256_set1_epi32(Offset(kType, false, a.qsum[blk])));
+        }
+        const __m256 dd = _mm256_mul_ps(d, _mm256_set1_ps(a.d[blk]));
+        acc[i] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(dot), acc[i]);
+        if constexpr (kType == DType::kQ4_1) acc[i] = _mm256_fmadd_ps(m, _mm256_set1_ps(a.s[blk]), acc[i]);
+      }
+    }
+    for (int i = 0; i < MR; ++i) _mm256_storeu_ps(y + (i0 + i) * ldy + col + 8 * h, acc[i]);
+  }
+}
+
+template <DType kType>
+void MatMulAvx2(const Q8Activations& a, const uint8_t* w, float* y, int64_t ldy, int64_t M, int64_t nb,
+                int64_t n0, int64_t n1) {
+  const Layout L = LayoutOf(kType);
+  for (int64_t n = n0; n < n1; n += kR) {
+    const uint8_t* group = w + (n / kR) * nb * L.bytes;
+    int64_t i = 0;
+    for (; i + kMaxRows <= M; i += kMaxRows) GroupAvx2<kType, kMaxRows>(a, i, group, nb, y, ldy, n);
+    switch (M - i) {
+      case 3: GroupAvx2<kType, 3>(a, i, group, nb, y, ldy, n); break;
+      case 2: GroupAvx2<kType, 2>(a, i, group, nb, y, ldy, n); break;
+      case 1: GroupAvx2<kType, 1>(a, i, group, nb, y, ldy, n); break;
+      default: break;
+    }
+  }
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+// ---------------------------------------------------------------------------
+// AVX-512 VNNI: vpdpbusd adds, per int32 lane (one row), 4 unsigned weight
+// bytes times 4 signed activation bytes. Q4 nibbles are unsigned already;
+// Q8_0 bytes go in as q ^ 0x80 = q + 128, corrected by 128 * sum(x).
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
+#endif
+
+template <DType kType, int MR>
+void GroupVnni(const Q8Activations& a, int64_t i0, const uint8_t* group, int64_t nb, float* y,
+               int64_t ldy, int64_t col) {
+  const Layout L = LayoutOf(kType);
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* gb = group + b * L.bytes;
+    // A group is one sequential stream; ask for it a few group-blocks ahead.
+    for (int64_t off = 0; off < L.bytes; off += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(gb + kPrefetchGroupBlocks * L.bytes + off), _MM_HINT_T0);
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb)));
+    __m512 m = _mm512_setzero_ps();
+    if constexpr (kType == DType::kQ4_1) {
+      m = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb + L.m_offset)));
+    }
+    constexpr int kVectors = 8;  // Q8_0: 8 chunks; Q4: 4 chunks, low and high nibbles
+    __m512i wv[kVectors];
+    for (int c = 0; c < (kType == DType::kQ8_0 ? 8 : 4); ++c) {
+      const __m512i v = _mm512_loadu_si512(gb + L.q_offset + c * kChunkBytes);
+      if constexpr (kType == DType::kQ8_0) {
+        wv[c] = _mm512_xor_si512(v, bias);
+      } else {
+        wv[c] = _mm512_and_si512(v, nibble);
+        wv[4 + c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+      }
+    }
+    for (int i = 0; i < MR; ++i) {
+      const int64_t blk = (i0 + i) * nb + b;
+      const int8_t* xq = a.q.data() + blk * kQK;
+      __m512i dot = _mm512_setzero_si512();
+      for (int c = 0; c < kVectors; ++c) {
+        // Q8_0 vector c: columns 4c..4c+3; Q4 vector c < 4: columns 4c..,
+        // vector 4 + c: columns 16 + 4c.. -- the same 4 * c either way.
+        dot = _mm512_dpbusd_epi32(dot, wv[c], _mm512_set1_epi32(Load4(xq + 4 * c)));
+      }
+      if constexpr (kType != DType::kQ4_1) {
+        dot = _mm512_sub_epi32(dot, _mm512_set1_epi32(Offset(kType, true, a.qsum[blk])));
+      }
+      const __m512 dd = _mm512_mul_ps(d, _mm512_set1_ps(a.d[blk]));
+      acc[i] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(dot), acc[i]);
+      if constexpr (kType == DType::kQ4_1) acc[i] = _mm512_fmadd_ps(m, _mm512_set1_ps(a.s[blk]), acc[i]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) _mm512_storeu_ps(y + (i0 + i) * ldy + col, acc[i]);
+}
+
+template <DType kType>
+void MatMulVnni(const Q8Activations& a, const uint8_t* w, float* y, int64_t ldy, int64_t M, int64_t nb,
+                int64_t n0, int64_t n1) {
+  const Layout L = LayoutOf(kType);
+  for (int64_t n = n0; n < n1; n += kR) {
+    const uint8_t* group = w + (n / kR) * nb * L.bytes;
+    int64_t i = 0;
+    for (; i + kMaxRows <= M; i += kMaxRows) GroupVnni<kType, kMaxRows>(a, i, group, nb, y, ldy, n);
+    switch (M - i) {
+      case 3: GroupVnni<kType, 3>(a, i, group, nb, y, ldy, n); break;
+      case 2: GroupVnni<kType, 2>(a, i, group, nb, y, ldy, n); break;
+      case 1: GroupVnni<kType, 1>(a, i, group, nb, y, ldy, n); break;
+      default: break;
+    }
+  }
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+}  // namespace
+
+void Q8Activations::Resize(int64_t M, int64_t K) {
+  rows = M;
+  blocks = K / kQK;
+  q.resize(static_cast<size_t>(M * K));
+  d.resize(static_cast<size_t>(M * blocks));
+  s.resize(static_cast<size_t>(M * blocks));
+  qsum.resize(static_cast<size_t>(M * blocks));
+}
+
+void QuantizeQ8(const float* x, int64_t ldx, int64_t M, int64_t K, Q8Activations* out) {
+  out->Resize(M, K);
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t b = 0; b < out->blocks; ++b) {
+      const float* xb = x + i * ldx + b * kQK;
+      const int64_t blk = i * out->blocks + b;
+      int8_t* q = out->q.data() + blk * kQK;
+      float amax = 0.0f;
+      for (int64_t k = 0; k < kQK; ++k) amax = std::max(amax, std::fabs(xb[k]));
+      const float d = amax / 127.0f;
+      const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+      int32_t sum = 0;
+      for (int64_t k = 0; k < kQK; ++k) {
+        // Round to nearest even (the default rounding mode), as _mm256_round_ps does.
+        q[k] = static_cast<int8_t>(std::nearbyint(xb[k] * id));
+        sum += q[k];
+      }
+      out->d[blk] = RoundF16(d);
+      out->s[blk] = RoundF16(d * static_cast<float>(sum));
+      out->qsum[blk] = sum;
+    }
+  }
+}
+
+bool CanRepackQ8Dot(DType type, int64_t N, int64_t K) {
+  return LayoutOf(type).bytes > 0 && N > 0 && K > 0 && N % kR == 0 && K % kQK == 0;
+}
+
+void RepackQ8Dot(DType type, const uint8_t* src, int64_t row_bytes, int64_t N, int64_t K, uint8_t* dst) {
+  const Layout L = LayoutOf(type);
+  const int64_t nb = K / kQK;
+  const int64_t qbytes = type == DType::kQ8_0 ? kQK : kQK / 2;  // per stored block
+  const int64_t qstart = L.stored - qbytes;                       // after d (and m)
+  for (int64_t g = 0; g < N / kR; ++g) {
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* gb = dst + (g * nb + b) * L.bytes;
+      for (int64_t r = 0; r < kR; ++r) {
+        const uint8_t* blk = src + (g * kR + r) * row_bytes + b * L.stored;
+        std::memcpy(gb + 2 * r, blk, 2);  // d
+        if (type == DType::kQ4_1) std::memcpy(gb + L.m_offset + 2 * r, blk + 2, 2);
+        for (int64_t c = 0; c < qbytes / 4; ++c) {
+          std::memcpy(gb + L.q_offset + c * kChunkBytes + r * 4, blk + qstart + 4 * c, 4);
+        }
+      }
+    }
+  }
+}
+
+void Q8DotMatMulOnPath(CpuPath path, DType type, const Q8Activations& a, const uint8_t* w, float* y,
+                       int64_t ldy, int64_t M, int64_t K, int64_t n0, int64_t n1) {
+  const int64_t nb = K / kQK;
+  switch (path) {
+    case CpuPath::kAvx512Vnni:
+    case CpuPath::kAvx512Bf16:
+      switch (type) {
+        case DType::kQ4_0: return MatMulVnni<DType::kQ4_0>(a, w, y, ldy, M, nb, n0, n1);
+        case DType::kQ4_1: return MatMulVnni<DType::kQ4_1>(a, w, y, ldy, M, nb, n0, n1);
+        case DType::kQ8_0: return MatMulVnni<DType::kQ8_0>(a, w, y, ldy, M, nb, n0, n1);
+        default: return;
+      }
+    case CpuPath::kAvx2:
+      switch (type) {
+        case DType::kQ4_0: return MatMulAvx2<DType::kQ4_0>(a, w, y, ldy, M, nb, n0, n1);
+        case DType::kQ4_1: return MatMulAvx2<DType::kQ4_1>(a, w, y, ldy, M, nb, n0, n1);
+        case DType::kQ8_0: return MatMulAvx2<DType::kQ8_0>(a, w, y, ldy, M, nb, n0, n1);
+        default: return;
+      }
+    case CpuPath::kPortable:
+      return MatMulPortable(type, a, w, y, ldy, M, nb, n0, n1);
+  }
+}
+
+void Q8DotMatMul(DType type, const Q8Activations& a, const uint8_t* w, float* y, int64_t ldy, int64_t M,
+                 int64_t K, int64_t n0, int64_t n1) {
+  Q8DotMatMulOnPath(BestCpuPath(), type, a, w, y, ldy, M, K, n0, n1);
+}
+
+}  // namespace tierserve::cpu
