@@ -70,7 +70,7 @@ const std::vector<std::string> kModelKeys = {
     "name",       "path",           "quantization",   "device_map",
     "max_memory", "offload_folder", "max_batch_size", "max_sequence_length",
     "max_batch_tokens", "kv_cache_bytes", "kv_block_tokens", "prefix_caching",
-    "parse_special_tokens_in_chat", "accelerator", "prefetch_depth"};
+    "parse_special_tokens_in_chat", "accelerator", "prefetch_depth", "activation_precision"};
 constexpr int64_t kMaxPrefetchDepth = 64;
 constexpr char kAcceleratorForms[] = "expected cuda or sim";
 const std::vector<std::string> kQuantizationKeys = {
@@ -443,6 +443,17 @@ absl::StatusOr<ModelServingConfig> ReadModel(const ConfigNode& node) {
   }
   if (std::optional<ConfigNode> v = node.Get("prefetch_depth")) {
     TS_ASSIGN_OR_RETURN(m.prefetch_depth, v->Int(0, kMaxPrefetchDepth));
+  }
+  if (std::optional<ConfigNode> v = node.Get("activation_precision")) {
+    TS_ASSIGN_OR_RETURN(const std::string name, v->String("expected fp32 or int8"));
+    const std::optional<ActivationPrecision> a = ParseActivationPrecision(name);
+    if (!a.has_value()) return v->Error(absl::StrCat(v->Describe(), " is not an activation precision; expected fp32 or int8"));
+    if (*a == ActivationPrecision::kInt8 && m.quantization.enabled()) {
+      return v->Error(
+          "int8 applies to GGUF block weights served as stored (Q4_0, Q4_1, Q8_0); with quantization "
+          "(load_in_8bit, load_in_4bit) the linear layers multiply fp32 activations: use fp32");
+    }
+    m.activation_precision = *a;
   }
   return m;
 }

@@ -54,6 +54,9 @@
 //                                  # device map mean sim:N, so a GPU map runs on a machine
 //                                  # without one (flag: --accelerator)
 //       prefetch_depth: 2          # 0..64 offloaded layers staged ahead of the one in use
+//       activation_precision: fp32 # fp32 | int8: what GGUF block weights (Q4_0, Q4_1, Q8_0
+//                                  # as stored) multiply; int8 quantizes activations per 32
+//                                  # columns, as llama.cpp does (not with quantization:)
 //       parse_special_tokens_in_chat: false  # special tokens typed in chat message contents
 //                                  # (<|im_start|>, ...) are plain text; true matches them
 //
@@ -103,6 +106,7 @@ struct ModelServingConfig {
   // "cuda" or "sim": what bare GPU indices and cuda:N placements mean.
   std::string accelerator = "cuda";
   int64_t prefetch_depth = 2;  // offloaded layers staged ahead of the one in use
+  ActivationPrecision activation_precision = ActivationPrecision::kFp32;
   // Where it was defined, for messages: "models[0]", or "--model".
   std::string key_path;
 };

@@ -34,6 +34,9 @@ ABSL_FLAG(float, repetition_penalty, 1.0f, "CTRL-style repetition penalty (1: of
 ABSL_FLAG(uint64_t, seed, 0, "Random seed; the same seed gives the same text.");
 ABSL_FLAG(std::vector<std::string>, stop, {}, "Comma-separated stop strings.");
 ABSL_FLAG(bool, ignore_eos, false, "Keep generating past the end-of-sequence token.");
+ABSL_FLAG(std::string, activation_precision, "fp32",
+          "What GGUF block weights (Q4_0, Q4_1, Q8_0 as stored) multiply: fp32, or int8 (activations "
+          "quantized per 32 columns, integer dot products, as llama.cpp does).");
 ABSL_FLAG(bool, stats, true, "Print token counts and speeds to stderr at the end.");
 // Quantization, as the config file's `quantization` section (transformers'
 // BitsAndBytesConfig); the same checks apply.
@@ -109,6 +112,20 @@ int RunGenerateCommand(const std::vector<std::string>& args) {
     absl::StatusOr<QuantizationConfig> q = ParseQuantizationConfig(QuantizationYaml(), "flags");
     if (!q.ok()) return fail(q.status());
     load_options.quantization = *q;
+  }
+  {
+    const std::string name = absl::GetFlag(FLAGS_activation_precision);
+    const std::optional<ActivationPrecision> a = ParseActivationPrecision(name);
+    if (!a.has_value()) {
+      return fail(absl::InvalidArgumentError(
+          absl::StrCat("--activation_precision: \"", name, "\" is not fp32 or int8")));
+    }
+    if (*a == ActivationPrecision::kInt8 && load_options.quantization.enabled()) {
+      return fail(absl::InvalidArgumentError(
+          "--activation_precision: int8 applies to GGUF block weights served as stored; with "
+          "--load_in_8bit or --load_in_4bit the linear layers multiply fp32 activations"));
+    }
+    load_options.activations = *a;
   }
   ThreadPool pool(threads);
   load_options.pool = &pool;

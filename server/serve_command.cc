@@ -347,6 +347,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
     load_options.device_map = m.device_map;
     load_options.pool = &pool;
     load_options.offload_path = OffloadPath(m);
+    load_options.activations = m.activation_precision;
     LoadProgressPrinter progress(&std::cerr, absl::StrCat("tierserve: model ", m.name, ": "),
                                  LoadProgressPrinter::Style::kLog);
     load_options.on_progress = [&progress](const LoadProgress& p) { progress.Report(p); };

@@ -12,6 +12,7 @@
 
 #include "kernels/common/gguf_blocks.h"
 #include "kernels/common/half.h"
+#include "kernels/cpu/dequantize.h"
 
 namespace tierserve::cpu {
 namespace {
@@ -320,6 +321,24 @@ void RepackQ8Dot(DType type, const uint8_t* src, int64_t row_bytes, int64_t N, i
         }
       }
     }
+  }
+}
+
+void Q8DotRowF32(DType type, const uint8_t* w, int64_t K, int64_t r, float* out) {
+  const Layout L = LayoutOf(type);
+  const int64_t nb = K / kQK;
+  const int64_t qbytes = type == DType::kQ8_0 ? kQK : kQK / 2;
+  const int64_t qstart = L.stored - qbytes;
+  const int64_t g = r / kR, rr = r % kR;
+  uint8_t block[kQ8_0BlockBytes];  // the largest stored block
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* gb = w + (g * nb + b) * L.bytes;
+    std::memcpy(block, gb + 2 * rr, 2);
+    if (type == DType::kQ4_1) std::memcpy(block + 2, gb + L.m_offset + 2 * rr, 2);
+    for (int64_t c = 0; c < qbytes / 4; ++c) {
+      std::memcpy(block + qstart + 4 * c, gb + L.q_offset + c * kChunkBytes + rr * 4, 4);
+    }
+    DequantizeRowF32(type, block, out + b * kQK, kQK);
   }
 }
 

@@ -59,6 +59,10 @@ bool CanRepackQ8Dot(DType type, int64_t N, int64_t K);
 void RepackQ8Dot(DType type, const uint8_t* src, int64_t row_bytes, int64_t N, int64_t K,
                  uint8_t* dst);
 
+// Row r of the repacked matrix as fp32, exactly as DequantizeRowF32 decodes
+// the stored row (an embedding lookup through a tied head).
+void Q8DotRowF32(DType type, const uint8_t* w, int64_t K, int64_t r, float* out);
+
 // Y[m, n] = the sums above for m < M and n0 <= n < n1, W repacked, X quantized
 // (a.blocks == K / 32). REQUIRES: n0 and n1 multiples of 16.
 void Q8DotMatMul(DType type, const Q8Activations& a, const uint8_t* w, float* y, int64_t ldy,

@@ -232,6 +232,19 @@ TEST(Q8DotMatMulTest, WithinTheActivationRoundingOfTheFp32Product) {
   }
 }
 
+TEST(Q8DotMatMulTest, RowsDecodeAsTheStoredRows) {
+  std::mt19937 rng(14);
+  const int64_t N = 32, K = 96;
+  for (DType type : kTypes) {
+    const Weights w = Make(type, N, K, &rng);
+    std::vector<float> row(static_cast<size_t>(K));
+    for (int64_t r = 0; r < N; ++r) {
+      Q8DotRowF32(type, w.packed.data(), K, r, row.data());
+      EXPECT_EQ(std::memcmp(row.data(), &w.deq[r * K], K * sizeof(float)), 0) << DTypeName(type) << " row " << r;
+    }
+  }
+}
+
 TEST(Q8DotMatMulTest, CanRepackNeedsWholeGroupsAndBlocks) {
   EXPECT_TRUE(CanRepackQ8Dot(DType::kQ4_1, 16, 32));
   EXPECT_FALSE(CanRepackQ8Dot(DType::kQ4_1, 24, 32));

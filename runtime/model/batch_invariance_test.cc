@@ -18,6 +18,8 @@ struct Case {
   std::string path;
   // "" (as stored), "int8", "nf4", "fp4"
   std::string quantization;
+  // Block weights multiply int8 activations (activation_precision: int8).
+  bool int8_activations = false;
 };
 
 std::ostream& operator<<(std::ostream& os, const Case& c) { return os << c.name; }
@@ -33,6 +35,7 @@ ModelLoadOptions OptionsFor(const Case& c, ThreadPool* pool) {
                                                                  : QuantizationConfig::QuantType::kFp4;
     o.quantization.bnb_4bit_use_double_quant = true;
   }
+  if (c.int8_activations) o.activations = ActivationPrecision::kInt8;
   return o;
 }
 
@@ -141,10 +144,13 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{"tiny_llama", "tests/data/tiny_llama", ""},
                       Case{"tiny_gpt2", "tests/data/tiny_gpt2", ""},
                       Case{"tiny_llama_q8_0", "tests/data/tiny_llama_gguf/tiny_llama_q8_0.gguf", ""},
+                      Case{"tiny_llama_q8_0_int8_activations",
+                           "tests/data/tiny_llama_gguf/tiny_llama_q8_0.gguf", "", true},
                       Case{"tiny_llama_int8", "tests/data/tiny_llama", "int8"},
                       Case{"tiny_llama_nf4", "tests/data/tiny_llama", "nf4"},
                       Case{"tiny_llama_fp4", "tests/data/tiny_llama", "fp4"},
                       Case{"smollm2_q4_1", kSmolLM2, ""},
+                      Case{"smollm2_q4_1_int8_activations", kSmolLM2, "", true},
                       Case{"smollm2_int8", kSmolLM2, "int8"},
                       Case{"smollm2_nf4", kSmolLM2, "nf4"}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });

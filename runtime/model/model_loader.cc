@@ -59,6 +59,7 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const ModelLoadOp
                       OffloadOptions{options.devices != nullptr ? options.devices : default_devices,
                                      execution, options.offload_path,
                                      options.prefetch_depth});
+  loader.set_activations(options.activations);
   if (options.on_progress) {
     LoadProgress progress;
     for (const std::string& name : m.source->store().Names()) {

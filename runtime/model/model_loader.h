@@ -43,6 +43,8 @@ struct ModelLoadOptions {
   // The host and the sim:N devices the map may name; must outlive the model.
   // nullptr: a process-wide set with default sim options.
   DeviceSet* devices = nullptr;
+  // The activations the block weights (Q4_0, Q4_1, Q8_0 as stored) multiply.
+  ActivationPrecision activations = ActivationPrecision::kFp32;
   // Called on the loading thread after each module (optional).
   std::function<void(const LoadProgress&)> on_progress;
 };

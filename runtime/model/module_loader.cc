@@ -129,7 +129,7 @@ absl::StatusOr<std::unique_ptr<WeightFormat>> ModuleLoader::LoadWeight(
     TS_ASSIGN_OR_RETURN(const TensorView* t, src_.Stored(tensor, {rows, cols}));
     if (ServedAsStored(*t, precision, conv1d)) {
       TS_ASSIGN_OR_RETURN(std::optional<BlockWeight> blocks, src_.LoadBlocks(tensor, rows, cols));
-      if (blocks.has_value()) return std::make_unique<GgufBlockFormat>(std::move(*blocks));
+      if (blocks.has_value()) return std::make_unique<GgufBlockFormat>(std::move(*blocks), activations_);
     }
   }
   TS_ASSIGN_OR_RETURN(F32Weight w, src_.Load(tensor, {rows, cols}, conv1d));

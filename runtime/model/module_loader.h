@@ -101,6 +101,8 @@ class ModuleLoader {
 
   // What was loaded, module by module, in load order (kLoad).
   const std::vector<ModuleRecord>& records() const { return records_; }
+  // The activations block weights served as stored multiply (default fp32).
+  void set_activations(ActivationPrecision activations) { activations_ = activations; }
   // Called with each record as it is made (kLoad), for progress reports.
   void set_on_record(std::function<void(const ModuleRecord&)> on_record) {
     on_record_ = std::move(on_record);
@@ -155,6 +157,7 @@ class ModuleLoader {
   std::vector<bool> skip_used_;
   std::vector<ModuleRecord> records_;
   std::function<void(const ModuleRecord&)> on_record_;
+  ActivationPrecision activations_ = ActivationPrecision::kFp32;
   const Pass pass_;
   std::vector<ModuleSize> sizes_;
 

@@ -36,4 +36,14 @@ std::string PrecisionNames() {
   return out;
 }
 
+const char* ActivationPrecisionName(ActivationPrecision p) {
+  return p == ActivationPrecision::kInt8 ? "int8" : "fp32";
+}
+
+std::optional<ActivationPrecision> ParseActivationPrecision(absl::string_view name) {
+  if (name == "fp32") return ActivationPrecision::kFp32;
+  if (name == "int8") return ActivationPrecision::kInt8;
+  return std::nullopt;
+}
+
 }  // namespace tierserve

@@ -24,6 +24,14 @@ enum class Precision {
 };
 
 const char* PrecisionName(Precision p);
+
+// The precision of the activations a block weight (Q4_0, Q4_1, Q8_0 as
+// stored) multiplies: fp32 (exact fp32 math on the dequantized weights) or
+// int8 (quantized per 32 columns, integer dot products, as llama.cpp does).
+// Model-wide (`activation_precision`).
+enum class ActivationPrecision { kFp32, kInt8 };
+const char* ActivationPrecisionName(ActivationPrecision p);
+std::optional<ActivationPrecision> ParseActivationPrecision(absl::string_view name);
 std::optional<Precision> ParsePrecision(absl::string_view name);
 // Every precision name, in declaration order: "fp32, fp16, ...".
 std::string PrecisionNames();

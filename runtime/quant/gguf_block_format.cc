@@ -1,17 +1,33 @@
 #include "runtime/quant/gguf_block_format.h"
 
 #include "kernels/cpu/dequantize.h"
+#include "kernels/cpu/q8_dot_matmul.h"
 #include "kernels/cpu/quant_matmul.h"
 #include "kernels/cpu/repacked_matmul.h"
 
 namespace tierserve {
+namespace {
 
-GgufBlockFormat::GgufBlockFormat(BlockWeight blocks)
+// x [M, cols] quantized per 32 columns, for the int8 kernel.
+struct Q8Input final : PreparedInput {
+  cpu::Q8Activations q;
+};
+
+}  // namespace
+
+GgufBlockFormat::GgufBlockFormat(BlockWeight blocks, ActivationPrecision activations)
     : WeightFormat(blocks.rows(), blocks.cols()),
       type_(blocks.type()),
-      repacked_(cpu::CanRepack(type_, rows(), cols())),
+      layout_(activations == ActivationPrecision::kInt8 && cpu::CanRepackQ8Dot(type_, rows(), cols())
+                  ? Layout::kQ8Dot
+              : cpu::CanRepack(type_, rows(), cols()) ? Layout::kRepacked
+                                                       : Layout::kRows),
       row_bytes_(blocks.row_bytes()) {
-  if (repacked_) {
+  if (layout_ == Layout::kQ8Dot) {
+    packed_ = AlignedBytes(blocks.bytes());
+    cpu::RepackQ8Dot(type_, blocks.data(), blocks.row_bytes(), rows(), cols(), packed_.data());
+    SetImage(packed_.data(), packed_.size());
+  } else if (layout_ == Layout::kRepacked) {
     packed_ = AlignedBytes(cpu::RepackedBytes(type_, rows(), cols()));
     cpu::RepackRows(type_, blocks.data(), blocks.row_bytes(), rows(), cols(), packed_.data());
     SetImage(packed_.data(), packed_.size());
@@ -22,6 +38,7 @@ GgufBlockFormat::GgufBlockFormat(BlockWeight blocks)
 }
 
 int64_t GgufBlockFormat::ImageBytes(DType type, int64_t rows, int64_t cols) {
+  // Every layout holds the stored bytes rearranged, the same size.
   if (cpu::CanRepack(type, rows, cols)) return cpu::RepackedBytes(type, rows, cols);
   return rows * (cols / BlockElems(type) * BlockBytes(type));
 }
@@ -41,20 +58,39 @@ Precision GgufBlockFormat::PrecisionOf(DType type) {
   }
 }
 
-void GgufBlockFormat::ForwardRows(const float* x, const PreparedInput*, int64_t M, float* y,
+std::unique_ptr<PreparedInput> GgufBlockFormat::Prepare(const float* x, int64_t M) const {
+  if (layout_ != Layout::kQ8Dot) return nullptr;
+  auto in = std::make_unique<Q8Input>();
+  cpu::QuantizeQ8(x, cols(), M, cols(), &in->q);
+  return in;
+}
+
+void GgufBlockFormat::ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y,
                                   int64_t ldy, int64_t n0, int64_t n1) const {
-  if (repacked_) {
-    cpu::RepackedMatMulF32(type_, x, cols(), image(), y, ldy, M, cols(), n0, n1);
-  } else {
-    cpu::QuantMatMulF32(type_, x, cols(), image(), row_bytes_, y, ldy, M, cols(), n0, n1);
+  switch (layout_) {
+    case Layout::kQ8Dot:
+      cpu::Q8DotMatMul(type_, static_cast<const Q8Input*>(prepared)->q, image(), y, ldy, M, cols(), n0, n1);
+      return;
+    case Layout::kRepacked:
+      cpu::RepackedMatMulF32(type_, x, cols(), image(), y, ldy, M, cols(), n0, n1);
+      return;
+    case Layout::kRows:
+      cpu::QuantMatMulF32(type_, x, cols(), image(), row_bytes_, y, ldy, M, cols(), n0, n1);
+      return;
   }
 }
 
 void GgufBlockFormat::Row(int64_t r, float* out) const {
-  if (repacked_) {
-    cpu::RepackedRowF32(type_, image(), cols(), r, out);
-  } else {
-    DequantizeRowF32(type_, image() + r * row_bytes_, out, cols());
+  switch (layout_) {
+    case Layout::kQ8Dot:
+      cpu::Q8DotRowF32(type_, image(), cols(), r, out);
+      return;
+    case Layout::kRepacked:
+      cpu::RepackedRowF32(type_, image(), cols(), r, out);
+      return;
+    case Layout::kRows:
+      DequantizeRowF32(type_, image() + r * row_bytes_, out, cols());
+      return;
   }
 }
 

@@ -79,6 +79,17 @@ quant_error unknown_quant_type bnb_4bit_quant_type "{load_in_4bit: true, bnb_4bi
 quant_error negative_threshold llm_int8_threshold "{load_in_8bit: true, llm_int8_threshold: -1}"
 quant_error unknown_compute_dtype bnb_4bit_compute_dtype "{load_in_4bit: true, bnb_4bit_compute_dtype: fp8}"
 quant_error threshold_without_mode llm_int8_threshold "{llm_int8_threshold: 4}"
+expect_error unknown_activation_precision "models[0].activation_precision" "
+models:
+  - name: tiny
+    path: $MODEL
+    activation_precision: int4"
+expect_error int8_activations_with_quantization "models[0].activation_precision" "
+models:
+  - name: tiny
+    path: $MODEL
+    quantization: {load_in_4bit: true}
+    activation_precision: int8"
 
 expect_error precision_not_makeable 'models[0].device_map.lm_head.precision' "
 models:
