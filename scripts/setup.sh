@@ -11,6 +11,7 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev
   likwid linux-perf
   python3 python3-venv python3-grpcio python3-protobuf python3-h2 curl unzip libssl-dev openssl
+  prometheus  # prometheus and promtool: integration.prometheus, deploy.promtool_check_config
 )
 
 missing=()
