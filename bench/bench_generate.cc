@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -22,6 +24,8 @@ ABSL_FLAG(int32_t, prompt_tokens, 128, "Prompt length for the prefill measuremen
 ABSL_FLAG(int32_t, decode_tokens, 64, "Decode steps measured.");
 ABSL_FLAG(int32_t, repeats, 3, "Repeats; the best is reported.");
 ABSL_FLAG(int64_t, bandwidth_mib, 1024, "Buffer size of the bandwidth probe, MiB.");
+ABSL_FLAG(std::string, activation_precision, "fp32",
+          "What the GGUF block weights multiply: fp32 or int8 (activation_precision).");
 
 namespace tierserve {
 namespace {
@@ -38,7 +42,16 @@ int Run() {
   const double bw =
       MeasureReadBandwidth(&pool, absl::GetFlag(FLAGS_bandwidth_mib) << 20, std::max(repeats, 5));
 
-  auto loaded = LoadModel(absl::GetFlag(FLAGS_model), &pool);
+  ModelLoadOptions options;
+  options.pool = &pool;
+  const std::optional<ActivationPrecision> activations =
+      ParseActivationPrecision(absl::GetFlag(FLAGS_activation_precision));
+  if (!activations.has_value()) {
+    std::fprintf(stderr, "bench_generate: --activation_precision is fp32 or int8\n");
+    return 2;
+  }
+  options.activations = *activations;
+  auto loaded = LoadModel(absl::GetFlag(FLAGS_model), options);
   if (!loaded.ok()) {
     std::fprintf(stderr, "bench_generate: %s\n", std::string(loaded.status().message()).c_str());
     return 1;

@@ -17,7 +17,7 @@ import time
 def run_tierserve(args):
     cmd = [args.bench_binary, f"--model={args.model}", f"--threads={args.threads}",
            f"--prompt_tokens={args.prompt_tokens}", f"--decode_tokens={args.decode_tokens}",
-           f"--repeats={args.repeats}"]
+           f"--repeats={args.repeats}", f"--activation_precision={args.activation_precision}"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     sys.stdout.write(out)
     m = re.search(r"^RESULT (.*)$", out, re.M)
@@ -65,6 +65,8 @@ def main():
     p.add_argument("--prompt-tokens", type=int, default=128)
     p.add_argument("--decode-tokens", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--activation-precision", default="fp32", choices=("fp32", "int8"),
+                   help="what tierserve's GGUF block weights multiply")
     args = p.parse_args()
 
     ours = run_tierserve(args)
