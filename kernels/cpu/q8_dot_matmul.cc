@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "kernels/common/gguf_blocks.h"
 #include "kernels/common/half.h"
@@ -58,6 +59,34 @@ inline int32_t Offset(DType type, bool q8_biased, int32_t qsum) {
   return 0;
 }
 
+// One block of 32 activations: q = x * (127 / amax) rounded to nearest even
+// (the default rounding mode; _mm256_round_ps rounds the same way), the
+// block's amax and sum(q).
+struct BlockScale {
+  float amax = 0;
+  int32_t sum = 0;
+};
+
+// 127 / amax; 0 for a zero block, and for one so small (amax < 127 / FLT_MAX,
+// far below any activation) that the inverse overflows: its q are all 0.
+inline float InverseScale(float amax) {
+  const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+  return id <= std::numeric_limits<float>::max() ? id : 0.0f;
+}
+
+BlockScale QuantizeBlockPortable(const float* xb, int8_t* q) {
+  BlockScale s;
+  for (int64_t k = 0; k < kQK; ++k) s.amax = std::max(s.amax, std::fabs(xb[k]));
+  const float id = InverseScale(s.amax);
+  for (int64_t k = 0; k < kQK; ++k) {
+    q[k] = static_cast<int8_t>(std::nearbyint(xb[k] * id));
+    s.sum += q[k];
+  }
+  return s;
+}
+
+BlockScale QuantizeBlockAvx2(const float* xb, int8_t* q);
+
 // ---------------------------------------------------------------------------
 // Portable: the reference every path matches bit for bit.
 void MatMulPortable(DType type, const Q8Activations& a, const uint8_t* w, float* y, int64_t ldy,
@@ -105,6 +134,37 @@ void MatMulPortable(DType type, const Q8Activations& a, const uint8_t* w, float*
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
 #endif
+
+BlockScale QuantizeBlockAvx2(const float* xb, int8_t* q) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 v[4];
+  __m256 m = _mm256_setzero_ps();
+  for (int j = 0; j < 4; ++j) {
+    v[j] = _mm256_loadu_ps(xb + 8 * j);
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[j]));
+  }
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_movehdup_ps(h));
+  BlockScale s;
+  s.amax = _mm_cvtss_f32(h);
+  const __m256 id = _mm256_set1_ps(InverseScale(s.amax));
+  __m256i iv[4];
+  for (int j = 0; j < 4; ++j) {
+    iv[j] = _mm256_cvtps_epi32(
+        _mm256_round_ps(_mm256_mul_ps(v[j], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  __m256i sum = _mm256_add_epi32(_mm256_add_epi32(iv[0], iv[1]), _mm256_add_epi32(iv[2], iv[3]));
+  __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+  s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+  s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+  s.sum = _mm_cvtsi128_si32(s4);
+  // Packing works within 128-bit lanes; the permutation puts the 32 bytes back in order.
+  const __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(iv[0], iv[1]), _mm256_packs_epi32(iv[2], iv[3]));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q),
+                      _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  return s;
+}
 
 template <DType kType, int MR>
 void GroupAvx2(const Q8Activations& a, int64_t i0, const uint8_t* group, int64_t nb, float* y,
@@ -276,28 +336,24 @@ void Q8Activations::Resize(int64_t M, int64_t K) {
   qsum.resize(static_cast<size_t>(M * blocks));
 }
 
-void QuantizeQ8(const float* x, int64_t ldx, int64_t M, int64_t K, Q8Activations* out) {
+void QuantizeQ8OnPath(CpuPath path, const float* x, int64_t ldx, int64_t M, int64_t K, Q8Activations* out) {
   out->Resize(M, K);
   for (int64_t i = 0; i < M; ++i) {
     for (int64_t b = 0; b < out->blocks; ++b) {
-      const float* xb = x + i * ldx + b * kQK;
       const int64_t blk = i * out->blocks + b;
-      int8_t* q = out->q.data() + blk * kQK;
-      float amax = 0.0f;
-      for (int64_t k = 0; k < kQK; ++k) amax = std::max(amax, std::fabs(xb[k]));
-      const float d = amax / 127.0f;
-      const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-      int32_t sum = 0;
-      for (int64_t k = 0; k < kQK; ++k) {
-        // Round to nearest even (the default rounding mode), as _mm256_round_ps does.
-        q[k] = static_cast<int8_t>(std::nearbyint(xb[k] * id));
-        sum += q[k];
-      }
+      const BlockScale s = path == CpuPath::kPortable
+                               ? QuantizeBlockPortable(x + i * ldx + b * kQK, out->q.data() + blk * kQK)
+                               : QuantizeBlockAvx2(x + i * ldx + b * kQK, out->q.data() + blk * kQK);
+      const float d = s.amax / 127.0f;
       out->d[blk] = RoundF16(d);
-      out->s[blk] = RoundF16(d * static_cast<float>(sum));
-      out->qsum[blk] = sum;
+      out->s[blk] = RoundF16(d * static_cast<float>(s.sum));
+      out->qsum[blk] = s.sum;
     }
   }
+}
+
+void QuantizeQ8(const float* x, int64_t ldx, int64_t M, int64_t K, Q8Activations* out) {
+  QuantizeQ8OnPath(BestCpuPath(), x, ldx, M, K, out);
 }
 
 bool CanRepackQ8Dot(DType type, int64_t N, int64_t K) {

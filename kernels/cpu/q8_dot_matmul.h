@@ -49,6 +49,8 @@ struct Q8Activations {
 
 // Quantizes X [M, K] (rows ldx apart). REQUIRES: K % 32 == 0.
 void QuantizeQ8(const float* x, int64_t ldx, int64_t M, int64_t K, Q8Activations* out);
+// The same on a given path (the same bits on each). REQUIRES: CpuPathSupported(path).
+void QuantizeQ8OnPath(CpuPath path, const float* x, int64_t ldx, int64_t M, int64_t K, Q8Activations* out);
 
 // True when an [N, K] matrix of `type` can be repacked for this kernel (Q4_0,
 // Q4_1, Q8_0; N % 16 == 0; K % 32 == 0).

@@ -126,6 +126,29 @@ TEST(QuantizeQ8Test, ScalesRoundsToNearestEvenAndSums) {
   EXPECT_EQ(a.q[32 + 8], 127);
 }
 
+TEST(QuantizeQ8Test, EveryPathGivesTheSameBytesAndScales) {
+  std::mt19937 rng(6);
+  const int64_t M = 5, K = 320;
+  std::vector<float> x = Activations(M, K, &rng);
+  // Exact halves (ties), a zero block, a block of one sign, denormal-small values.
+  x[0] = 127.0f;  // d = 1: the others are exact halves, -14.5 .. 15.5
+  for (int64_t k = 1; k < 32; ++k) x[k] = static_cast<float>(k - 16) + 0.5f;
+  for (int64_t k = 32; k < 64; ++k) x[k] = 0.0f;
+  for (int64_t k = 64; k < 96; ++k) x[k] = 1e-39f * static_cast<float>(k);
+  for (int64_t k = 96; k < 128; ++k) x[k] = -std::fabs(x[k]);
+  for (int64_t k = 128; k < 160; ++k) x[k] = 2.5f * static_cast<float>(k % 5) - 5.0f;
+  Q8Activations want;
+  QuantizeQ8OnPath(CpuPath::kPortable, x.data(), K, M, K, &want);
+  for (CpuPath path : Paths()) {
+    Q8Activations got;
+    QuantizeQ8OnPath(path, x.data(), K, M, K, &got);
+    EXPECT_EQ(got.q, want.q) << CpuPathName(path);
+    EXPECT_EQ(std::memcmp(got.d.data(), want.d.data(), want.d.size() * sizeof(float)), 0) << CpuPathName(path);
+    EXPECT_EQ(std::memcmp(got.s.data(), want.s.data(), want.s.size() * sizeof(float)), 0) << CpuPathName(path);
+    EXPECT_EQ(got.qsum, want.qsum) << CpuPathName(path);
+  }
+}
+
 TEST(QuantizeQ8Test, ErrorIsAtMostHalfAStep) {
   std::mt19937 rng(5);
   const int64_t M = 3, K = 256;
