@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/time_per_call.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/fourbit_matmul.h"
 #include "kernels/cpu/int8_matmul.h"
@@ -43,27 +44,6 @@ constexpr float kNf4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -
 constexpr int64_t kStreamBytes = int64_t{96} << 20;  // > the 32 MiB L3 of these machines
 constexpr int64_t kBlock = 64;
 
-// Seconds per call of fn(copy): calls cycle through `copies` weight copies.
-// Five rounds of min_seconds / 5 each (at least one call); the fastest
-// round's mean is reported, since other tenants of a shared machine only
-// ever slow a round down.
-double TimePerCall(const std::function<void(int)>& fn, int copies, double min_seconds) {
-  fn(0);
-  int64_t calls = 0;
-  double best = 1e30;
-  for (int round = 0; round < 5; ++round) {
-    int64_t n = 0;
-    const auto t0 = Clock::now();
-    double elapsed = 0;
-    do {
-      fn(static_cast<int>(++calls % copies));
-      ++n;
-      elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-    } while (elapsed < min_seconds / 5);
-    best = std::min(best, elapsed / static_cast<double>(n));
-  }
-  return best;
-}
 
 // --cached: one copy, so weights that fit stay in cache (the compute limit).
 bool g_cached = false;

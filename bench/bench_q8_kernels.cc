@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "bench/read_bandwidth.h"
+#include "bench/time_per_call.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/q8_dot_matmul.h"
 #include "kernels/cpu/quantize.h"
@@ -75,25 +76,6 @@ std::vector<Matrix> MakeCopy(const Shape* shapes, int count, DType type, std::mt
   return out;
 }
 
-// Seconds per call of fn(copy), cycling through `copies`: the fastest of five
-// rounds (other tenants of a shared machine only slow a round down).
-double TimePerCall(const std::function<void(int)>& fn, int copies, double min_seconds) {
-  fn(0);
-  int64_t calls = 0;
-  double best = 1e30;
-  for (int round = 0; round < 5; ++round) {
-    int64_t n = 0;
-    const auto t0 = BenchClock::now();
-    double elapsed = 0;
-    do {
-      fn(static_cast<int>(++calls % copies));
-      ++n;
-      elapsed = Seconds(t0, BenchClock::now());
-    } while (elapsed < min_seconds / 5);
-    best = std::min(best, elapsed / static_cast<double>(n));
-  }
-  return best;
-}
 
 void Run(const char* label, const Shape* shapes, int count, DType type, bool cached, double min_seconds) {
   std::mt19937 rng(7);

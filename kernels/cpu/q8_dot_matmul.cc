@@ -167,73 +167,58 @@ BlockScale QuantizeBlockAvx2(const float* xb, int8_t* q) {
 }
 
 template <DType kType, int MR>
-void GroupAvx2(const Q8Activations& a, int64_t i0, const uint8_t* group, int64_t nb, float* y,
-               int64_t ldy, int64_t col) {
-  const Layout L = LayoutOf(kType);
-  const __m256i nibble = _mm256_set1_epi8(0x0F);
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (int h = 0; h < 2; ++h) {
-    __m256 acc[MR];
-    for (int i = 0; i < MR; ++i) acc[i] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* gb = group + b * L.bytes;
-      const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb + 16 * h)));
-      __m256 m = _mm256_setzero_ps();
-      if constexpr (kType == DType::kQ4_1) {
-        m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb + L.m_offset + 16 * h)));
-      }
-      constexpr int kChunks = kType == DType::kQ8_0 ? 8 : 4;
-      __m256i wv[kChunks];
-      for (int c = 0; c < kChunks; ++c) {
-        wv[c] = _mm256_loadu_si256(
-            reinterpret_cast<const __m256i*>(gb + L.q_offset + c * kChunkBytes + 32 * h));
-      }
-      for (int i = 0; i < MR; ++i) {
-        const int64_t blk = (i0 + i) * nb + b;
-        const int8_t* xq = a.q.data() + blk * kQK;
-        __m256i dot = _mm256_setzero_si256();
+struct GroupAvx2 {
+  static void Run(const Q8Activations& a, int64_t i0, const uint8_t* group, int64_t nb, float* y,
+                  int64_t ldy, int64_t col) {
+    const Layout L = LayoutOf(kType);
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int h = 0; h < 2; ++h) {
+      __m256 acc[MR];
+      for (int i = 0; i < MR; ++i) acc[i] = _mm256_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* gb = group + b * L.bytes;
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb + 16 * h)));
+        __m256 m = _mm256_setzero_ps();
+        if constexpr (kType == DType::kQ4_1) {
+          m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gb + L.m_offset + 16 * h)));
+        }
+        constexpr int kChunks = kType == DType::kQ8_0 ? 8 : 4;
+        __m256i wv[kChunks];
         for (int c = 0; c < kChunks; ++c) {
-          const __m256i xlo = _mm256_set1_epi32(Load4(xq + 4 * c));
-          __m256i p;
-          if constexpr (kType == DType::kQ8_0) {
-            p = _mm256_maddubs_epi16(_mm256_abs_epi8(wv[c]), _mm256_sign_epi8(xlo, wv[c]));
-          } else {
-            const __m256i xhi = _mm256_set1_epi32(Load4(xq + 16 + 4 * c));
-            const __m256i lo = _mm256_and_si256(wv[c], nibble);
-            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(wv[c], 4), nibble);
-            // Both halves' pairs <= 3,810 each: their sum fits int16.
-            p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
+          wv[c] = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(gb + L.q_offset + c * kChunkBytes + 32 * h));
+        }
+        for (int i = 0; i < MR; ++i) {
+          const int64_t blk = (i0 + i) * nb + b;
+          const int8_t* xq = a.q.data() + blk * kQK;
+          __m256i dot = _mm256_setzero_si256();
+          for (int c = 0; c < kChunks; ++c) {
+            const __m256i xlo = _mm256_set1_epi32(Load4(xq + 4 * c));
+            __m256i p;
+            if constexpr (kType == DType::kQ8_0) {
+              p = _mm256_maddubs_epi16(_mm256_abs_epi8(wv[c]), _mm256_sign_epi8(xlo, wv[c]));
+            } else {
+              const __m256i xhi = _mm256_set1_epi32(Load4(xq + 16 + 4 * c));
+              const __m256i lo = _mm256_and_si256(wv[c], nibble);
+              const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(wv[c], 4), nibble);
+              // Both halves' pairs <= 3,810 each: their sum fits int16.
+              p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
+            }
+            dot = _mm256_add_epi32(dot, _mm256_madd_epi16(p, ones));
           }
-          dot = _mm256_add_epi32(dot, _mm256_madd_epi16(p, ones));
+          if constexpr (kType == DType::kQ4_0) {
+            dot = _mm256_sub_epi32(dot, _mm256_set1_epi32(Offset(kType, false, a.qsum[blk])));
+          }
+          const __m256 dd = _mm256_mul_ps(d, _mm256_set1_ps(a.d[blk]));
+          acc[i] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(dot), acc[i]);
+          if constexpr (kType == DType::kQ4_1) acc[i] = _mm256_fmadd_ps(m, _mm256_set1_ps(a.s[blk]), acc[i]);
         }
-        if constexpr (kType == DType::kQ4_0) {
-          dot = _mm256_sub_epi32(dot, _mm256_set1_epi32(Offset(kType, false, a.qsum[blk])));
-        }
-        const __m256 dd = _mm256_mul_ps(d, _mm256_set1_ps(a.d[blk]));
-        acc[i] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(dot), acc[i]);
-        if constexpr (kType == DType::kQ4_1) acc[i] = _mm256_fmadd_ps(m, _mm256_set1_ps(a.s[blk]), acc[i]);
       }
-    }
-    for (int i = 0; i < MR; ++i) _mm256_storeu_ps(y + (i0 + i) * ldy + col + 8 * h, acc[i]);
-  }
-}
-
-template <DType kType>
-void MatMulAvx2(const Q8Activations& a, const uint8_t* w, float* y, int64_t ldy, int64_t M, int64_t nb,
-                int64_t n0, int64_t n1) {
-  const Layout L = LayoutOf(kType);
-  for (int64_t n = n0; n < n1; n += kR) {
-    const uint8_t* group = w + (n / kR) * nb * L.bytes;
-    int64_t i = 0;
-    for (; i + kMaxRows <= M; i += kMaxRows) GroupAvx2<kType, kMaxRows>(a, i, group, nb, y, ldy, n);
-    switch (M - i) {
-      case 3: GroupAvx2<kType, 3>(a, i, group, nb, y, ldy, n); break;
-      case 2: GroupAvx2<kType, 2>(a, i, group, nb, y, ldy, n); break;
-      case 1: GroupAvx2<kType, 1>(a, i, group, nb, y, ldy, n); break;
-      default: break;
+      for (int i = 0; i < MR; ++i) _mm256_storeu_ps(y + (i0 + i) * ldy + col + 8 * h, acc[i]);
     }
   }
-}
+};
 
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -253,77 +238,81 @@ void MatMulAvx2(const Q8Activations& a, const uint8_t* w, float* y, int64_t ldy,
 #endif
 
 template <DType kType, int MR>
-void GroupVnni(const Q8Activations& a, int64_t i0, const uint8_t* group, int64_t nb, float* y,
-               int64_t ldy, int64_t col) {
-  const Layout L = LayoutOf(kType);
-  const __m512i nibble = _mm512_set1_epi8(0x0F);
-  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
-  __m512 acc[MR];
-  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* gb = group + b * L.bytes;
-    // A group is one sequential stream; ask for it a few group-blocks ahead.
-    for (int64_t off = 0; off < L.bytes; off += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(gb + kPrefetchGroupBlocks * L.bytes + off), _MM_HINT_T0);
-    }
-    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb)));
-    __m512 m = _mm512_setzero_ps();
-    if constexpr (kType == DType::kQ4_1) {
-      m = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb + L.m_offset)));
-    }
-    constexpr int kVectors = 8;  // Q8_0: 8 chunks; Q4: 4 chunks, low and high nibbles
-    __m512i wv[kVectors];
-    for (int c = 0; c < (kType == DType::kQ8_0 ? 8 : 4); ++c) {
-      const __m512i v = _mm512_loadu_si512(gb + L.q_offset + c * kChunkBytes);
-      if constexpr (kType == DType::kQ8_0) {
-        wv[c] = _mm512_xor_si512(v, bias);
-      } else {
-        wv[c] = _mm512_and_si512(v, nibble);
-        wv[4 + c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+struct GroupVnni {
+  static void Run(const Q8Activations& a, int64_t i0, const uint8_t* group, int64_t nb, float* y,
+                  int64_t ldy, int64_t col) {
+    const Layout L = LayoutOf(kType);
+    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+    __m512 acc[MR];
+    for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* gb = group + b * L.bytes;
+      // A group is one sequential stream; ask for it a few group-blocks ahead.
+      for (int64_t off = 0; off < L.bytes; off += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(gb + kPrefetchGroupBlocks * L.bytes + off), _MM_HINT_T0);
+      }
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb)));
+      __m512 m = _mm512_setzero_ps();
+      if constexpr (kType == DType::kQ4_1) {
+        m = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb + L.m_offset)));
+      }
+      constexpr int kVectors = 8;  // Q8_0: 8 chunks; Q4: 4 chunks, low and high nibbles
+      __m512i wv[kVectors];
+      for (int c = 0; c < (kType == DType::kQ8_0 ? 8 : 4); ++c) {
+        const __m512i v = _mm512_loadu_si512(gb + L.q_offset + c * kChunkBytes);
+        if constexpr (kType == DType::kQ8_0) {
+          wv[c] = _mm512_xor_si512(v, bias);
+        } else {
+          wv[c] = _mm512_and_si512(v, nibble);
+          wv[4 + c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+        }
+      }
+      for (int i = 0; i < MR; ++i) {
+        const int64_t blk = (i0 + i) * nb + b;
+        const int8_t* xq = a.q.data() + blk * kQK;
+        __m512i dot = _mm512_setzero_si512();
+        for (int c = 0; c < kVectors; ++c) {
+          // Q8_0 vector c: columns 4c..4c+3; Q4 vector c < 4: columns 4c..,
+          // vector 4 + c: columns 16 + 4c.. -- the same 4 * c either way.
+          dot = _mm512_dpbusd_epi32(dot, wv[c], _mm512_set1_epi32(Load4(xq + 4 * c)));
+        }
+        if constexpr (kType != DType::kQ4_1) {
+          dot = _mm512_sub_epi32(dot, _mm512_set1_epi32(Offset(kType, true, a.qsum[blk])));
+        }
+        const __m512 dd = _mm512_mul_ps(d, _mm512_set1_ps(a.d[blk]));
+        acc[i] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(dot), acc[i]);
+        if constexpr (kType == DType::kQ4_1) acc[i] = _mm512_fmadd_ps(m, _mm512_set1_ps(a.s[blk]), acc[i]);
       }
     }
-    for (int i = 0; i < MR; ++i) {
-      const int64_t blk = (i0 + i) * nb + b;
-      const int8_t* xq = a.q.data() + blk * kQK;
-      __m512i dot = _mm512_setzero_si512();
-      for (int c = 0; c < kVectors; ++c) {
-        // Q8_0 vector c: columns 4c..4c+3; Q4 vector c < 4: columns 4c..,
-        // vector 4 + c: columns 16 + 4c.. -- the same 4 * c either way.
-        dot = _mm512_dpbusd_epi32(dot, wv[c], _mm512_set1_epi32(Load4(xq + 4 * c)));
-      }
-      if constexpr (kType != DType::kQ4_1) {
-        dot = _mm512_sub_epi32(dot, _mm512_set1_epi32(Offset(kType, true, a.qsum[blk])));
-      }
-      const __m512 dd = _mm512_mul_ps(d, _mm512_set1_ps(a.d[blk]));
-      acc[i] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(dot), acc[i]);
-      if constexpr (kType == DType::kQ4_1) acc[i] = _mm512_fmadd_ps(m, _mm512_set1_ps(a.s[blk]), acc[i]);
-    }
+    for (int i = 0; i < MR; ++i) _mm512_storeu_ps(y + (i0 + i) * ldy + col, acc[i]);
   }
-  for (int i = 0; i < MR; ++i) _mm512_storeu_ps(y + (i0 + i) * ldy + col, acc[i]);
-}
-
-template <DType kType>
-void MatMulVnni(const Q8Activations& a, const uint8_t* w, float* y, int64_t ldy, int64_t M, int64_t nb,
-                int64_t n0, int64_t n1) {
-  const Layout L = LayoutOf(kType);
-  for (int64_t n = n0; n < n1; n += kR) {
-    const uint8_t* group = w + (n / kR) * nb * L.bytes;
-    int64_t i = 0;
-    for (; i + kMaxRows <= M; i += kMaxRows) GroupVnni<kType, kMaxRows>(a, i, group, nb, y, ldy, n);
-    switch (M - i) {
-      case 3: GroupVnni<kType, 3>(a, i, group, nb, y, ldy, n); break;
-      case 2: GroupVnni<kType, 2>(a, i, group, nb, y, ldy, n); break;
-      case 1: GroupVnni<kType, 1>(a, i, group, nb, y, ldy, n); break;
-      default: break;
-    }
-  }
-}
+};
 
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
 #pragma GCC pop_options
 #endif
+
+// Every 16-row group of [n0, n1) against the rows of X, kMaxRows at a time
+// (then the rest): Group<kType, MR>::Run is one ISA's kernel.
+template <DType kType, template <DType, int> class Group>
+void MatMulGroups(const Q8Activations& a, const uint8_t* w, float* y, int64_t ldy, int64_t M, int64_t nb,
+                  int64_t n0, int64_t n1) {
+  const Layout L = LayoutOf(kType);
+  for (int64_t n = n0; n < n1; n += kR) {
+    const uint8_t* group = w + (n / kR) * nb * L.bytes;
+    int64_t i = 0;
+    for (; i + kMaxRows <= M; i += kMaxRows) Group<kType, kMaxRows>::Run(a, i, group, nb, y, ldy, n);
+    switch (M - i) {
+      case 3: Group<kType, 3>::Run(a, i, group, nb, y, ldy, n); break;
+      case 2: Group<kType, 2>::Run(a, i, group, nb, y, ldy, n); break;
+      case 1: Group<kType, 1>::Run(a, i, group, nb, y, ldy, n); break;
+      default: break;
+    }
+  }
+}
 
 }  // namespace
 
@@ -405,16 +394,16 @@ void Q8DotMatMulOnPath(CpuPath path, DType type, const Q8Activations& a, const u
     case CpuPath::kAvx512Vnni:
     case CpuPath::kAvx512Bf16:
       switch (type) {
-        case DType::kQ4_0: return MatMulVnni<DType::kQ4_0>(a, w, y, ldy, M, nb, n0, n1);
-        case DType::kQ4_1: return MatMulVnni<DType::kQ4_1>(a, w, y, ldy, M, nb, n0, n1);
-        case DType::kQ8_0: return MatMulVnni<DType::kQ8_0>(a, w, y, ldy, M, nb, n0, n1);
+        case DType::kQ4_0: return MatMulGroups<DType::kQ4_0, GroupVnni>(a, w, y, ldy, M, nb, n0, n1);
+        case DType::kQ4_1: return MatMulGroups<DType::kQ4_1, GroupVnni>(a, w, y, ldy, M, nb, n0, n1);
+        case DType::kQ8_0: return MatMulGroups<DType::kQ8_0, GroupVnni>(a, w, y, ldy, M, nb, n0, n1);
         default: return;
       }
     case CpuPath::kAvx2:
       switch (type) {
-        case DType::kQ4_0: return MatMulAvx2<DType::kQ4_0>(a, w, y, ldy, M, nb, n0, n1);
-        case DType::kQ4_1: return MatMulAvx2<DType::kQ4_1>(a, w, y, ldy, M, nb, n0, n1);
-        case DType::kQ8_0: return MatMulAvx2<DType::kQ8_0>(a, w, y, ldy, M, nb, n0, n1);
+        case DType::kQ4_0: return MatMulGroups<DType::kQ4_0, GroupAvx2>(a, w, y, ldy, M, nb, n0, n1);
+        case DType::kQ4_1: return MatMulGroups<DType::kQ4_1, GroupAvx2>(a, w, y, ldy, M, nb, n0, n1);
+        case DType::kQ8_0: return MatMulGroups<DType::kQ8_0, GroupAvx2>(a, w, y, ldy, M, nb, n0, n1);
         default: return;
       }
     case CpuPath::kPortable:
