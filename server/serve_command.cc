@@ -252,15 +252,17 @@ int RunServeCommand(const std::vector<std::string>& args) {
     threads = cores;
   }
   ThreadPool pool(threads);
-  GenerationService service(observer);
-  service.set_max_unread_stream_bytes(
+  // The models, key check, metrics and shutdown state the gRPC front ends share.
+  ServingContext serving(observer);
+  serving.set_max_unread_stream_bytes(
       static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_testing_max_unread_stream_bytes))));
   // Registered before the server listens: a request for a configured model
   // that arrives while it loads is UNAVAILABLE, never NOT_FOUND.
   for (const ModelServingConfig& m : config.models) {
-    service.AddLoading(m.name, m.max_sequence_length.value_or(0), m.max_batch_size,
-                       m.parse_special_tokens_in_chat);
+    serving.models().AddLoading(m.name, m.max_sequence_length.value_or(0), m.max_batch_size,
+                                m.parse_special_tokens_in_chat);
   }
+  GenerationService service(&serving);
 
   // Health is served by HealthService, under the key check unless open.
   grpc::EnableDefaultHealthCheckService(false);
@@ -268,8 +270,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
                                              : [sec = *security](const grpc::CallbackServerContext& ctx) {
                                                  return sec.Authorize(ctx);
                                                });
-  health.SetServing("", false);
-  health.SetServing(kServiceName, false);
+  for (const char* name : {"", kServiceName}) health.SetServing(name, false);
   // gRPC's reflection service cannot be put under the key check: with API
   // keys it is served only when server.open_services lists it. (Linking the
   // reflection library registers its plugin with every builder; the option
@@ -277,7 +278,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   google::protobuf::SetLogHandler(&RateLimitedProtobufLog);
   if (security->api_keys != nullptr) {
-    service.set_authorize([sec = *security](const grpc::ServerContextBase& ctx) { return sec.Authorize(ctx); });
+    serving.set_authorize([sec = *security](const grpc::ServerContextBase& ctx) { return sec.Authorize(ctx); });
   }
   grpc::ServerBuilder builder;
   int port = 0;
@@ -335,7 +336,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
     absl::StatusOr<LoadedModel> loaded = LoadModel(m.path, load_options);
     if (!loaded.ok()) {
       load_state->SetState(m.name, ModelState::kFailed);
-      service.SetFailed(m.name, std::string(loaded.status().message()));
+      serving.models().SetFailed(m.name, std::string(loaded.status().message()));
       server->Shutdown();
       return Fail(absl::Status(loaded.status().code(),
                                absl::StrCat(m.key_path, ".path: ", loaded.status().message())));
@@ -361,7 +362,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
     absl::StatusOr<Engine::Options> options = EngineOptionsFor(m, config, *loaded->model);
     if (!options.ok()) {
       load_state->SetState(m.name, ModelState::kFailed);
-      service.SetFailed(m.name, std::string(options.status().message()));
+      serving.models().SetFailed(m.name, std::string(options.status().message()));
       server->Shutdown();
       return Fail(options.status());
     }
@@ -384,10 +385,10 @@ int RunServeCommand(const std::vector<std::string>& args) {
       for (double t : s.prefill_seconds) mm->RecordPrefillTime(t);
       for (double t : s.inter_token_seconds) mm->RecordInterTokenLatency(t);
     };
-    options->on_fault = [&service, load_state, name = m.name](const absl::Status& s) {
+    options->on_fault = [&serving, load_state, name = m.name](const absl::Status& s) {
       load_state->SetState(name, ModelState::kFailed);
       std::cerr << "tierserve: model " << name << " stopped serving: " << s.message() << std::endl;
-      service.SetFailed(name, absl::StrCat(s.message(), "; restart the daemon to rewrite it"));
+      serving.models().SetFailed(name, absl::StrCat(s.message(), "; restart the daemon to rewrite it"));
     };
     model_metrics.at(m.name)->SetKvCacheBlocks(0, 0, options->kv_blocks);
     std::cerr << "tierserve: model " << m.name << ": KV cache " << options->kv_blocks << " blocks of "
@@ -401,11 +402,10 @@ int RunServeCommand(const std::vector<std::string>& args) {
         m.name, std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count());
     // Before the engine takes requests, so that a fault (on_fault) is never overwritten.
     load_state->SetState(m.name, ModelState::kServing);
-    service.SetReady(m.name, std::move(engine));
+    serving.models().SetReady(m.name, std::move(engine));
     std::cerr << "tierserve: model " << m.name << " loaded" << std::endl;
   }
-  health.SetServing("", true);
-  health.SetServing(kServiceName, true);
+  for (const char* name : {"", kServiceName}) health.SetServing(name, true);
   std::cerr << "tierserve: serving" << std::endl;
   // Returns the heap's free pages while serving (HTTP/2 rapid reset).
   HeapTrimmer trimmer(kHeapTrimInterval);
@@ -423,25 +423,24 @@ int RunServeCommand(const std::vector<std::string>& args) {
               << ": stopping without draining" << std::endl;
     std::_Exit(1);
   }).detach();
-  health.SetServing("", false);
-  health.SetServing(kServiceName, false);
-  service.Drain();  // new work now fails with UNAVAILABLE
+  for (const char* name : {"", kServiceName}) health.SetServing(name, false);
+  serving.Drain();  // new work now fails with UNAVAILABLE
   // Let the calls in flight end by themselves within the grace period, then
   // give clients a moment to read their last frames: gRPC closes a connection
   // as soon as its calls are done, and a close with unread client frames (RST)
   // makes the client drop what it had not read yet.
   const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(config.shutdown_grace_seconds);
   auto wait_calls = [&](std::chrono::system_clock::time_point until) {
-    while (service.ActiveCalls() > 0 && std::chrono::system_clock::now() < until) {
+    while (serving.ActiveCalls() > 0 && std::chrono::system_clock::now() < until) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   };
   wait_calls(deadline);
-  if (service.ActiveCalls() > 0) {
+  if (serving.ActiveCalls() > 0) {
     // Past the grace period: the work still running ends at its next step
     // and its calls fail with UNAVAILABLE.
-    std::cerr << "tierserve: grace period over; ending " << service.ActiveCalls() << " calls" << std::endl;
-    service.AbortAll();
+    std::cerr << "tierserve: grace period over; ending " << serving.ActiveCalls() << " calls" << std::endl;
+    serving.AbortAll();
     wait_calls(std::chrono::system_clock::now() + std::chrono::seconds(5));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
