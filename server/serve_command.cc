@@ -39,6 +39,7 @@
 #include "server/generation_service.h"
 #include "server/health_service.h"
 #include "server/heap_trimmer.h"
+#include "server/kserve_service.h"
 #include "server/model_plan.h"
 #include "server/security.h"
 #include "server/metrics/device_memory_collector.h"
@@ -63,6 +64,7 @@ namespace tierserve {
 namespace {
 
 constexpr char kServiceName[] = "tierserve.v1.Generation";
+constexpr char kKServeServiceName[] = "inference.GRPCInferenceService";
 // Between heap trims (see HeapTrimmer).
 constexpr std::chrono::seconds kHeapTrimInterval(5);
 
@@ -173,8 +175,9 @@ int RunServeCommand(const std::vector<std::string>& args) {
 
   ParseCommandFlags("serve",
                     "tierserve serve [--config FILE] [flags]\n"
-                    "Serves the models of the config over gRPC (tierserve.v1.Generation, health,\n"
-                    "reflection) and Prometheus metrics. Flags override the file.",
+                    "Serves the models of the config over gRPC (tierserve.v1.Generation, the KServe v2 /\n"
+                    "Triton inference protocol inference.GRPCInferenceService, health, reflection) and\n"
+                    "Prometheus metrics. Flags override the file.",
                     args, /*reads_config=*/true);
 
   FlagOverrides overrides;
@@ -263,6 +266,9 @@ int RunServeCommand(const std::vector<std::string>& args) {
                                 m.parse_special_tokens_in_chat);
   }
   GenerationService service(&serving);
+  // KServe v2 / Triton's inference protocol: its liveness and readiness
+  // probes are open or keyed as the health service is.
+  KServeService kserve(&serving, KServeService::Options{security->health_open, TIERSERVE_VERSION});
 
   // Health is served by HealthService, under the key check unless open.
   grpc::EnableDefaultHealthCheckService(false);
@@ -270,7 +276,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
                                              : [sec = *security](const grpc::CallbackServerContext& ctx) {
                                                  return sec.Authorize(ctx);
                                                });
-  for (const char* name : {"", kServiceName}) health.SetServing(name, false);
+  for (const char* name : {"", kServiceName, kKServeServiceName}) health.SetServing(name, false);
   // gRPC's reflection service cannot be put under the key check: with API
   // keys it is served only when server.open_services lists it. (Linking the
   // reflection library registers its plugin with every builder; the option
@@ -291,6 +297,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
   builder.RegisterService(&service);
+  builder.RegisterService(&kserve);
   builder.RegisterService(&health);
   if (!security->reflection_open) builder.SetOption(std::make_unique<WithoutReflection>());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -405,7 +412,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
     serving.models().SetReady(m.name, std::move(engine));
     std::cerr << "tierserve: model " << m.name << " loaded" << std::endl;
   }
-  for (const char* name : {"", kServiceName}) health.SetServing(name, true);
+  for (const char* name : {"", kServiceName, kKServeServiceName}) health.SetServing(name, true);
   std::cerr << "tierserve: serving" << std::endl;
   // Returns the heap's free pages while serving (HTTP/2 rapid reset).
   HeapTrimmer trimmer(kHeapTrimInterval);
@@ -423,7 +430,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
               << ": stopping without draining" << std::endl;
     std::_Exit(1);
   }).detach();
-  for (const char* name : {"", kServiceName}) health.SetServing(name, false);
+  for (const char* name : {"", kServiceName, kKServeServiceName}) health.SetServing(name, false);
   serving.Drain();  // new work now fails with UNAVAILABLE
   // Let the calls in flight end by themselves within the grace period, then
   // give clients a moment to read their last frames: gRPC closes a connection
