@@ -392,6 +392,13 @@ class KServeTest(unittest.TestCase):
                 raw_call(b"\x0f\xff\xff", timeout=10)
             self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
             self.assertIn("not a valid inference.ModelInferRequest", cm.exception.details())
+            # On a stream, undecodable bytes are answered there, and the stream goes on.
+            stream = ch.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
+            replies = stream(iter([b"\x0f\xff\xff"]), timeout=10)
+            reply = service_pb2.ModelStreamInferResponse.FromString(next(replies))
+            self.assertIn("INVALID_ARGUMENT: the request is not a valid inference.ModelInferRequest",
+                          reply.error_message)
+            self.assertEqual(list(replies), [])  # then it ends with OK
             # A method tierserve does not serve.
             with self.assertRaises(grpc.RpcError) as cm:
                 service_pb2_grpc.GRPCInferenceServiceStub(ch).ModelConfig(
@@ -606,6 +613,29 @@ class KServeUnreadStreamTest(unittest.TestCase):
         finally:
             release.set()
         self.assertTrue(triton.InferenceServerClient(f"127.0.0.1:{self.daemon.port}").is_server_ready())
+
+
+class KServeLoadingTest(unittest.TestCase):
+    def test_live_but_not_ready_while_loading(self):
+        d = dt.Daemon("--testing_load_delay_ms=3000")
+        try:
+            client = triton.InferenceServerClient(f"127.0.0.1:{d.port}")
+            self.assertFalse(d.ready.is_set())
+            self.assertTrue(client.is_server_live())
+            self.assertFalse(client.is_server_ready())
+            self.assertFalse(client.is_model_ready(MODEL))
+            # A configured model is described before it loads.
+            self.assertEqual(client.get_model_metadata(MODEL).name, MODEL)
+            with self.assertRaises(InferenceServerException) as cm:
+                client.infer(MODEL, [text_input(["x"])])
+            self.assertEqual(cm.exception.status(), "StatusCode.UNAVAILABLE")
+            self.assertIn("still loading", cm.exception.message())
+            self.assertTrue(d.ready.wait(60), "".join(d.log))
+            self.assertTrue(client.is_server_ready())
+            self.assertTrue(client.is_model_ready(MODEL))
+            client.close()
+        finally:
+            d.kill()
 
 
 class KServeShutdownTest(unittest.TestCase):
