@@ -28,7 +28,8 @@
 ABSL_FLAG(std::string, address, "127.0.0.1:50051", "gRPC address host:port of the daemon to ask.");
 ABSL_FLAG(std::string, service, "",
           "Service whose health to ask: empty for the whole server (SERVING once every model is "
-          "loaded, NOT_SERVING while loading or draining), or tierserve.v1.Generation.");
+          "loaded, NOT_SERVING while loading or draining), tierserve.v1.Generation or "
+          "inference.GRPCInferenceService.");
 ABSL_FLAG(int32_t, timeout_seconds, 5, "Deadline of the call in seconds (> 0), connecting included.");
 ABSL_FLAG(std::string, tls_ca_file, "",
           "Speak TLS, trusting the server certificates this PEM CA file signs (server.tls).");

@@ -38,12 +38,13 @@ absl::StatusOr<RenderedPrompt> PromptText(const Tokenizer& tok, const v1::Prompt
 absl::StatusOr<GenerationRequest> BuildGenerationRequest(const Tokenizer& tok,
                                                          const PromptLimits& limits,
                                                          const v1::Prompt& prompt,
-                                                         const v1::GenerationParameters& p) {
+                                                         const v1::GenerationParameters& p,
+                                                         absl::string_view max_new_tokens_name) {
   const int64_t max_seq = limits.max_sequence_length;
   GenerationRequest req;
   req.max_new_tokens = p.has_max_new_tokens() ? p.max_new_tokens() : kDefaultMaxNewTokens;
   if (req.max_new_tokens < 1 || req.max_new_tokens > max_seq) {
-    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens is ", req.max_new_tokens,
+    return absl::InvalidArgumentError(absl::StrCat(max_new_tokens_name, " is ", req.max_new_tokens,
                                                    "; it must be between 1 and ", max_seq,
                                                    " (the model's max_sequence_length)"));
   }
@@ -79,10 +80,21 @@ absl::StatusOr<GenerationRequest> BuildGenerationRequest(const Tokenizer& tok,
   if (n == 0) return absl::InvalidArgumentError("the prompt encodes to no tokens");
   if (n + req.max_new_tokens > max_seq) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "the prompt has ", n, " tokens and max_new_tokens is ", req.max_new_tokens, "; together at most ",
+        "the prompt has ", n, " tokens and ", max_new_tokens_name, " is ", req.max_new_tokens, "; together at most ",
         max_seq, " (the model's max_sequence_length) are allowed"));
   }
   return req;
+}
+
+absl::StatusOr<GenerationRequest> BuildEngineRequest(const Engine& engine, const PromptLimits& limits,
+                                                     const v1::Prompt& prompt,
+                                                     const v1::GenerationParameters& params,
+                                                     absl::string_view max_new_tokens_name) {
+  const Tokenizer* tok = engine.model().tokenizer.get();
+  if (tok == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("model ", engine.name(), " has no tokenizer"));
+  }
+  return BuildGenerationRequest(*tok, limits, prompt, params, max_new_tokens_name);
 }
 
 }  // namespace tierserve

@@ -9,8 +9,10 @@
 #define TIERSERVE_SERVER_REQUEST_VALIDATION_H_
 
 #include <cstdint>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "runtime/engine/engine.h"
 #include "runtime/generate/chat_prompt.h"
 #include "runtime/generate/generator.h"
 #include "runtime/tokenizer/tokenizer.h"
@@ -33,10 +35,20 @@ absl::StatusOr<RenderedPrompt> PromptText(const Tokenizer& tokenizer, const v1::
 // Validates one prompt and the call's parameters into what the engine runs:
 // sampling parameters in range, stop strings, and a prompt that encodes to
 // at least one token and leaves room for max_new_tokens within `limits`.
+// `max_new_tokens_name` is what the messages call max_new_tokens (the
+// KServe front end's parameter is max_tokens).
 absl::StatusOr<GenerationRequest> BuildGenerationRequest(const Tokenizer& tokenizer,
                                                          const PromptLimits& limits,
                                                          const v1::Prompt& prompt,
-                                                         const v1::GenerationParameters& params);
+                                                         const v1::GenerationParameters& params,
+                                                         absl::string_view max_new_tokens_name = "max_new_tokens");
+
+// BuildGenerationRequest with `engine`'s tokenizer (FAILED_PRECONDITION if
+// its model has none).
+absl::StatusOr<GenerationRequest> BuildEngineRequest(const Engine& engine, const PromptLimits& limits,
+                                                     const v1::Prompt& prompt,
+                                                     const v1::GenerationParameters& params,
+                                                     absl::string_view max_new_tokens_name = "max_new_tokens");
 
 }  // namespace tierserve
 

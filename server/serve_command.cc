@@ -42,6 +42,7 @@
 #include "server/generation_service.h"
 #include "server/health_service.h"
 #include "server/heap_trimmer.h"
+#include "server/kserve_service.h"
 #include "server/model_plan.h"
 #include "server/security.h"
 #include "server/metrics/device_memory_collector.h"
@@ -66,6 +67,7 @@ namespace tierserve {
 namespace {
 
 constexpr char kServiceName[] = "tierserve.v1.Generation";
+constexpr char kKServeServiceName[] = "inference.GRPCInferenceService";
 // Between heap trims (see HeapTrimmer).
 constexpr std::chrono::seconds kHeapTrimInterval(5);
 
@@ -176,8 +178,9 @@ int RunServeCommand(const std::vector<std::string>& args) {
 
   ParseCommandFlags("serve",
                     "tierserve serve [--config FILE] [flags]\n"
-                    "Serves the models of the config over gRPC (tierserve.v1.Generation, health,\n"
-                    "reflection) and Prometheus metrics. Flags override the file.",
+                    "Serves the models of the config over gRPC (tierserve.v1.Generation, the KServe v2 /\n"
+                    "Triton inference protocol inference.GRPCInferenceService, health, reflection) and\n"
+                    "Prometheus metrics. Flags override the file.",
                     args, /*reads_config=*/true);
 
   FlagOverrides overrides;
@@ -256,15 +259,20 @@ int RunServeCommand(const std::vector<std::string>& args) {
     threads = cores;
   }
   ThreadPool pool(threads);
-  GenerationService service(observer);
-  service.set_max_unread_stream_bytes(
+  // The models, key check, metrics and shutdown state the gRPC front ends share.
+  ServingContext serving(observer);
+  serving.set_max_unread_stream_bytes(
       static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_testing_max_unread_stream_bytes))));
   // Registered before the server listens: a request for a configured model
   // that arrives while it loads is UNAVAILABLE, never NOT_FOUND.
   for (const ModelServingConfig& m : config.models) {
-    service.AddLoading(m.name, m.max_sequence_length.value_or(0), m.max_batch_size,
-                       m.parse_special_tokens_in_chat);
+    serving.models().AddLoading(m.name, m.max_sequence_length.value_or(0), m.max_batch_size,
+                                m.parse_special_tokens_in_chat);
   }
+  GenerationService service(&serving);
+  // KServe v2 / Triton's inference protocol: its liveness and readiness
+  // probes are open or keyed as the health service is.
+  KServeService kserve(&serving, KServeService::Options{security->health_open, TIERSERVE_VERSION});
 
   // Health is served by HealthService, under the key check unless open.
   grpc::EnableDefaultHealthCheckService(false);
@@ -272,8 +280,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
                                              : [sec = *security](const grpc::CallbackServerContext& ctx) {
                                                  return sec.Authorize(ctx);
                                                });
-  health.SetServing("", false);
-  health.SetServing(kServiceName, false);
+  for (const char* name : {"", kServiceName, kKServeServiceName}) health.SetServing(name, false);
   // gRPC's reflection service cannot be put under the key check: with API
   // keys it is served only when server.open_services lists it. (Linking the
   // reflection library registers its plugin with every builder; the option
@@ -281,7 +288,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   google::protobuf::SetLogHandler(&RateLimitedProtobufLog);
   if (security->api_keys != nullptr) {
-    service.set_authorize([sec = *security](const grpc::ServerContextBase& ctx) { return sec.Authorize(ctx); });
+    serving.set_authorize([sec = *security](const grpc::ServerContextBase& ctx) { return sec.Authorize(ctx); });
   }
   grpc::ServerBuilder builder;
   int port = 0;
@@ -294,6 +301,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
   builder.RegisterService(&service);
+  builder.RegisterService(&kserve);
   builder.RegisterService(&health);
   if (!security->reflection_open) builder.SetOption(std::make_unique<WithoutReflection>());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -334,7 +342,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
   // own path; empty: the status says it already).
   auto fail_model = [&](const ModelServingConfig& m, const absl::Status& status, absl::string_view key) {
     load_state->SetState(m.name, ModelState::kFailed);
-    service.SetFailed(m.name, std::string(status.message()));
+    serving.models().SetFailed(m.name, std::string(status.message()));
     server->Shutdown();
     return Fail(key.empty() ? status
                             : absl::Status(status.code(), absl::StrCat(m.key_path, key, ": ", status.message())));
@@ -406,10 +414,10 @@ int RunServeCommand(const std::vector<std::string>& args) {
       for (double t : s.prefill_seconds) mm->RecordPrefillTime(t);
       for (double t : s.inter_token_seconds) mm->RecordInterTokenLatency(t);
     };
-    options->on_fault = [&service, load_state, name = m.name](const absl::Status& s) {
+    options->on_fault = [&serving, load_state, name = m.name](const absl::Status& s) {
       load_state->SetState(name, ModelState::kFailed);
       std::cerr << "tierserve: model " << name << " stopped serving: " << s.message() << std::endl;
-      service.SetFailed(name, absl::StrCat(s.message(), "; restart the daemon to rewrite it"));
+      serving.models().SetFailed(name, absl::StrCat(s.message(), "; restart the daemon to rewrite it"));
     };
     // The KV blocks live on the execution device, which counts them (kind kv).
     Device* kv_device = execution_device;
@@ -427,11 +435,10 @@ int RunServeCommand(const std::vector<std::string>& args) {
         m.name, std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count());
     // Before the engine takes requests, so that a fault (on_fault) is never overwritten.
     load_state->SetState(m.name, ModelState::kServing);
-    service.SetReady(m.name, std::move(engine));
+    serving.models().SetReady(m.name, std::move(engine));
     std::cerr << "tierserve: model " << m.name << " loaded" << std::endl;
   }
-  health.SetServing("", true);
-  health.SetServing(kServiceName, true);
+  for (const char* name : {"", kServiceName, kKServeServiceName}) health.SetServing(name, true);
   std::cerr << "tierserve: serving" << std::endl;
   // Returns the heap's free pages while serving (HTTP/2 rapid reset).
   HeapTrimmer trimmer(kHeapTrimInterval);
@@ -449,25 +456,24 @@ int RunServeCommand(const std::vector<std::string>& args) {
               << ": stopping without draining" << std::endl;
     std::_Exit(1);
   }).detach();
-  health.SetServing("", false);
-  health.SetServing(kServiceName, false);
-  service.Drain();  // new work now fails with UNAVAILABLE
+  for (const char* name : {"", kServiceName, kKServeServiceName}) health.SetServing(name, false);
+  serving.Drain();  // new work now fails with UNAVAILABLE
   // Let the calls in flight end by themselves within the grace period, then
   // give clients a moment to read their last frames: gRPC closes a connection
   // as soon as its calls are done, and a close with unread client frames (RST)
   // makes the client drop what it had not read yet.
   const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(config.shutdown_grace_seconds);
   auto wait_calls = [&](std::chrono::system_clock::time_point until) {
-    while (service.ActiveCalls() > 0 && std::chrono::system_clock::now() < until) {
+    while (serving.ActiveCalls() > 0 && std::chrono::system_clock::now() < until) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   };
   wait_calls(deadline);
-  if (service.ActiveCalls() > 0) {
+  if (serving.ActiveCalls() > 0) {
     // Past the grace period: the work still running ends at its next step
     // and its calls fail with UNAVAILABLE.
-    std::cerr << "tierserve: grace period over; ending " << service.ActiveCalls() << " calls" << std::endl;
-    service.AbortAll();
+    std::cerr << "tierserve: grace period over; ending " << serving.ActiveCalls() << " calls" << std::endl;
+    serving.AbortAll();
     wait_calls(std::chrono::system_clock::now() + std::chrono::seconds(5));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));

@@ -150,6 +150,20 @@ const char* RpcMethodName(RpcMethod method) {
       return "Tokenize";
     case RpcMethod::kListModels:
       return "ListModels";
+    case RpcMethod::kServerLive:
+      return "ServerLive";
+    case RpcMethod::kServerReady:
+      return "ServerReady";
+    case RpcMethod::kModelReady:
+      return "ModelReady";
+    case RpcMethod::kServerMetadata:
+      return "ServerMetadata";
+    case RpcMethod::kModelMetadata:
+      return "ModelMetadata";
+    case RpcMethod::kModelInfer:
+      return "ModelInfer";
+    case RpcMethod::kModelStreamInfer:
+      return "ModelStreamInfer";
   }
   return "Unknown";
 }

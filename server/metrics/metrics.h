@@ -61,10 +61,17 @@
 
 namespace tierserve {
 
-// The RPCs of tierserve.v1.Generation, the values of the `method` label.
-enum class RpcMethod { kGenerate, kGenerateStream, kTokenize, kListModels };
-inline constexpr RpcMethod kAllRpcMethods[] = {RpcMethod::kGenerate, RpcMethod::kGenerateStream,
-                                               RpcMethod::kTokenize, RpcMethod::kListModels};
+// The RPCs of tierserve.v1.Generation and inference.GRPCInferenceService
+// (KServe v2), the values of the `method` label. ModelStreamInfer is counted
+// per request on the stream (a stream carries many).
+enum class RpcMethod {
+  kGenerate, kGenerateStream, kTokenize, kListModels,
+  kServerLive, kServerReady, kModelReady, kServerMetadata, kModelMetadata, kModelInfer, kModelStreamInfer
+};
+inline constexpr RpcMethod kAllRpcMethods[] = {
+    RpcMethod::kGenerate,       RpcMethod::kGenerateStream, RpcMethod::kTokenize,      RpcMethod::kListModels,
+    RpcMethod::kServerLive,     RpcMethod::kServerReady,    RpcMethod::kModelReady,    RpcMethod::kServerMetadata,
+    RpcMethod::kModelMetadata,  RpcMethod::kModelInfer,     RpcMethod::kModelStreamInfer};
 
 // The method's name as in the .proto ("GenerateStream").
 const char* RpcMethodName(RpcMethod method);

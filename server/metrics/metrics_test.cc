@@ -124,13 +124,16 @@ std::string FakeStatm(const std::string& name, int64_t resident_pages) {
 TEST(ServerMetrics, EveryMethodStartsWithZeroOkRequests) {
   ServerMetrics metrics;
   const auto samples = ParseExposition(metrics.ExpositionText());
-  for (const char* method : {"Generate", "GenerateStream", "Tokenize", "ListModels"}) {
+  const char* const methods[] = {"Generate",   "GenerateStream", "Tokenize",       "ListModels",
+                                 "ServerLive", "ServerReady",    "ModelReady",     "ServerMetadata",
+                                 "ModelMetadata", "ModelInfer",  "ModelStreamInfer"};
+  for (const char* method : methods) {
     EXPECT_EQ(Value(samples, "tierserve_requests_total", {{"method", method}, {"code", "OK"}}), 0.0)
         << method;
     EXPECT_EQ(Value(samples, "tierserve_request_duration_seconds_count", {{"method", method}}), 0.0)
         << method;
   }
-  EXPECT_EQ(CountSeries(samples, "tierserve_requests_total"), 4u);
+  EXPECT_EQ(CountSeries(samples, "tierserve_requests_total"), std::size(methods));
 }
 
 TEST(ServerMetrics, RequestsCountedByMethodAndGrpcCodeName) {
@@ -148,7 +151,8 @@ TEST(ServerMetrics, RequestsCountedByMethodAndGrpcCodeName) {
   EXPECT_EQ(Value(samples, name, {{"method", "GenerateStream"}, {"code", "OK"}}), 0.0);
   EXPECT_EQ(Value(samples, name, {{"method", "Tokenize"}, {"code", "RESOURCE_EXHAUSTED"}}), 1.0);
   EXPECT_EQ(Value(samples, name, {{"method", "ListModels"}, {"code", "OK"}}), 0.0);
-  EXPECT_EQ(CountSeries(samples, name), 7u);
+  // One OK series per method, and the three other codes seen.
+  EXPECT_EQ(CountSeries(samples, name), std::size(kAllRpcMethods) + 3);
 }
 
 TEST(ServerMetrics, StatusCodeLabelsAreGrpcNamesAndBounded) {
@@ -184,7 +188,7 @@ TEST(ServerMetrics, RequestDurationHistogramHasCumulativeBucketsSumAndCount) {
   EXPECT_EQ(at("0.25"), 3.0);
   EXPECT_EQ(at("600"), 3.0);
   EXPECT_EQ(at("+Inf"), 4.0);
-  EXPECT_EQ(CountSeries(samples, bucket), 4 * (kRequestDurationBuckets.size() + 1));
+  EXPECT_EQ(CountSeries(samples, bucket), std::size(kAllRpcMethods) * (kRequestDurationBuckets.size() + 1));
   EXPECT_EQ(Value(samples, "tierserve_request_duration_seconds_count", {{"method", "GenerateStream"}}),
             4.0);
   const auto sum =
