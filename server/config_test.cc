@@ -196,6 +196,15 @@ TEST(ConfigTest, AutoDeviceMapAndFourBit) {
   EXPECT_EQ(c->models[0].max_memory[2].first.ToString(), "disk");
 }
 
+TEST(ConfigTest, ActivationPrecision) {
+  absl::StatusOr<ServerConfig> c = ParseServerConfig(OneModel(""), "x.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->models[0].activation_precision, ActivationPrecision::kFp32);  // the default
+  c = ParseServerConfig(OneModel("    activation_precision: int8\n"), "x.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->models[0].activation_precision, ActivationPrecision::kInt8);
+}
+
 TEST(ConfigTest, UnknownKeysNameTheFullPath) {
   EXPECT_EQ(
       ErrorOf("server:\n  listn: 0.0.0.0:1\n"),
@@ -208,7 +217,7 @@ TEST(ConfigTest, UnknownKeysNameTheFullPath) {
       "x.yaml: models[0].max_batch: unknown key; known keys: name, path, quantization, device_map, "
       "max_memory, offload_folder, max_batch_size, max_sequence_length, "
       "max_batch_tokens, kv_cache_bytes, kv_block_tokens, prefix_caching, "
-      "parse_special_tokens_in_chat, accelerator, prefetch_depth");
+      "parse_special_tokens_in_chat, accelerator, prefetch_depth, activation_precision");
   EXPECT_EQ(ErrorOf(OneModel("    quantization: {load_in_8bit: true, load_in_2bit: true}\n")),
             "x.yaml: models[0].quantization.load_in_2bit: unknown key; known keys: load_in_8bit, "
             "load_in_4bit, llm_int8_threshold, llm_int8_skip_modules, "
