@@ -73,7 +73,7 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<grpc::ByteBu
     grpc::ServerWriteReactor<grpc::ByteBuffer>::StartWrite(message);
   }
   void Finish(const grpc::Status& status) override {
-    serving_.CallEnded("GenerateStream", status.error_code(), SecondsSince(start));
+    serving_.CallEnded("GenerateStream", status.error_code(), SecondsSince(start), model);
     grpc::ServerWriteReactor<grpc::ByteBuffer>::Finish(status);
   }
 
@@ -85,6 +85,7 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<grpc::ByteBu
   }
 
   const Clock::time_point start = Clock::now();
+  std::string model;  // as the request named it (set before any job starts)
 
  private:
   ServingContext& serving_;
@@ -148,6 +149,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerationService::GenerateStream(gr
     reactor->Refuse(parsed);
     return reactor;
   }
+  reactor->model = req.model();
   absl::StatusOr<ModelHandle> model = serving_.FindModelFor(*ctx, req.model());
   absl::StatusOr<GenerationRequest> request =
       model.ok() ? BuildEngineRequest(*model->engine, model->limits, req.prompt(), req.parameters())

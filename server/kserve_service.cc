@@ -149,7 +149,8 @@ class InferStreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer
     hooks.on_end = [output, echo, t0, &serving](absl::StatusOr<GenerationResult> r) {
       if (!r.ok()) {
         SendError(*output, echo, r.status());
-        serving.CallEnded(kStreamMethod, static_cast<grpc::StatusCode>(r.status().code()), SecondsSince(t0));
+        serving.CallEnded(kStreamMethod, static_cast<grpc::StatusCode>(r.status().code()), SecondsSince(t0),
+                          echo.model_name);
         return;
       }
       ModelInferResponse resp = ResponseTo(echo);
@@ -159,7 +160,7 @@ class InferStreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer
       SetParameter(&resp, kserve::kCompletionTokens, static_cast<int64_t>(r->tokens.size()));
       if (!echo.empty_final) kserve::AddTextOutput({std::string()}, echo.shape, echo.raw, &resp);
       Send(*output, resp);
-      serving.CallEnded(kStreamMethod, grpc::StatusCode::OK, SecondsSince(t0));
+      serving.CallEnded(kStreamMethod, grpc::StatusCode::OK, SecondsSince(t0), echo.model_name);
     };
     absl::Status submitted = SubmitStreamJob(serving_, engine, req.model_name(), std::move(prepared->requests[0]),
                                              ctx_, output_, t0, std::move(hooks));
@@ -169,7 +170,8 @@ class InferStreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer
   // Answers a request that did not start with its error, and ends it.
   void Refuse(const RequestEcho& echo, const absl::Status& status, Clock::time_point t0) {
     SendError(*output_, echo, status);
-    serving_.CallEnded(kStreamMethod, static_cast<grpc::StatusCode>(status.code()), SecondsSince(t0));
+    serving_.CallEnded(kStreamMethod, static_cast<grpc::StatusCode>(status.code()), SecondsSince(t0),
+                       echo.model_name);
     output_->RequestEnded(nullptr);
   }
 

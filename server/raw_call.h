@@ -36,6 +36,8 @@ class UnaryReply : public grpc::ServerUnaryReactor {
  public:
   // Serializes the response when `status` is OK, and ends the call.
   virtual void Reply(const grpc::Status& status) = 0;
+  // The model the request names ("" when its message has no model field).
+  virtual std::string model() const = 0;
   void OnDone() override { delete this; }
 };
 
@@ -49,6 +51,15 @@ class UnaryCall final : public UnaryReply {
     if (s.ok()) s = grpc::SerializationTraits<Response>::Serialize(response, out_, &own_buffer);
     Finish(s);
   }
+  std::string model() const override {
+    if constexpr (requires { request.model(); }) {
+      return std::string(request.model());
+    } else if constexpr (requires { request.model_name(); }) {
+      return std::string(request.model_name());
+    } else {
+      return "";
+    }
+  }
   Request request;
   Response response;
 
@@ -59,7 +70,7 @@ class UnaryCall final : public UnaryReply {
 // Ends a unary call counted in with ServingContext::CallStarted, and reports it.
 inline void FinishUnary(UnaryReply* call, ServingContext& serving, const char* method, Clock::time_point t0,
                         const grpc::Status& status) {
-  serving.CallEnded(method, status.error_code(), SecondsSince(t0));
+  serving.CallEnded(method, status.error_code(), SecondsSince(t0), call->model());
   call->Reply(status);
 }
 

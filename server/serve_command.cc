@@ -234,8 +234,11 @@ int RunServeCommand(const std::vector<std::string>& args) {
   metrics.AddCollectable(std::make_shared<BuildInfoCollector>(TIERSERVE_VERSION, TIERSERVE_GIT_COMMIT,
                                                               TIERSERVE_BUILD_CUDA != 0));
   ServiceObserver observer;
-  observer.on_request = [&metrics](const std::string& method, grpc::StatusCode code, double seconds) {
-    if (auto m = MethodFromName(method)) metrics.RecordRequest(*m, static_cast<absl::StatusCode>(code), seconds);
+  observer.on_request = [&metrics](const std::string& model, const std::string& method, grpc::StatusCode code,
+                                   double seconds) {
+    if (auto m = MethodFromName(method)) {
+      metrics.RecordRequest(model, *m, static_cast<absl::StatusCode>(code), seconds);
+    }
   };
   observer.on_first_token = [&model_metrics](const std::string& model, double seconds) {
     model_metrics.at(model)->RecordTimeToFirstToken(seconds);

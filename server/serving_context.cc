@@ -29,8 +29,13 @@ absl::StatusOr<ModelHandle> ServingContext::FindModelFor(const grpc::ServerConte
   return models_.Find(name);
 }
 
-void ServingContext::CallEnded(const std::string& method, grpc::StatusCode code, double seconds) {
-  if (observer_.on_request) observer_.on_request(method, code, seconds);
+void ServingContext::CallEnded(const std::string& method, grpc::StatusCode code, double seconds,
+                               const std::string& model) {
+  if (observer_.on_request) {
+    // Only configured names become label values: a client's arbitrary string never does.
+    static const std::string kNone;
+    observer_.on_request(!model.empty() && models_.State(model).ok() ? model : kNone, method, code, seconds);
+  }
   active_calls_.fetch_sub(1);
 }
 

@@ -27,8 +27,12 @@ namespace tierserve {
 // Hooks for observability; every member is optional. Called from gRPC and
 // engine threads.
 struct ServiceObserver {
-  // One finished RPC: method name, gRPC status code, seconds end to end.
-  std::function<void(const std::string& method, grpc::StatusCode code, double seconds)> on_request;
+  // One finished RPC: the configured model it asked for ("" when it named
+  // none, or a name no model has: the label stays bounded), method name, gRPC
+  // status code, seconds end to end.
+  std::function<void(const std::string& model, const std::string& method, grpc::StatusCode code,
+                     double seconds)>
+      on_request;
   // The first token of a sequence of `model`, `seconds` after its call began.
   std::function<void(const std::string& model, double seconds)> on_first_token;
   // A sequence of `model` ended with these token counts.
@@ -72,8 +76,10 @@ class ServingContext {
 
   // A call (or one request of a stream) began.
   void CallStarted() { active_calls_.fetch_add(1); }
-  // It ended: reported to the observer as `method` with `code`, and counted out.
-  void CallEnded(const std::string& method, grpc::StatusCode code, double seconds);
+  // It ended: reported to the observer as `method` of `model` (the name the
+  // request gave, if any) with `code`, and counted out.
+  void CallEnded(const std::string& method, grpc::StatusCode code, double seconds,
+                 const std::string& model = "");
   // Calls that have started and not yet ended.
   int ActiveCalls() const { return active_calls_.load(); }
 

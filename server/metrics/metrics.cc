@@ -316,7 +316,7 @@ ServerMetrics::ServerMetrics(Options options)
   // Every method's series exist from the start, so rate() has a zero to
   // begin from; other codes appear with their first occurrence.
   for (RpcMethod method : kAllRpcMethods) {
-    requests_.Add({{"method", RpcMethodName(method)}, {"code", "OK"}});
+    requests_.Add({{"model", ""}, {"method", RpcMethodName(method)}, {"code", "OK"}});
     duration_by_method_[static_cast<size_t>(method)] =
         &request_duration_.Add({{"method", RpcMethodName(method)}}, kRequestDurationBuckets);
   }
@@ -375,11 +375,12 @@ ModelMetrics& ServerMetrics::AddModel(std::string_view name) {
   return *slot;
 }
 
-void ServerMetrics::RecordRequest(RpcMethod method, absl::StatusCode code, double seconds) {
+void ServerMetrics::RecordRequest(const std::string& model, RpcMethod method, absl::StatusCode code,
+                                  double seconds) {
   const size_t index = static_cast<size_t>(method);
   if (index >= duration_by_method_.size()) return;  // not a RpcMethod value
   const std::string method_name = RpcMethodName(method);
-  requests_.Add({{"method", method_name}, {"code", StatusCodeLabel(code)}}).Increment();
+  requests_.Add({{"model", model}, {"method", method_name}, {"code", StatusCodeLabel(code)}}).Increment();
   duration_by_method_[index]->Observe(NonNegative(seconds));
 }
 

@@ -4,7 +4,7 @@
 // Exported series (names follow Prometheus conventions: prefix `tierserve_`,
 // base units, counters end in `_total`):
 //
-//   tierserve_requests_total{method,code}            counter
+//   tierserve_requests_total{model,method,code}      counter
 //   tierserve_request_duration_seconds{method}       histogram, 5 ms .. 600 s
 //   tierserve_time_to_first_token_seconds{model}     histogram, 1 ms .. 60 s
 //   tierserve_prompt_tokens_total{model}             counter
@@ -253,7 +253,9 @@ class ServerMetrics {
 
   // Records one finished RPC: its status code and its duration from arrival
   // to the last byte sent (a negative duration counts as 0).
-  void RecordRequest(RpcMethod method, absl::StatusCode code, double seconds);
+  // `model`: the configured model the call asked for, "" when none (the
+  // caller makes sure it is a configured name: label values stay bounded).
+  void RecordRequest(const std::string& model, RpcMethod method, absl::StatusCode code, double seconds);
 
   // Adds a collector asked for its families at each scrape (and by
   // ExpositionText), whether the endpoint is started yet or not.

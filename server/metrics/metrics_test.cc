@@ -128,7 +128,7 @@ TEST(ServerMetrics, EveryMethodStartsWithZeroOkRequests) {
                                  "ServerLive", "ServerReady",    "ModelReady",     "ServerMetadata",
                                  "ModelMetadata", "ModelInfer",  "ModelStreamInfer"};
   for (const char* method : methods) {
-    EXPECT_EQ(Value(samples, "tierserve_requests_total", {{"method", method}, {"code", "OK"}}), 0.0)
+    EXPECT_EQ(Value(samples, "tierserve_requests_total", {{"model", ""}, {"method", method}, {"code", "OK"}}), 0.0)
         << method;
     EXPECT_EQ(Value(samples, "tierserve_request_duration_seconds_count", {{"method", method}}), 0.0)
         << method;
@@ -138,21 +138,35 @@ TEST(ServerMetrics, EveryMethodStartsWithZeroOkRequests) {
 
 TEST(ServerMetrics, RequestsCountedByMethodAndGrpcCodeName) {
   ServerMetrics metrics;
-  metrics.RecordRequest(RpcMethod::kGenerate, absl::StatusCode::kOk, 0.1);
-  metrics.RecordRequest(RpcMethod::kGenerate, absl::StatusCode::kOk, 0.1);
-  metrics.RecordRequest(RpcMethod::kGenerate, absl::StatusCode::kInvalidArgument, 0.001);
-  metrics.RecordRequest(RpcMethod::kGenerateStream, absl::StatusCode::kCancelled, 2);
-  metrics.RecordRequest(RpcMethod::kTokenize, absl::StatusCode::kResourceExhausted, 0.01);
+  metrics.RecordRequest("", RpcMethod::kGenerate, absl::StatusCode::kOk, 0.1);
+  metrics.RecordRequest("", RpcMethod::kGenerate, absl::StatusCode::kOk, 0.1);
+  metrics.RecordRequest("", RpcMethod::kGenerate, absl::StatusCode::kInvalidArgument, 0.001);
+  metrics.RecordRequest("", RpcMethod::kGenerateStream, absl::StatusCode::kCancelled, 2);
+  metrics.RecordRequest("", RpcMethod::kTokenize, absl::StatusCode::kResourceExhausted, 0.01);
   const auto samples = ParseExposition(metrics.ExpositionText());
   const std::string name = "tierserve_requests_total";
-  EXPECT_EQ(Value(samples, name, {{"method", "Generate"}, {"code", "OK"}}), 2.0);
-  EXPECT_EQ(Value(samples, name, {{"method", "Generate"}, {"code", "INVALID_ARGUMENT"}}), 1.0);
-  EXPECT_EQ(Value(samples, name, {{"method", "GenerateStream"}, {"code", "CANCELLED"}}), 1.0);
-  EXPECT_EQ(Value(samples, name, {{"method", "GenerateStream"}, {"code", "OK"}}), 0.0);
-  EXPECT_EQ(Value(samples, name, {{"method", "Tokenize"}, {"code", "RESOURCE_EXHAUSTED"}}), 1.0);
-  EXPECT_EQ(Value(samples, name, {{"method", "ListModels"}, {"code", "OK"}}), 0.0);
+  EXPECT_EQ(Value(samples, name, {{"model", ""}, {"method", "Generate"}, {"code", "OK"}}), 2.0);
+  EXPECT_EQ(Value(samples, name, {{"model", ""}, {"method", "Generate"}, {"code", "INVALID_ARGUMENT"}}), 1.0);
+  EXPECT_EQ(Value(samples, name, {{"model", ""}, {"method", "GenerateStream"}, {"code", "CANCELLED"}}), 1.0);
+  EXPECT_EQ(Value(samples, name, {{"model", ""}, {"method", "GenerateStream"}, {"code", "OK"}}), 0.0);
+  EXPECT_EQ(Value(samples, name, {{"model", ""}, {"method", "Tokenize"}, {"code", "RESOURCE_EXHAUSTED"}}), 1.0);
+  EXPECT_EQ(Value(samples, name, {{"model", ""}, {"method", "ListModels"}, {"code", "OK"}}), 0.0);
   // One OK series per method, and the three other codes seen.
   EXPECT_EQ(CountSeries(samples, name), std::size(kAllRpcMethods) + 3);
+}
+
+TEST(ServerMetrics, RequestsCountedByModel) {
+  ServerMetrics metrics;
+  metrics.RecordRequest("a", RpcMethod::kGenerate, absl::StatusCode::kOk, 0.1);
+  metrics.RecordRequest("b", RpcMethod::kGenerate, absl::StatusCode::kOk, 0.1);
+  metrics.RecordRequest("b", RpcMethod::kGenerate, absl::StatusCode::kOk, 0.1);
+  metrics.RecordRequest("", RpcMethod::kGenerate, absl::StatusCode::kNotFound, 0.1);
+  const auto samples = ParseExposition(metrics.ExpositionText());
+  const std::string name = "tierserve_requests_total";
+  EXPECT_EQ(Value(samples, name, {{"model", "a"}, {"method", "Generate"}, {"code", "OK"}}), 1.0);
+  EXPECT_EQ(Value(samples, name, {{"model", "b"}, {"method", "Generate"}, {"code", "OK"}}), 2.0);
+  EXPECT_EQ(Value(samples, name, {{"model", ""}, {"method", "Generate"}, {"code", "OK"}}), 0.0);
+  EXPECT_EQ(Value(samples, name, {{"model", ""}, {"method", "Generate"}, {"code", "NOT_FOUND"}}), 1.0);
 }
 
 TEST(ServerMetrics, StatusCodeLabelsAreGrpcNamesAndBounded) {
@@ -165,9 +179,9 @@ TEST(ServerMetrics, StatusCodeLabelsAreGrpcNamesAndBounded) {
   EXPECT_EQ(StatusCodeLabel(static_cast<absl::StatusCode>(-1)), "UNKNOWN");
 
   ServerMetrics metrics;
-  metrics.RecordRequest(RpcMethod::kListModels, static_cast<absl::StatusCode>(99), 0.01);
+  metrics.RecordRequest("", RpcMethod::kListModels, static_cast<absl::StatusCode>(99), 0.01);
   const auto samples = ParseExposition(metrics.ExpositionText());
-  EXPECT_EQ(Value(samples, "tierserve_requests_total", {{"method", "ListModels"}, {"code", "UNKNOWN"}}),
+  EXPECT_EQ(Value(samples, "tierserve_requests_total", {{"model", ""}, {"method", "ListModels"}, {"code", "UNKNOWN"}}),
             1.0);
 }
 
@@ -176,7 +190,7 @@ TEST(ServerMetrics, RequestDurationHistogramHasCumulativeBucketsSumAndCount) {
   // 3 ms: first bucket (5 ms). 200 ms: the 0.25 bucket. 700 s: past the last
   // bound (600 s), so only +Inf. -1 s: clamped to 0, first bucket.
   for (double s : {0.003, 0.2, 700.0, -1.0}) {
-    metrics.RecordRequest(RpcMethod::kGenerateStream, absl::StatusCode::kOk, s);
+    metrics.RecordRequest("", RpcMethod::kGenerateStream, absl::StatusCode::kOk, s);
   }
   const auto samples = ParseExposition(metrics.ExpositionText());
   const std::string bucket = "tierserve_request_duration_seconds_bucket";
@@ -351,7 +365,7 @@ TEST(ServerMetrics, ConcurrentRecordingLosesNothing) {
       ModelMetrics& model = metrics.AddModel(t % 2 ? "odd" : "shared");
       ModelMetrics& shared = metrics.AddModel("shared");
       for (int i = 0; i < kPerThread; ++i) {
-        metrics.RecordRequest(RpcMethod::kGenerate, absl::StatusCode::kOk, 0.01);
+        metrics.RecordRequest("", RpcMethod::kGenerate, absl::StatusCode::kOk, 0.01);
         shared.AddGeneratedTokens(1);
         model.AddRequestsRunning(1);
         model.AddRequestsRunning(-1);
@@ -360,7 +374,7 @@ TEST(ServerMetrics, ConcurrentRecordingLosesNothing) {
   }
   for (auto& thread : threads) thread.join();
   const auto samples = ParseExposition(metrics.ExpositionText());
-  EXPECT_EQ(Value(samples, "tierserve_requests_total", {{"method", "Generate"}, {"code", "OK"}}),
+  EXPECT_EQ(Value(samples, "tierserve_requests_total", {{"model", ""}, {"method", "Generate"}, {"code", "OK"}}),
             double{kThreads * kPerThread});
   EXPECT_EQ(Value(samples, "tierserve_request_duration_seconds_count", {{"method", "Generate"}}),
             double{kThreads * kPerThread});
@@ -440,14 +454,14 @@ TEST(ServerMetricsExposer, ServesMetricsOverHttp) {
   const int port = metrics.listening_port();
   ASSERT_GT(port, 0);
 
-  metrics.RecordRequest(RpcMethod::kGenerateStream, absl::StatusCode::kOk, 0.3);
+  metrics.RecordRequest("", RpcMethod::kGenerateStream, absl::StatusCode::kOk, 0.3);
   metrics.AddModel("smollm2").AddGeneratedTokens(17);
   const std::string response = HttpGet(port, "/metrics");
   ASSERT_THAT(response, HasSubstr("200 OK"));
   const size_t body_start = response.find("\r\n\r\n");
   ASSERT_NE(body_start, std::string::npos);
   const auto samples = ParseExposition(response.substr(body_start + 4));
-  EXPECT_EQ(Value(samples, "tierserve_requests_total", {{"method", "GenerateStream"}, {"code", "OK"}}),
+  EXPECT_EQ(Value(samples, "tierserve_requests_total", {{"model", ""}, {"method", "GenerateStream"}, {"code", "OK"}}),
             1.0);
   EXPECT_EQ(Value(samples, "tierserve_request_duration_seconds_count", {{"method", "GenerateStream"}}),
             1.0);

@@ -385,9 +385,18 @@ class DaemonTest(unittest.TestCase):
             model="tiny_llama", prompts=[self.pb.Prompt(text="m")], parameters=self.params()), timeout=10)
         list(self.stub.GenerateStream(self.pb.GenerateStreamRequest(
             model="tiny_llama", prompt=self.pb.Prompt(text="m"), parameters=self.params()), timeout=10))
+        with self.assertRaises(self.grpc.RpcError):
+            self.stub.Generate(self.pb.GenerateRequest(
+                model="not-a-model", prompts=[self.pb.Prompt(text="m")], parameters=self.params()), timeout=10)
         text = self.daemon.metrics()
-        self.assertGreater(metric_value(text, "tierserve_requests_total", method="Generate", code="OK"), 0)
-        self.assertGreater(metric_value(text, "tierserve_requests_total", method="GenerateStream", code="OK"), 0)
+        self.assertGreater(metric_value(text, "tierserve_requests_total", model="tiny_llama", method="Generate",
+                                        code="OK"), 0)
+        self.assertGreater(metric_value(text, "tierserve_requests_total", model="tiny_llama",
+                                        method="GenerateStream", code="OK"), 0)
+        # A name no model has is counted without it: clients cannot mint label values.
+        self.assertGreater(metric_value(text, "tierserve_requests_total", model="", method="Generate",
+                                        code="NOT_FOUND"), 0)
+        self.assertNotIn('model="not-a-model"', text)
         self.assertGreater(metric_value(text, "tierserve_request_duration_seconds_count", method="Generate"), 0)
         self.assertGreater(metric_value(text, "tierserve_time_to_first_token_seconds_count", model="tiny_llama"), 0)
         self.assertGreater(metric_value(text, "tierserve_prompt_tokens_total", model="tiny_llama"), 0)

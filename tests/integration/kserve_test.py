@@ -417,10 +417,10 @@ class KServeTest(unittest.TestCase):
         self.client.is_model_ready(MODEL)
         after = self.daemon.metrics()
         total = "tierserve_requests_total"
-        self.assertEqual(value(after, total, method="ModelInfer", code="OK") -
-                         value(before, total, method="ModelInfer", code="OK"), 1)
-        self.assertEqual(value(after, total, method="ModelInfer", code="INVALID_ARGUMENT") -
-                         value(before, total, method="ModelInfer", code="INVALID_ARGUMENT"), 1)
+        self.assertEqual(value(after, total, model=MODEL, method="ModelInfer", code="OK") -
+                         value(before, total, model=MODEL, method="ModelInfer", code="OK"), 1)
+        self.assertEqual(value(after, total, model=MODEL, method="ModelInfer", code="INVALID_ARGUMENT") -
+                         value(before, total, model=MODEL, method="ModelInfer", code="INVALID_ARGUMENT"), 1)
         self.assertEqual(value(after, total, method="ModelReady", code="OK") -
                          value(before, total, method="ModelReady", code="OK"), 1)
         self.assertEqual(value(after, "tierserve_generated_tokens_total", model=MODEL) -
