@@ -21,8 +21,8 @@
 #                                                 as .ci/run runs them)
 #   JOBS=N: ninja -j (default nproc); CTEST_JOBS=N: ctest -j (default nproc).
 #
-# Left out of the runs: tests labelled `timing` assert wall-clock overlap or
-# peak resident memory (VmHWM), which a sanitizer's slowdown, shadow memory and
+# Left out of the runs: tests labelled `timing` assert peak or returned
+# resident memory (VmHWM, RSS), which a sanitizer's shadow memory and
 # allocator quarantine make meaningless (the plain run in scripts/test.sh keeps
 # them); tests labelled `gpu` report skipped without a device anyway. Left out
 # of both runs too: the model-scale tests (MODEL_SCALE_TESTS, and in the
