@@ -33,7 +33,8 @@ ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf", "Model p
 ABSL_FLAG(int32_t, threads, 2, "Threads of the compute pool and of the FMA probe.");
 ABSL_FLAG(std::string, batches, "1,8,32", "Batch sizes, comma-separated (the first is the ratio's base).");
 ABSL_FLAG(std::string, precisions, "stored,int8",
-          "Precisions, comma-separated: stored (the GGUF as stored), fp32, int8 (LLM.int8), "
+          "Precisions, comma-separated: stored (the GGUF as stored), stored_int8_act (as stored, "
+          "multiplying int8 activations: activation_precision int8), fp32, int8 (LLM.int8), "
           "nf4, fp4 (bitsandbytes 4-bit, no double quant).");
 ABSL_FLAG(int32_t, prompt_tokens, 64, "Prompt length of each sequence (prefilled, not timed).");
 ABSL_FLAG(int32_t, decode_steps, 32, "Decode steps timed.");
@@ -174,6 +175,10 @@ absl::StatusOr<ModelLoadOptions> OptionsFor(const std::string& p, ThreadPool* po
   ModelLoadOptions o;
   o.pool = pool;
   if (p == "stored") return o;
+  if (p == "stored_int8_act") {
+    o.activations = ActivationPrecision::kInt8;
+    return o;
+  }
   if (p == "fp32") {
     o.device_map = DeviceMap::Everything(Placement{Location{}, Precision::kFp32}, "bench", "precision");
   } else if (p == "int8") {
@@ -184,7 +189,7 @@ absl::StatusOr<ModelLoadOptions> OptionsFor(const std::string& p, ThreadPool* po
         p == "nf4" ? QuantizationConfig::QuantType::kNf4 : QuantizationConfig::QuantType::kFp4;
   } else {
     return absl::InvalidArgumentError("--precisions: unknown precision \"" + p +
-                                      "\"; allowed: stored, fp32, int8, nf4, fp4");
+                                      "\"; allowed: stored, stored_int8_act, fp32, int8, nf4, fp4");
   }
   return o;
 }

@@ -60,8 +60,8 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const ModelLoadOp
                                      execution, options.offload_path,
                                      options.prefetch_depth});
   loader.set_activations(options.activations);
+  LoadProgress progress;  // outlives the loader's calls of on_record below
   if (options.on_progress) {
-    LoadProgress progress;
     for (const std::string& name : m.source->store().Names()) {
       progress.parameters_total += m.source->store().Find(name)->NumElements();
     }
