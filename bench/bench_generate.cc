@@ -1,7 +1,7 @@
 // Prefill and decode speed of one model at batch 1, next to the machine's
 // memory read bandwidth measured in the same run, and the fraction of the
-// decode roofline reached (bytes of weights read per token / time per token /
-// bandwidth). Prints figures and ratios; asserts nothing.
+// decode roofline reached (bytes of weights and KV cache read per token / time
+// per token / bandwidth). Prints figures and ratios; asserts nothing.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -24,6 +24,7 @@ ABSL_FLAG(int32_t, prompt_tokens, 128, "Prompt length for the prefill measuremen
 ABSL_FLAG(int32_t, decode_tokens, 64, "Decode steps measured.");
 ABSL_FLAG(int32_t, repeats, 3, "Repeats; the best is reported.");
 ABSL_FLAG(int64_t, bandwidth_mib, 1024, "Buffer size of the bandwidth probe, MiB.");
+ABSL_FLAG(std::string, kv_cache_dtype, "fp32", "What the KV cache stores: fp32 or fp16 (kv_cache_dtype).");
 ABSL_FLAG(std::string, activation_precision, "fp32",
           "What the GGUF block weights multiply: fp32 or int8 (activation_precision).");
 
@@ -51,6 +52,12 @@ int Run() {
     return 2;
   }
   options.activations = *activations;
+  const std::string kv_name = absl::GetFlag(FLAGS_kv_cache_dtype);
+  if (kv_name != "fp32" && kv_name != "fp16") {
+    std::fprintf(stderr, "bench_generate: --kv_cache_dtype is fp32 or fp16\n");
+    return 2;
+  }
+  const DType kv_dtype = kv_name == "fp16" ? DType::kF16 : DType::kF32;
   auto loaded = LoadModel(absl::GetFlag(FLAGS_model), options);
   if (!loaded.ok()) {
     std::fprintf(stderr, "bench_generate: %s\n", std::string(loaded.status().message()).c_str());
@@ -65,7 +72,7 @@ int Run() {
   double best_prefill = 1e30, best_decode = 1e30;
   std::vector<float> logits;
   for (int r = 0; r < repeats; ++r) {
-    auto cache = model.NewCache(P + D + 1);
+    auto cache = model.NewCache(P + D + 1, kv_dtype);
     SequenceInput in{prompt, 0, cache.get(), false};
     auto t0 = Clock::now();
     if (auto s = model.Forward({&in, 1}, &logits); !s.ok()) {
@@ -84,12 +91,18 @@ int Run() {
   }
   const double prefill_tps = P / best_prefill;
   const double decode_tps = D / best_decode;
-  const double bytes_per_token = static_cast<double>(model.WeightBytes());
+  // What one decode step must read: every weight, and the KV cache of every
+  // earlier position (on average P + D / 2 of them).
+  const double weight_bytes = static_cast<double>(model.WeightBytes());
+  const double kv_bytes = 2.0 * cfg.num_layers * model.KvDim() * KvElementBytes(kv_dtype) * (P + D / 2.0);
+  const double bytes_per_token = weight_bytes + kv_bytes;
   const double roofline_tps = bw / bytes_per_token;
   std::printf("model                 %s\n", absl::GetFlag(FLAGS_model).c_str());
   std::printf("threads               %d\n", threads);
   PrintBandwidth(bw, pool.num_threads());
-  std::printf("weight bytes / token  %.1f MB\n", bytes_per_token / 1e6);
+  std::printf("kv cache              %s\n", kv_name.c_str());
+  std::printf("weight bytes / token  %.1f MB\n", weight_bytes / 1e6);
+  std::printf("KV bytes / token      %.1f MB (mean over the decode steps)\n", kv_bytes / 1e6);
   std::printf("prefill (%d tokens)   %.1f tokens/s\n", P, prefill_tps);
   std::printf("decode (%d tokens)    %.1f tokens/s\n", D, decode_tps);
   std::printf("decode roofline       %.1f tokens/s\n", roofline_tps);

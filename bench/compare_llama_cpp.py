@@ -17,7 +17,8 @@ import time
 def run_tierserve(args):
     cmd = [args.bench_binary, f"--model={args.model}", f"--threads={args.threads}",
            f"--prompt_tokens={args.prompt_tokens}", f"--decode_tokens={args.decode_tokens}",
-           f"--repeats={args.repeats}", f"--activation_precision={args.activation_precision}"]
+           f"--repeats={args.repeats}", f"--activation_precision={args.activation_precision}",
+           f"--kv_cache_dtype={args.kv_cache_dtype}"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     sys.stdout.write(out)
     m = re.search(r"^RESULT (.*)$", out, re.M)
@@ -67,6 +68,8 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--activation-precision", default="fp32", choices=("fp32", "int8"),
                    help="what tierserve's GGUF block weights multiply")
+    p.add_argument("--kv-cache-dtype", default="fp32", choices=("fp32", "fp16"),
+                   help="what tierserve's KV cache stores (llama.cpp's is fp16, its default)")
     args = p.parse_args()
 
     ours = run_tierserve(args)

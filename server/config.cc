@@ -69,7 +69,7 @@ const std::vector<std::string> kSimDeviceKeys = {"memory", "link_bandwidth", "li
 const std::vector<std::string> kModelKeys = {
     "name",       "path",           "quantization",   "device_map",
     "max_memory", "offload_folder", "max_batch_size", "max_sequence_length",
-    "max_batch_tokens", "kv_cache_bytes", "kv_block_tokens", "prefix_caching",
+    "max_batch_tokens", "kv_cache_bytes", "kv_block_tokens", "kv_cache_dtype", "prefix_caching",
     "parse_special_tokens_in_chat", "accelerator", "prefetch_depth", "activation_precision"};
 constexpr int64_t kMaxPrefetchDepth = 64;
 constexpr char kAcceleratorForms[] = "expected cuda or sim";
@@ -428,6 +428,16 @@ absl::StatusOr<ModelServingConfig> ReadModel(const ConfigNode& node) {
   }
   if (std::optional<ConfigNode> v = node.Get("kv_block_tokens")) {
     TS_ASSIGN_OR_RETURN(m.kv_block_tokens, v->Int(1, kMaxKvBlockTokens));
+  }
+  if (std::optional<ConfigNode> v = node.Get("kv_cache_dtype")) {
+    TS_ASSIGN_OR_RETURN(const std::string name, v->String("expected fp32 or fp16"));
+    if (name == "fp32") {
+      m.kv_cache_dtype = DType::kF32;
+    } else if (name == "fp16") {
+      m.kv_cache_dtype = DType::kF16;
+    } else {
+      return v->Error(absl::StrCat(v->Describe(), " is not a KV cache type; expected fp32 or fp16"));
+    }
   }
   if (std::optional<ConfigNode> v = node.Get("prefix_caching")) {
     TS_ASSIGN_OR_RETURN(m.prefix_caching, v->Bool());

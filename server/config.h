@@ -49,6 +49,9 @@
 //                                  # one sequence of max_sequence_length; default: max_batch_size
 //                                  # such sequences, capped at half the machine's memory
 //       kv_block_tokens: 16        # 1..1024 tokens per KV block (the prefix-cache granularity)
+//       kv_cache_dtype: fp32       # fp32 | fp16: what the KV cache stores; fp16 halves its
+//                                  # memory and what long contexts read per token (llama.cpp's
+//                                  # default cache type), rounding keys and values to fp16
 //       prefix_caching: true       # reuse the KV blocks of prompt prefixes computed before
 //       accelerator: cuda          # cuda | sim: with sim, cuda:N and bare GPU indices in the
 //                                  # device map mean sim:N, so a GPU map runs on a machine
@@ -80,6 +83,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/common/dtype.h"
 #include "runtime/placement/device_map.h"
 #include "runtime/placement/quantization_config.h"
 
@@ -101,6 +105,7 @@ struct ModelServingConfig {
   std::optional<int64_t> kv_cache_bytes;  // unset: max_batch_size sequences of max_sequence_length
   std::string kv_cache_bytes_key;         // its key path, for messages
   int64_t kv_block_tokens = 16;
+  DType kv_cache_dtype = DType::kF32;  // kF32 or kF16
   bool prefix_caching = true;
   bool parse_special_tokens_in_chat = false;
   // "cuda" or "sim": what bare GPU indices and cuda:N placements mean.

@@ -205,6 +205,19 @@ TEST(ConfigTest, ActivationPrecision) {
   EXPECT_EQ(c->models[0].activation_precision, ActivationPrecision::kInt8);
 }
 
+TEST(ConfigTest, KvCacheDtype) {
+  absl::StatusOr<ServerConfig> c = ParseServerConfig(OneModel(""), "x.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->models[0].kv_cache_dtype, DType::kF32);  // the default
+  c = ParseServerConfig(OneModel("    kv_cache_dtype: fp16\n"), "x.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->models[0].kv_cache_dtype, DType::kF16);
+  c = ParseServerConfig(OneModel("    kv_cache_dtype: q8_0\n"), "x.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().message(),
+            "x.yaml: models[0].kv_cache_dtype: \"q8_0\" is not a KV cache type; expected fp32 or fp16");
+}
+
 TEST(ConfigTest, UnknownKeysNameTheFullPath) {
   EXPECT_EQ(
       ErrorOf("server:\n  listn: 0.0.0.0:1\n"),
@@ -216,7 +229,7 @@ TEST(ConfigTest, UnknownKeysNameTheFullPath) {
       ErrorOf(OneModel("    max_batch: 4\n")),
       "x.yaml: models[0].max_batch: unknown key; known keys: name, path, quantization, device_map, "
       "max_memory, offload_folder, max_batch_size, max_sequence_length, "
-      "max_batch_tokens, kv_cache_bytes, kv_block_tokens, prefix_caching, "
+      "max_batch_tokens, kv_cache_bytes, kv_block_tokens, kv_cache_dtype, prefix_caching, "
       "parse_special_tokens_in_chat, accelerator, prefetch_depth, activation_precision");
   EXPECT_EQ(ErrorOf(OneModel("    quantization: {load_in_8bit: true, load_in_2bit: true}\n")),
             "x.yaml: models[0].quantization.load_in_2bit: unknown key; known keys: load_in_8bit, "

@@ -37,6 +37,9 @@ ABSL_FLAG(bool, ignore_eos, false, "Keep generating past the end-of-sequence tok
 ABSL_FLAG(std::string, activation_precision, "fp32",
           "What GGUF block weights (Q4_0, Q4_1, Q8_0 as stored) multiply: fp32, or int8 (activations "
           "quantized per 32 columns, integer dot products, as llama.cpp does).");
+ABSL_FLAG(std::string, kv_cache_dtype, "fp32",
+          "What the KV cache stores: fp32, or fp16 (half the memory and the bytes long contexts read "
+          "per token; keys and values rounded to fp16, as llama.cpp's default cache).");
 ABSL_FLAG(bool, stats, true, "Print token counts and speeds to stderr at the end.");
 // Quantization, as the config file's `quantization` section (transformers'
 // BitsAndBytesConfig); the same checks apply.
@@ -127,6 +130,12 @@ int RunGenerateCommand(const std::vector<std::string>& args) {
     }
     load_options.activations = *a;
   }
+  DType kv_dtype = DType::kF32;
+  if (const std::string name = absl::GetFlag(FLAGS_kv_cache_dtype); name == "fp16") {
+    kv_dtype = DType::kF16;
+  } else if (name != "fp32") {
+    return fail(absl::InvalidArgumentError(absl::StrCat("--kv_cache_dtype: \"", name, "\" is not fp32 or fp16")));
+  }
   ThreadPool pool(threads);
   load_options.pool = &pool;
   // On a terminal, one line says what the load is reading or quantizing.
@@ -173,7 +182,7 @@ int RunGenerateCommand(const std::vector<std::string>& args) {
   req.stop = absl::GetFlag(FLAGS_stop);
   req.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
 
-  Generator gen(loaded->model.get(), &tok);
+  Generator gen(loaded->model.get(), &tok, kv_dtype);
   absl::StatusOr<GenerationResult> result = gen.Generate(req, [](const GenerationDelta& d) {
     std::fwrite(d.text.data(), 1, d.text.size(), stdout);
     std::fflush(stdout);

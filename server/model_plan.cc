@@ -51,7 +51,7 @@ absl::StatusOr<int64_t> KvCacheBlocks(const ModelServingConfig& m, const ModelCo
   const int64_t context = config.max_position_embeddings;
   const int64_t sequence = std::min(m.max_sequence_length.value_or(context), context);
   const int64_t per_sequence = (sequence + m.kv_block_tokens - 1) / m.kv_block_tokens;
-  const int64_t block_bytes = KvBlockPool::BytesPerBlock(config.num_layers, kv_dim, m.kv_block_tokens);
+  const int64_t block_bytes = KvBlockPool::BytesPerBlock(config.num_layers, kv_dim, m.kv_block_tokens, m.kv_cache_dtype);
   const int64_t physical = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
   if (!m.kv_cache_bytes.has_value()) {
     // Capped at half the machine's memory: pages are committed as blocks
@@ -89,7 +89,7 @@ absl::StatusOr<ModelPlan> PlanModel(const ModelServingConfig& model, const Serve
   const ModelConfig& mc = (*weights)->config();
   ModelPlan plan;
   plan.kv_block_bytes = KvBlockPool::BytesPerBlock(mc.num_layers, mc.num_kv_heads * mc.head_dim,
-                                                   model.kv_block_tokens);
+                                                   model.kv_block_tokens, model.kv_cache_dtype);
   TS_ASSIGN_OR_RETURN(plan.kv_blocks, KvCacheBlocks(model, mc, mc.num_kv_heads * mc.head_dim));
 
   Budgets budgets;

@@ -148,6 +148,7 @@ absl::StatusOr<Engine::Options> EngineOptionsFor(const ModelServingConfig& m, co
   o.max_batch_size = m.max_batch_size;
   o.max_step_tokens = m.max_batch_tokens;
   o.kv_block_tokens = m.kv_block_tokens;
+  o.kv_dtype = m.kv_cache_dtype;
   o.prefix_caching = m.prefix_caching;
   TS_ASSIGN_OR_RETURN(o.kv_blocks, KvCacheBlocks(m, model.config(), model.KvDim()));
   return o;
@@ -430,7 +431,8 @@ int RunServeCommand(const std::vector<std::string>& args) {
     options->kv_storage = std::make_shared<Buffer>(std::move(*kv));
     model_metrics.at(m.name)->SetKvCacheBlocks(0, 0, options->kv_blocks);
     std::cerr << "tierserve: model " << m.name << ": KV cache " << options->kv_blocks << " blocks of "
-              << options->kv_block_tokens << " tokens, " << kv_bytes << " bytes on " << kv_device->name()
+              << options->kv_block_tokens << " tokens, " << (options->kv_dtype == DType::kF16 ? "fp16" : "fp32") << ", " << kv_bytes
+              << " bytes on " << kv_device->name()
               << "; up to " << options->max_batch_size << " sequences and " << options->max_step_tokens
               << " tokens per step" << std::endl;
     auto engine = std::make_unique<Engine>(std::move(*loaded), *options);

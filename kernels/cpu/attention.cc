@@ -1,15 +1,24 @@
 #include "kernels/cpu/attention.h"
 
+// GCC 12's AVX-512 intrinsics' headers read an undefined register in their
+// own bodies (_mm512_undefined_ps), which -Wuninitialized reports.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
-#if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
-#define TIERSERVE_ATTENTION_AVX2 1
-#endif
+
+#include "kernels/common/half.h"
+
+// This file is compiled with -ffp-contract=off (kernels/CMakeLists.txt): the
+// portable path's multiplies and adds stay separate unless written as
+// std::fma, as the vector paths' are, so every path gives the same bits.
 
 namespace tierserve::cpu {
 namespace {
@@ -41,7 +50,82 @@ float ExpScalar(float x) {
   return p * std::bit_cast<float>(e);
 }
 
-#if defined(TIERSERVE_ATTENTION_AVX2)
+
+constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
+
+// What one call works on: the query heads of one KV head over one tile of
+// up to kAttentionTile positions. kt[d * ks + i] is dimension d of the
+// tile's position i; v[i * vs + d] its value. Lanes i >= len of kt may hold
+// anything (they are masked); rows i >= len of v are never read.
+template <typename T>
+struct Tile {
+  const T* kt;
+  int64_t ks;
+  const T* v;
+  int64_t vs;
+  int64_t len;
+};
+
+inline float ToF32(float x) { return x; }
+inline float ToF32(uint16_t x) { return F16ToF32(x); }
+
+// ---------------------------------------------------------------------------
+// The definition, in plain C++. For each query head h and valid position i:
+//   s_i = (a0 + a1) + (a2 + a3), a_j = sum over d = j mod 4 of q[d] * k_i[d]
+//         (fused, d ascending)
+//   x_i = s_i * scale, m' = max(m, max_i x_i), p_i = exp(x_i - m')
+//   c = exp(m - m'), l' = l * c + sum_i p_i (fused; the sum over the tile's
+//       16 lanes as SumTile adds them, invalid lanes 0)
+//   o'[d] = o[d] * c, then + p_i * v_i[d] (fused, i ascending).
+// The vector paths compute the same operations lane by lane.
+float SumTile(const float* p) {
+  float t[8];
+  for (int i = 0; i < 8; ++i) t[i] = p[i] + p[i + 8];
+  return ((t[0] + t[4]) + (t[2] + t[6])) + ((t[1] + t[5]) + (t[3] + t[7]));
+}
+
+template <typename T>
+void AttendTilePortable(const float* q, int64_t heads, int64_t head_dim, float scale, const Tile<T>& tile,
+                        float* partials, int64_t partial_stride) {
+  for (int64_t h = 0; h < heads; ++h) {
+    const float* qh = q + h * head_dim;
+    float* part = partials + h * partial_stride;
+    float p[kAttentionTile];
+    float mx = kMinusInf;
+    for (int64_t i = 0; i < kAttentionTile; ++i) {
+      if (i >= tile.len) {
+        p[i] = kMinusInf;
+        continue;
+      }
+      float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      for (int64_t d = 0; d < head_dim; ++d) a[d & 3] = std::fma(qh[d], ToF32(tile.kt[d * tile.ks + i]), a[d & 3]);
+      const float s = (a[0] + a[1]) + (a[2] + a[3]);
+      p[i] = s * scale;
+      mx = std::fmax(mx, p[i]);
+    }
+    const float m = std::fmax(part[0], mx);
+    for (int64_t i = 0; i < kAttentionTile; ++i) p[i] = ExpScalar(p[i] - m);
+    const float c = ExpScalar(part[0] - m);
+    part[0] = m;
+    part[1] = std::fma(part[1], c, SumTile(p));
+    float* o = part + 2;
+    for (int64_t d = 0; d < head_dim; ++d) {
+      float acc = o[d] * c;
+      for (int64_t i = 0; i < tile.len; ++i) acc = std::fma(p[i], ToF32(tile.v[i * tile.vs + d]), acc);
+      o[d] = acc;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// AVX2 + FMA + F16C: a tile's 16 lanes are two registers of 8.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+
 __m256 Exp8(__m256 x) {
   const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(kExpMin), _CMP_GE_OQ);
   x = _mm256_max_ps(x, _mm256_set1_ps(kExpMin));
@@ -61,209 +145,365 @@ __m256 Exp8(__m256 x) {
   return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
 }
 
-// The sums of eight accumulators' lanes, one per output lane: each lane
-// adds ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)).
-__m256 Sum8x8(const __m256 a[8]) {
-  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
-  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
-  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
-  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-}
-#endif
-
-// The dot products of q with up to 8 key rows, as eight lanes: lane l of
-// d-chunk c accumulates q[8c+l] * k[8c+l] (fused), then the lanes are added
-// as Sum8x8 adds them. head_dim's tail beyond a multiple of 8 goes to the
-// lanes it would fall in. out[count..8) is left unspecified.
-void Dots(const float* q, const float* const* k, int64_t count, int64_t head_dim, float* out) {
-#if defined(TIERSERVE_ATTENTION_AVX2)
-  if (head_dim % 8 == 0) {
-    __m256 acc[8];
-    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
-    const float* rows[8];
-    for (int64_t i = 0; i < 8; ++i) rows[i] = k[std::min(i, count - 1)];
-    for (int64_t d = 0; d < head_dim; d += 8) {
-      const __m256 qv = _mm256_loadu_ps(q + d);
-      for (int i = 0; i < 8; ++i) acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[i] + d), qv, acc[i]);
-    }
-    _mm256_storeu_ps(out, Sum8x8(acc));
-    return;
-  }
-#endif
-  for (int64_t i = 0; i < count; ++i) {
-    float lane[8] = {};
-    for (int64_t d = 0; d < head_dim; ++d) lane[d % 8] = std::fma(k[i][d], q[d], lane[d % 8]);
-    out[i] = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
-  }
+void AttentionExpAvx2(float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, Exp8(_mm256_loadu_ps(x + i)));
+  for (; i < n; ++i) x[i] = ExpScalar(x[i]);
 }
 
-// o = o * c + sum_i p[i] * v[i], element by element, i in order. With
-// AVX2, 64 columns at a time: eight independent accumulators in registers,
-// so the FMAs of one position overlap instead of waiting on each other.
-void UpdateOutput(float* o, float c, const float* p, const float* const* v, int64_t count, int64_t head_dim) {
+inline __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 Load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+
+// The tile's scores of H heads, lanes [8 * half, 8 * half + 8).
+template <int H, typename T>
+void ScoresAvx2(const float* q, int64_t head_dim, const Tile<T>& tile, int half, __m256 s[H]) {
+  __m256 a[H][4];
+  for (int h = 0; h < H; ++h)
+    for (int j = 0; j < 4; ++j) a[h][j] = _mm256_setzero_ps();
+  const T* kt = tile.kt + 8 * half;
   int64_t d = 0;
-#if defined(TIERSERVE_ATTENTION_AVX2)
-  const __m256 cv = _mm256_set1_ps(c);
-  for (; d + 64 <= head_dim; d += 64) {
-    __m256 acc[8];
-    for (int j = 0; j < 8; ++j) acc[j] = _mm256_mul_ps(_mm256_loadu_ps(o + d + 8 * j), cv);
-    for (int64_t i = 0; i < count; ++i) {
-      const __m256 pi = _mm256_set1_ps(p[i]);
-      for (int j = 0; j < 8; ++j) acc[j] = _mm256_fmadd_ps(pi, _mm256_loadu_ps(v[i] + d + 8 * j), acc[j]);
+  for (; d + 4 <= head_dim; d += 4) {
+    for (int j = 0; j < 4; ++j) {
+      const __m256 k = Load8(kt + (d + j) * tile.ks);
+      for (int h = 0; h < H; ++h) a[h][j] = _mm256_fmadd_ps(_mm256_set1_ps(q[h * head_dim + d + j]), k, a[h][j]);
     }
-    for (int j = 0; j < 8; ++j) _mm256_storeu_ps(o + d + 8 * j, acc[j]);
+  }
+  for (int j = 0; d < head_dim; ++d, ++j) {
+    const __m256 k = Load8(kt + d * tile.ks);
+    for (int h = 0; h < H; ++h) a[h][j] = _mm256_fmadd_ps(_mm256_set1_ps(q[h * head_dim + d]), k, a[h][j]);
+  }
+  for (int h = 0; h < H; ++h) s[h] = _mm256_add_ps(_mm256_add_ps(a[h][0], a[h][1]), _mm256_add_ps(a[h][2], a[h][3]));
+}
+
+template <int H, typename T>
+void AttendHeadsAvx2(const float* q, int64_t head_dim, float scale, const Tile<T>& tile, float* partials,
+                     int64_t partial_stride) {
+  __m256 lo[H], hi[H];
+  ScoresAvx2<H>(q, head_dim, tile, 0, lo);
+  ScoresAvx2<H>(q, head_dim, tile, 1, hi);
+  const __m256 iota0 = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), iota1 = _mm256_setr_ps(8, 9, 10, 11, 12, 13, 14, 15);
+  const __m256 lenv = _mm256_set1_ps(static_cast<float>(tile.len)), ninf = _mm256_set1_ps(kMinusInf);
+  const __m256 valid0 = _mm256_cmp_ps(iota0, lenv, _CMP_LT_OQ), valid1 = _mm256_cmp_ps(iota1, lenv, _CMP_LT_OQ);
+  const __m256 sc = _mm256_set1_ps(scale);
+  alignas(32) float p[H][kAttentionTile];
+  float c[H];
+  for (int h = 0; h < H; ++h) {
+    float* part = partials + h * partial_stride;
+    const __m256 x0 = _mm256_blendv_ps(ninf, _mm256_mul_ps(lo[h], sc), valid0);
+    const __m256 x1 = _mm256_blendv_ps(ninf, _mm256_mul_ps(hi[h], sc), valid1);
+    __m256 mx = _mm256_max_ps(x0, x1);
+    mx = _mm256_max_ps(mx, _mm256_permute2f128_ps(mx, mx, 1));
+    mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, _MM_SHUFFLE(1, 0, 3, 2)));
+    mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, _MM_SHUFFLE(2, 3, 0, 1)));
+    const float m = std::fmax(part[0], _mm256_cvtss_f32(mx));
+    const __m256 mv = _mm256_set1_ps(m);
+    const __m256 p0 = Exp8(_mm256_sub_ps(x0, mv)), p1 = Exp8(_mm256_sub_ps(x1, mv));
+    _mm256_store_ps(p[h], p0);
+    _mm256_store_ps(p[h] + 8, p1);
+    const __m256 t = _mm256_add_ps(p0, p1);                                           // t[i] = p[i] + p[i+8]
+    __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));  // t[i] + t[i+4]
+    u = _mm_add_ps(u, _mm_movehl_ps(u, u));                                           // (0+4)+(2+6), (1+5)+(3+7)
+    const float sum = _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)));
+    c[h] = ExpScalar(part[0] - m);
+    part[0] = m;
+    part[1] = std::fma(part[1], c[h], sum);
+  }
+  // Outputs 32 dimensions at a time: H x 4 accumulators.
+  int64_t d = 0;
+  for (; d + 32 <= head_dim; d += 32) {
+    __m256 acc[H][4];
+    for (int h = 0; h < H; ++h) {
+      const float* o = partials + h * partial_stride + 2 + d;
+      for (int j = 0; j < 4; ++j) acc[h][j] = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * j), _mm256_set1_ps(c[h]));
+    }
+    for (int64_t i = 0; i < tile.len; ++i) {
+      const T* vi = tile.v + i * tile.vs + d;
+      for (int j = 0; j < 4; ++j) {
+        const __m256 v = Load8(vi + 8 * j);
+        for (int h = 0; h < H; ++h) acc[h][j] = _mm256_fmadd_ps(_mm256_set1_ps(p[h][i]), v, acc[h][j]);
+      }
+    }
+    for (int h = 0; h < H; ++h)
+      for (int j = 0; j < 4; ++j) _mm256_storeu_ps(partials + h * partial_stride + 2 + d + 8 * j, acc[h][j]);
   }
   for (; d + 8 <= head_dim; d += 8) {
-    __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(o + d), cv);
-    for (int64_t i = 0; i < count; ++i) acc = _mm256_fmadd_ps(_mm256_set1_ps(p[i]), _mm256_loadu_ps(v[i] + d), acc);
-    _mm256_storeu_ps(o + d, acc);
+    __m256 acc[H];
+    for (int h = 0; h < H; ++h) acc[h] = _mm256_mul_ps(_mm256_loadu_ps(partials + h * partial_stride + 2 + d), _mm256_set1_ps(c[h]));
+    for (int64_t i = 0; i < tile.len; ++i) {
+      const __m256 v = Load8(tile.v + i * tile.vs + d);
+      for (int h = 0; h < H; ++h) acc[h] = _mm256_fmadd_ps(_mm256_set1_ps(p[h][i]), v, acc[h]);
+    }
+    for (int h = 0; h < H; ++h) _mm256_storeu_ps(partials + h * partial_stride + 2 + d, acc[h]);
   }
-#endif
   for (; d < head_dim; ++d) {
-    float acc = o[d] * c;
-    for (int64_t i = 0; i < count; ++i) acc = std::fma(p[i], v[i][d], acc);
-    o[d] = acc;
+    for (int h = 0; h < H; ++h) {
+      float* o = partials + h * partial_stride + 2 + d;
+      float acc = *o * c[h];
+      for (int64_t i = 0; i < tile.len; ++i) acc = std::fma(p[h][i], ToF32(tile.v[i * tile.vs + d]), acc);
+      *o = acc;
+    }
   }
 }
 
-// One tile's online-softmax step for one query head: s holds the tile's
-// kAttentionTile dot products (the first len valid). Scales them, moves the
-// running max, turns s into the tile's weights exp(s - max) (0 past len) and
-// returns the factor the earlier output and sum must be scaled by. The sum
-// of the weights is added as the pairs (i, i + 8) and then a fixed tree over
-// the eight pair sums.
-float SoftmaxStep(float* s, int64_t len, float scale, float* part) {
-  constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
-  static_assert(kAttentionTile == 16);
-#if defined(TIERSERVE_ATTENTION_AVX2)
-  const __m256 iota0 = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), iota1 = _mm256_setr_ps(8, 9, 10, 11, 12, 13, 14, 15);
-  const __m256 lenv = _mm256_set1_ps(static_cast<float>(len)), ninf = _mm256_set1_ps(kMinusInf);
-  const __m256 sc = _mm256_set1_ps(scale);
-  __m256 s0 = _mm256_blendv_ps(ninf, _mm256_mul_ps(_mm256_loadu_ps(s), sc), _mm256_cmp_ps(iota0, lenv, _CMP_LT_OQ));
-  __m256 s1 = _mm256_blendv_ps(ninf, _mm256_mul_ps(_mm256_loadu_ps(s + 8), sc), _mm256_cmp_ps(iota1, lenv, _CMP_LT_OQ));
-  __m256 mx = _mm256_max_ps(s0, s1);
-  mx = _mm256_max_ps(mx, _mm256_permute2f128_ps(mx, mx, 1));
-  mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, _MM_SHUFFLE(1, 0, 3, 2)));
-  mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, _MM_SHUFFLE(2, 3, 0, 1)));
-  const float m = std::fmax(part[0], _mm256_cvtss_f32(mx));
-  const __m256 mv = _mm256_set1_ps(m);
-  const __m256 p0 = Exp8(_mm256_sub_ps(s0, mv)), p1 = Exp8(_mm256_sub_ps(s1, mv));
-  _mm256_storeu_ps(s, p0);
-  _mm256_storeu_ps(s + 8, p1);
-  const __m256 t = _mm256_add_ps(p0, p1);
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));  // t[i] + t[i+4]
-  h = _mm_add_ps(h, _mm_movehl_ps(h, h));                                           // (0+4)+(2+6), (1+5)+(3+7)
-  const float sum = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+template <typename T>
+void AttendTileAvx2(const float* q, int64_t heads, int64_t head_dim, float scale, const Tile<T>& tile,
+                    float* partials, int64_t partial_stride) {
+  int64_t h = 0;
+  for (; h + 3 <= heads; h += 3)
+    AttendHeadsAvx2<3>(q + h * head_dim, head_dim, scale, tile, partials + h * partial_stride, partial_stride);
+  if (heads - h == 2) AttendHeadsAvx2<2>(q + h * head_dim, head_dim, scale, tile, partials + h * partial_stride, partial_stride);
+  if (heads - h == 1) AttendHeadsAvx2<1>(q + h * head_dim, head_dim, scale, tile, partials + h * partial_stride, partial_stride);
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
 #else
-  float mxs = kMinusInf;
-  for (int64_t i = 0; i < kAttentionTile; ++i) {
-    s[i] = i < len ? s[i] * scale : kMinusInf;
-    mxs = std::fmax(mxs, s[i]);
-  }
-  const float m = std::fmax(part[0], mxs);
-  for (int64_t i = 0; i < kAttentionTile; ++i) s[i] = ExpScalar(s[i] - m);
-  float t[8];
-  for (int i = 0; i < 8; ++i) t[i] = s[i] + s[i + 8];
-  const float sum = ((t[0] + t[4]) + (t[2] + t[6])) + ((t[1] + t[5]) + (t[3] + t[7]));
+#pragma GCC pop_options
 #endif
-  const float c = ExpScalar(part[0] - m);
-  part[0] = m;
-  part[1] = std::fma(part[1], c, sum);
-  return c;
+
+// ---------------------------------------------------------------------------
+// AVX-512: a tile's 16 lanes are one register.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,avx512f")
+#endif
+
+__m512 Exp16(__m512 x) {
+  const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kExpMin), _CMP_GE_OQ);
+  x = _mm512_max_ps(x, _mm512_set1_ps(kExpMin));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-kLn2Hi), x);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(-kLn2Lo), r);
+  __m512 p = _mm512_set1_ps(kP0);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP1));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP2));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP3));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP4));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP5));
+  const __m512 r2 = _mm512_mul_ps(r, r);
+  p = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0f));
+  const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_maskz_mov_ps(keep, _mm512_mul_ps(p, _mm512_castsi512_ps(e)));
+}
+
+void AttentionExpAvx512(float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, Exp16(_mm512_loadu_ps(x + i)));
+  for (; i < n; ++i) x[i] = ExpScalar(x[i]);
+}
+
+inline __m512 Load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 Load16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+template <int H, typename T>
+void AttendHeadsAvx512(const float* q, int64_t head_dim, float scale, const Tile<T>& tile, float* partials,
+                       int64_t partial_stride) {
+  __m512 a[H][4];
+  for (int h = 0; h < H; ++h)
+    for (int j = 0; j < 4; ++j) a[h][j] = _mm512_setzero_ps();
+  int64_t d = 0;
+  for (; d + 4 <= head_dim; d += 4) {
+    for (int j = 0; j < 4; ++j) {
+      const __m512 k = Load16(tile.kt + (d + j) * tile.ks);
+      for (int h = 0; h < H; ++h) a[h][j] = _mm512_fmadd_ps(_mm512_set1_ps(q[h * head_dim + d + j]), k, a[h][j]);
+    }
+  }
+  for (int j = 0; d < head_dim; ++d, ++j) {
+    const __m512 k = Load16(tile.kt + d * tile.ks);
+    for (int h = 0; h < H; ++h) a[h][j] = _mm512_fmadd_ps(_mm512_set1_ps(q[h * head_dim + d]), k, a[h][j]);
+  }
+  const __mmask16 valid = static_cast<__mmask16>((1u << tile.len) - 1u);
+  const __m512 ninf = _mm512_set1_ps(kMinusInf), sc = _mm512_set1_ps(scale);
+  alignas(64) float p[H][kAttentionTile];
+  float c[H];
+  for (int h = 0; h < H; ++h) {
+    float* part = partials + h * partial_stride;
+    const __m512 s = _mm512_add_ps(_mm512_add_ps(a[h][0], a[h][1]), _mm512_add_ps(a[h][2], a[h][3]));
+    const __m512 x = _mm512_mask_mul_ps(ninf, valid, s, sc);
+    const float m = std::fmax(part[0], _mm512_reduce_max_ps(x));
+    const __m512 pv = Exp16(_mm512_sub_ps(x, _mm512_set1_ps(m)));
+    _mm512_store_ps(p[h], pv);
+    const __m256 t = _mm256_add_ps(_mm512_castps512_ps256(pv), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(pv), 1)));  // p[i] + p[i+8]
+    __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+    u = _mm_add_ps(u, _mm_movehl_ps(u, u));
+    const float sum = _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)));
+    c[h] = ExpScalar(part[0] - m);
+    part[0] = m;
+    part[1] = std::fma(part[1], c[h], sum);
+  }
+  // Outputs 64 dimensions at a time: H x 4 accumulators.
+  d = 0;
+  for (; d + 64 <= head_dim; d += 64) {
+    __m512 acc[H][4];
+    for (int h = 0; h < H; ++h) {
+      const float* o = partials + h * partial_stride + 2 + d;
+      for (int j = 0; j < 4; ++j) acc[h][j] = _mm512_mul_ps(_mm512_loadu_ps(o + 16 * j), _mm512_set1_ps(c[h]));
+    }
+    for (int64_t i = 0; i < tile.len; ++i) {
+      const T* vi = tile.v + i * tile.vs + d;
+      for (int j = 0; j < 4; ++j) {
+        const __m512 v = Load16(vi + 16 * j);
+        for (int h = 0; h < H; ++h) acc[h][j] = _mm512_fmadd_ps(_mm512_set1_ps(p[h][i]), v, acc[h][j]);
+      }
+    }
+    for (int h = 0; h < H; ++h)
+      for (int j = 0; j < 4; ++j) _mm512_storeu_ps(partials + h * partial_stride + 2 + d + 16 * j, acc[h][j]);
+  }
+  for (; d + 16 <= head_dim; d += 16) {
+    __m512 acc[H];
+    for (int h = 0; h < H; ++h) acc[h] = _mm512_mul_ps(_mm512_loadu_ps(partials + h * partial_stride + 2 + d), _mm512_set1_ps(c[h]));
+    for (int64_t i = 0; i < tile.len; ++i) {
+      const __m512 v = Load16(tile.v + i * tile.vs + d);
+      for (int h = 0; h < H; ++h) acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(p[h][i]), v, acc[h]);
+    }
+    for (int h = 0; h < H; ++h) _mm512_storeu_ps(partials + h * partial_stride + 2 + d, acc[h]);
+  }
+  for (; d < head_dim; ++d) {
+    for (int h = 0; h < H; ++h) {
+      float* o = partials + h * partial_stride + 2 + d;
+      float acc = *o * c[h];
+      for (int64_t i = 0; i < tile.len; ++i) acc = std::fma(p[h][i], ToF32(tile.v[i * tile.vs + d]), acc);
+      *o = acc;
+    }
+  }
+}
+
+template <typename T>
+void AttendTileAvx512(const float* q, int64_t heads, int64_t head_dim, float scale, const Tile<T>& tile,
+                      float* partials, int64_t partial_stride) {
+  int64_t h = 0;
+  for (; h + 4 <= heads; h += 4)
+    AttendHeadsAvx512<4>(q + h * head_dim, head_dim, scale, tile, partials + h * partial_stride, partial_stride);
+  float* ph = partials + h * partial_stride;
+  switch (heads - h) {
+    case 3: AttendHeadsAvx512<3>(q + h * head_dim, head_dim, scale, tile, ph, partial_stride); break;
+    case 2: AttendHeadsAvx512<2>(q + h * head_dim, head_dim, scale, tile, ph, partial_stride); break;
+    case 1: AttendHeadsAvx512<1>(q + h * head_dim, head_dim, scale, tile, ph, partial_stride); break;
+    default: break;
+  }
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+// ---------------------------------------------------------------------------
+
+template <typename T>
+void AttendTileOnPath(CpuPath path, const float* q, int64_t heads, int64_t head_dim, float scale,
+                      const Tile<T>& tile, float* partials, int64_t partial_stride) {
+  if (path >= CpuPath::kAvx512Vnni) {
+    AttendTileAvx512(q, heads, head_dim, scale, tile, partials, partial_stride);
+  } else if (path == CpuPath::kAvx2) {
+    AttendTileAvx2(q, heads, head_dim, scale, tile, partials, partial_stride);
+  } else {
+    AttendTilePortable(q, heads, head_dim, scale, tile, partials, partial_stride);
+  }
+}
+
+// The span's tiles of one element type.
+template <typename T>
+void AttendSpanTyped(CpuPath path, const float* q, int64_t num_kv, int64_t group, int64_t head_dim, float scale,
+                     const KvView& kv, int64_t begin, int64_t end, float* partials, int64_t partial_stride) {
+  const int64_t bt = kv.block_tokens;
+  // A tile that does not lie within one block with room for all 16 lanes
+  // (block sizes that are not multiples of 16) is gathered into fp32 rows
+  // first; conversion is exact, so the bits are those of the direct reads.
+  constexpr int64_t kPrefetchTiles = 2;
+  thread_local std::vector<float> gathered;
+  if (bt % kAttentionTile != 0) gathered.resize(static_cast<size_t>(2 * kAttentionTile * head_dim));
+  float* gk = gathered.data();
+  float* gv = gk + kAttentionTile * head_dim;
+  const int64_t width = num_kv * head_dim;  // elements of a position's row this call reads
+  for (int64_t t0 = begin; t0 < end; t0 += kAttentionTile) {
+    const int64_t len = std::min(kAttentionTile, end - t0);
+    const int64_t b = t0 / bt, r0 = t0 % bt;
+    const T* kb = static_cast<const T*>(kv.key_blocks[b]);
+    const T* vb = static_cast<const T*>(kv.value_blocks[b]);
+    const bool direct = r0 + kAttentionTile <= bt;
+    // The tile kPrefetchTiles ahead is asked for while this one computes:
+    // single-threaded, the hardware prefetchers alone left the loads
+    // waiting on memory (a third of the core's read bandwidth).
+    if (const int64_t ahead = t0 + kPrefetchTiles * kAttentionTile; direct && ahead < end) {
+      const int64_t ab = ahead / bt, ar = ahead % bt;
+      const char* ak = reinterpret_cast<const char*>(static_cast<const T*>(kv.key_blocks[ab]) + kv.offset * bt + ar);
+      const char* av = reinterpret_cast<const char*>(static_cast<const T*>(kv.value_blocks[ab]) + ar * kv.kv_dim + kv.offset);
+      constexpr int64_t kLine = 64;
+      const int64_t k_row = kAttentionTile * static_cast<int64_t>(sizeof(T));  // bytes of a dimension's tile
+      for (int64_t d = 0; d < width; d += std::max<int64_t>(1, kLine / k_row)) {
+        __builtin_prefetch(ak + d * bt * static_cast<int64_t>(sizeof(T)), 0, 3);
+      }
+      const int64_t v_bytes = width * static_cast<int64_t>(sizeof(T));
+      for (int64_t i = 0; i < kAttentionTile; ++i) {
+        const char* row = av + i * kv.kv_dim * static_cast<int64_t>(sizeof(T));
+        for (int64_t o = 0; o < v_bytes; o += kLine) __builtin_prefetch(row + o, 0, 3);
+      }
+    }
+    for (int64_t g = 0; g < num_kv; ++g) {
+      const int64_t off = kv.offset + g * head_dim;
+      const float* qg = q + g * group * head_dim;
+      float* pg = partials + g * group * partial_stride;
+      if (direct) {
+        const Tile<T> tile{kb + off * bt + r0, bt, vb + r0 * kv.kv_dim + off, kv.kv_dim, len};
+        AttendTileOnPath(path, qg, group, head_dim, scale, tile, pg, partial_stride);
+        continue;
+      }
+      std::fill(gk, gk + head_dim * kAttentionTile, 0.0f);
+      for (int64_t i = 0; i < len; ++i) {
+        const int64_t p = t0 + i, pb = p / bt, pr = p % bt;
+        const T* kpb = static_cast<const T*>(kv.key_blocks[pb]);
+        const T* vpb = static_cast<const T*>(kv.value_blocks[pb]);
+        for (int64_t d = 0; d < head_dim; ++d) {
+          gk[d * kAttentionTile + i] = ToF32(kpb[(off + d) * bt + pr]);
+          gv[i * head_dim + d] = ToF32(vpb[pr * kv.kv_dim + off + d]);
+        }
+      }
+      const Tile<float> tile{gk, kAttentionTile, gv, head_dim, len};
+      AttendTileOnPath(path, qg, group, head_dim, scale, tile, pg, partial_stride);
+    }
+  }
 }
 
 }  // namespace
 
 void AttentionExp(float* x, int64_t n) {
-  int64_t i = 0;
-#if defined(TIERSERVE_ATTENTION_AVX2)
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, Exp8(_mm256_loadu_ps(x + i)));
-#endif
-  for (; i < n; ++i) x[i] = ExpScalar(x[i]);
+  const CpuPath path = BestCpuPath();
+  if (path >= CpuPath::kAvx512Vnni) {
+    AttentionExpAvx512(x, n);
+  } else if (path == CpuPath::kAvx2) {
+    AttentionExpAvx2(x, n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) x[i] = ExpScalar(x[i]);
+  }
+}
+
+void AttendSpanOnPath(CpuPath path, const float* q, int64_t num_kv, int64_t group, int64_t head_dim, float scale,
+                      const KvView& kv, int64_t n, int64_t span, float* partials, int64_t partial_stride) {
+  const int64_t begin = span * kAttentionSpan;
+  const int64_t end = std::min(n, begin + kAttentionSpan);
+  for (int64_t h = 0; h < num_kv * group; ++h) {
+    float* part = partials + h * partial_stride;
+    part[0] = kMinusInf;
+    part[1] = 0.0f;
+    std::fill(part + 2, part + 2 + head_dim, 0.0f);
+  }
+  if (kv.dtype == DType::kF16) {
+    AttendSpanTyped<uint16_t>(path, q, num_kv, group, head_dim, scale, kv, begin, end, partials, partial_stride);
+  } else {
+    AttendSpanTyped<float>(path, q, num_kv, group, head_dim, scale, kv, begin, end, partials, partial_stride);
+  }
 }
 
 void AttendSpan(const float* q, int64_t num_kv, int64_t group, int64_t head_dim, float scale, const KvView& kv,
                 int64_t n, int64_t span, float* partials, int64_t partial_stride) {
-  const int64_t begin = span * kAttentionSpan;
-  const int64_t end = std::min(n, begin + kAttentionSpan);
-  const int64_t num_q = num_kv * group;
-  for (int64_t h = 0; h < num_q; ++h) {
-    float* part = partials + h * partial_stride;
-    part[0] = -std::numeric_limits<float>::infinity();
-    part[1] = 0.0f;
-    std::fill(part + 2, part + 2 + head_dim, 0.0f);
-  }
-  constexpr int64_t kHeadsAtOnce = 4;
-  float scores[kHeadsAtOnce][kAttentionTile] = {};
-  // Rows are found by walking the block table: block b, row r within it.
-  struct Walker {
-    int64_t b, r;
-    const float* Key(const KvView& kv) const { return kv.key_blocks[b] + r * kv.row_stride + kv.offset; }
-    const float* Value(const KvView& kv) const { return kv.value_blocks[b] + r * kv.row_stride + kv.offset; }
-    void Next(int64_t block_tokens) {
-      if (++r == block_tokens) {
-        r = 0;
-        ++b;
-      }
-    }
-  };
-  Walker at{begin / kv.block_tokens, begin % kv.block_tokens};
-  // A second walker kPrefetchTiles tiles ahead asks for the rows into L2
-  // while the tiles before them compute. It pays when a call reads one KV
-  // head of each row (a strided read the hardware prefetchers follow
-  // poorly): 92 -> 108 tok/s for SmolLM2 decode at 2,000 positions, when
-  // that was the only schedule. Reading whole rows, it neither helps nor
-  // hurts measurably.
-  constexpr int64_t kPrefetchTiles = 4;
-  const int64_t row_floats = num_kv * head_dim;  // what this call reads of a position's row
-  int64_t ahead_pos = std::min(n, begin + kPrefetchTiles * kAttentionTile);
-  Walker ahead{ahead_pos / kv.block_tokens, ahead_pos % kv.block_tokens};
-  const float* keys[kAttentionTile];
-  const float* values[kAttentionTile];
-  for (int64_t t0 = begin; t0 < end; t0 += kAttentionTile) {
-    const int64_t len = std::min(kAttentionTile, end - t0);
-    for (int64_t i = 0; i < len; ++i, at.Next(kv.block_tokens)) {
-      keys[i] = at.Key(kv);
-      values[i] = at.Value(kv);
-    }
-    for (int64_t i = 0; i < kAttentionTile && ahead_pos < std::min(n, end + kPrefetchTiles * kAttentionTile);
-         ++i, ++ahead_pos, ahead.Next(kv.block_tokens)) {
-      const float* k = ahead.Key(kv);
-      const float* v = ahead.Value(kv);
-      for (int64_t d = 0; d < row_floats; d += 16) {  // a 64-byte line at a time
-        __builtin_prefetch(k + d, 0, 2);
-        __builtin_prefetch(v + d, 0, 2);
-      }
-    }
-    // Every query head of a KV group reads the tile's keys and values while
-    // they are in L1.
-    for (int64_t g = 0; g < num_kv; ++g) {
-      const float* gk[kAttentionTile];
-      const float* gv[kAttentionTile];
-      for (int64_t i = 0; i < len; ++i) {
-        gk[i] = keys[i] + g * head_dim;
-        gv[i] = values[i] + g * head_dim;
-      }
-      // Phase by phase over the group's heads, so that the heads' dependency
-      // chains (dots, then softmax, then output) run side by side.
-      for (int64_t j0 = 0; j0 < group; j0 += kHeadsAtOnce) {
-        const int64_t heads = std::min(kHeadsAtOnce, group - j0);
-        for (int64_t j = 0; j < heads; ++j) {
-          const float* qh = q + (g * group + j0 + j) * head_dim;
-          for (int64_t i = 0; i < len; i += 8) {
-            Dots(qh, gk + i, std::min<int64_t>(8, len - i), head_dim, scores[j] + i);
-          }
-        }
-        float c[kHeadsAtOnce];
-        for (int64_t j = 0; j < heads; ++j) {
-          c[j] = SoftmaxStep(scores[j], len, scale, partials + (g * group + j0 + j) * partial_stride);
-        }
-        for (int64_t j = 0; j < heads; ++j) {
-          UpdateOutput(partials + (g * group + j0 + j) * partial_stride + 2, c[j], scores[j], gv, len, head_dim);
-        }
-      }
-    }
-  }
+  AttendSpanOnPath(BestCpuPath(), q, num_kv, group, head_dim, scale, kv, n, span, partials, partial_stride);
 }
 
 void MergeSpans(const float* partials, int64_t num_spans, int64_t head_dim, float* out) {

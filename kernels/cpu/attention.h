@@ -1,8 +1,11 @@
 // Causal attention of one sequence position over its KV cache on the CPU,
 // fused: the query heads of a KV group share every key and value read (GQA),
-// the softmax is computed online (one pass over K and V, exponentials eight
-// at a time), and a long row's positions come as spans (kernels/common/
-// attention.h) that threads can share, merged afterwards.
+// the softmax is computed online (one pass over K and V, a tile of 16
+// positions at a time), and a long row's positions come as spans (kernels/
+// common/attention.h) that threads can share, merged afterwards. Keys are
+// stored transposed, so a tile's 16 scores of a head are 16 lanes of one
+// sum over the head's dimensions, no horizontal adds; fp16 keys and values
+// are widened in registers.
 //
 // Thread-safety: reentrant.
 #ifndef TIERSERVE_KERNELS_CPU_ATTENTION_H_
@@ -11,6 +14,7 @@
 #include <cstdint>
 
 #include "kernels/common/attention.h"
+#include "kernels/cpu/cpu_features.h"
 
 namespace tierserve::cpu {
 
@@ -20,9 +24,15 @@ namespace tierserve::cpu {
 // `span` of positions [0, n). KV head g's rows start at kv.offset +
 // g * head_dim. Scores are q . k * scale. Writes query head h's partial at
 // partials + h * partial_stride. A head's results do not depend on num_kv.
+// kv.dtype is kF32 or kF16.
 // REQUIRES: 0 <= span < AttentionSpans(n).
 void AttendSpan(const float* q, int64_t num_kv, int64_t group, int64_t head_dim, float scale, const KvView& kv,
                 int64_t n, int64_t span, float* partials, int64_t partial_stride);
+
+// The same on a given SIMD path (tests compare the paths: all give the
+// same bits). REQUIRES: CpuPathSupported(path).
+void AttendSpanOnPath(CpuPath path, const float* q, int64_t num_kv, int64_t group, int64_t head_dim, float scale,
+                      const KvView& kv, int64_t n, int64_t span, float* partials, int64_t partial_stride);
 
 // Merges the partials of one query head's spans (num_spans consecutive
 // partials, in span order) into its output: head_dim floats.

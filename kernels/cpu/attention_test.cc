@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/common/half.h"
 
 namespace tierserve::cpu {
 namespace {
@@ -52,36 +53,52 @@ TEST(AttentionExpTest, EightAtATimeEqualsOneAtATime) {
 }
 
 // Keys and values of `n` positions, [pos][kv_dim], cut into blocks of
-// block_tokens positions (copied, so that blocks are separate allocations).
+// block_tokens positions in the cache's layout (keys transposed) as elements
+// of `dtype`; the slots past n hold NaN, which must never reach a result.
 struct BlockedKv {
-  std::vector<std::vector<float>> keys, values;
-  std::vector<const float*> key_ptrs, value_ptrs;
+  std::vector<std::vector<uint16_t>> keys, values;  // 2-byte units: fp16 elements, or halves of fp32 ones
+  std::vector<const void*> key_ptrs, value_ptrs;
   int64_t block_tokens;
-  BlockedKv(const std::vector<float>& k, const std::vector<float>& v, int64_t n, int64_t kv_dim, int64_t bt)
-      : block_tokens(bt) {
+  DType dtype;
+  BlockedKv(const std::vector<float>& k, const std::vector<float>& v, int64_t n, int64_t kv_dim, int64_t bt,
+            DType type = DType::kF32)
+      : block_tokens(bt), dtype(type) {
+    const int64_t units = KvElementBytes(type) / 2;
     for (int64_t p0 = 0; p0 < n; p0 += bt) {
-      keys.emplace_back(static_cast<size_t>(bt * kv_dim), NAN);
-      values.emplace_back(static_cast<size_t>(bt * kv_dim), NAN);
-      const int64_t len = std::min(bt, n - p0);
-      std::copy(k.begin() + p0 * kv_dim, k.begin() + (p0 + len) * kv_dim, keys.back().begin());
-      std::copy(v.begin() + p0 * kv_dim, v.begin() + (p0 + len) * kv_dim, values.back().begin());
+      keys.emplace_back(static_cast<size_t>(bt * kv_dim * units));
+      values.emplace_back(static_cast<size_t>(bt * kv_dim * units));
+      for (int64_t r = 0; r < bt; ++r) {
+        for (int64_t i = 0; i < kv_dim; ++i) {
+          const bool valid = p0 + r < n;
+          Put(keys.back(), i * bt + r, valid ? k[(p0 + r) * kv_dim + i] : NAN);
+          Put(values.back(), r * kv_dim + i, valid ? v[(p0 + r) * kv_dim + i] : NAN);
+        }
+      }
     }
     for (auto& b : keys) key_ptrs.push_back(b.data());
     for (auto& b : values) value_ptrs.push_back(b.data());
   }
+  void Put(std::vector<uint16_t>& block, int64_t index, float x) const {
+    if (dtype == DType::kF16) {
+      block[index] = F32ToF16(x);
+    } else {
+      std::memcpy(&block[2 * index], &x, sizeof x);
+    }
+  }
   KvView View(int64_t kv_dim, int64_t offset) const {
-    return KvView{key_ptrs.data(), value_ptrs.data(), block_tokens, kv_dim, offset};
+    return KvView{key_ptrs.data(), value_ptrs.data(), block_tokens, kv_dim, offset, dtype};
   }
 };
 
 // The attention output of `group` query heads of KV head `g`: every span,
 // then each head's merge.
-std::vector<float> Attend(const std::vector<float>& q, int64_t group, int64_t head_dim, const KvView& kv, int64_t n) {
+std::vector<float> Attend(const std::vector<float>& q, int64_t group, int64_t head_dim, const KvView& kv, int64_t n,
+                          CpuPath path = BestCpuPath()) {
   const int64_t spans = AttentionSpans(n), pf = AttentionPartialFloats(head_dim);
   std::vector<float> partials(static_cast<size_t>(group * spans * pf));
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   for (int64_t s = 0; s < spans; ++s) {
-    AttendSpan(q.data(), 1, group, head_dim, scale, kv, n, s, &partials[s * pf], spans * pf);
+    AttendSpanOnPath(path, q.data(), 1, group, head_dim, scale, kv, n, s, &partials[s * pf], spans * pf);
   }
   std::vector<float> out(static_cast<size_t>(group * head_dim));
   for (int64_t j = 0; j < group; ++j) MergeSpans(&partials[j * spans * pf], spans, head_dim, &out[j * head_dim]);
@@ -201,6 +218,42 @@ TEST_P(AttendTest, AllKvHeadsAtOnceEqualOneKvHeadAtATime) {
           << "KV head " << g << ", span " << s;
     }
   }
+}
+
+// Every SIMD path this CPU has gives the portable path's bits, for both
+// element types and a block size that makes tiles straddle blocks.
+TEST_P(AttendTest, EveryPathGivesThePortableBits) {
+  const Case c = GetParam();
+  const int64_t kv_dim = c.kv_heads * c.head_dim;
+  const auto [k, v, q] = RandomInputs(c, c.group, 13);
+  for (DType dtype : {DType::kF32, DType::kF16}) {
+    for (int64_t bt : {16, 7}) {
+      const BlockedKv kv(k, v, c.n, kv_dim, bt, dtype);
+      const KvView view = kv.View(kv_dim, (c.kv_heads - 1) * c.head_dim);
+      const std::vector<float> want = Attend(q, c.group, c.head_dim, view, c.n, CpuPath::kPortable);
+      for (CpuPath path : {CpuPath::kAvx2, CpuPath::kAvx512Vnni}) {
+        if (!CpuPathSupported(path)) continue;
+        const std::vector<float> got = Attend(q, c.group, c.head_dim, view, c.n, path);
+        ASSERT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0)
+            << CpuPathName(path) << ", " << DTypeName(dtype) << ", block_tokens " << bt;
+      }
+    }
+  }
+}
+
+// An fp16 cache is an fp32 cache of the rounded keys and values: the
+// kernel widens each element exactly, so the bits are the same.
+TEST_P(AttendTest, Fp16CacheEqualsFp32CacheOfTheRoundedValues) {
+  const Case c = GetParam();
+  const int64_t kv_dim = c.kv_heads * c.head_dim;
+  auto [k, v, q] = RandomInputs(c, c.group, 17);
+  const BlockedKv half(k, v, c.n, kv_dim, 16, DType::kF16);
+  for (float& x : k) x = F16ToF32(F32ToF16(x));
+  for (float& x : v) x = F16ToF32(F32ToF16(x));
+  const BlockedKv rounded(k, v, c.n, kv_dim, 16, DType::kF32);
+  const std::vector<float> want = Attend(q, c.group, c.head_dim, rounded.View(kv_dim, 0), c.n);
+  const std::vector<float> got = Attend(q, c.group, c.head_dim, half.View(kv_dim, 0), c.n);
+  ASSERT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -13,6 +13,7 @@ KvBlockPool::Options Engine::PoolOptions(const CausalLM& model, const Options& o
   p.num_layers = model.config().num_layers;
   p.kv_dim = model.KvDim();
   p.block_tokens = options.kv_block_tokens;
+  p.dtype = options.kv_dtype;
   const int64_t per_sequence = (model.config().max_position_embeddings + p.block_tokens - 1) / p.block_tokens;
   p.num_blocks = options.kv_blocks > 0 ? options.kv_blocks : options.max_batch_size * per_sequence;
   return p;
@@ -32,7 +33,7 @@ Engine::~Engine() {
 
 int64_t Engine::kv_block_bytes() const {
   return KvBlockPool::BytesPerBlock(model_.model->config().num_layers, model_.model->KvDim(),
-                                    options_.kv_block_tokens);
+                                    options_.kv_block_tokens, options_.kv_dtype);
 }
 
 absl::Status Engine::Submit(std::shared_ptr<GenerationJob> job) {

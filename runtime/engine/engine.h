@@ -90,6 +90,9 @@ class Engine {
     int64_t max_batch_size = 8;     // sequences running at once
     int64_t max_step_tokens = 512;  // tokens per forward (prefill is chunked to fit)
     int64_t kv_block_tokens = 16;
+    // Element type of the KV cache: kF32, or kF16 (half the memory and the
+    // bytes long contexts read per token; values rounded to nearest even).
+    DType kv_dtype = DType::kF32;
     // KV blocks in the pool; 0: enough for max_batch_size sequences of the
     // model's full context.
     int64_t kv_blocks = 0;

@@ -29,6 +29,7 @@ absl::StatusOr<GenerationResult> Generator::Generate(
   po.num_layers = cfg.num_layers;
   po.kv_dim = model_->KvDim();
   po.num_blocks = (tokens + po.block_tokens - 1) / po.block_tokens;
+  po.dtype = kv_dtype_;
   KvBlockPool pool(po);
   TS_ASSIGN_OR_RETURN(std::unique_ptr<Sequence> seq, Sequence::Create(req, *model_, tokenizer_, &pool));
   seq->Start();

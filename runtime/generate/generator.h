@@ -55,8 +55,10 @@ struct GenerationResult {
 
 class Generator {
  public:
-  // Neither pointer is owned; both must outlive the Generator.
-  Generator(CausalLM* model, const Tokenizer* tokenizer) : model_(model), tokenizer_(tokenizer) {}
+  // Neither pointer is owned; both must outlive the Generator. `kv_dtype`:
+  // what the KV cache stores, kF32 or kF16.
+  Generator(CausalLM* model, const Tokenizer* tokenizer, DType kv_dtype = DType::kF32)
+      : model_(model), tokenizer_(tokenizer), kv_dtype_(kv_dtype) {}
 
   // Runs `request` to completion. `on_delta` (optional) sees every step; when
   // it returns false generation stops with FinishReason::kCancelled.
@@ -67,6 +69,7 @@ class Generator {
  private:
   CausalLM* model_;
   const Tokenizer* tokenizer_;
+  DType kv_dtype_;
 };
 
 }  // namespace tierserve

@@ -12,10 +12,10 @@ KvBlockPool::KvBlockPool(const Options& options, std::shared_ptr<Buffer> storage
     : o_(options), device_storage_(std::move(storage)), info_(static_cast<size_t>(options.num_blocks)) {
   if (device_storage_ != nullptr) {
     assert(device_storage_->size() >= StorageBytes(o_));
-    storage_ = reinterpret_cast<float*>(device_storage_->data());
+    storage_ = device_storage_->data();
   } else {
-    own_storage_.reset(new float[static_cast<size_t>(StorageBytes(o_)) / sizeof(float)]);
-    storage_ = own_storage_.get();
+    own_storage_.reset(new float[(static_cast<size_t>(StorageBytes(o_)) + sizeof(float) - 1) / sizeof(float)]);
+    storage_ = reinterpret_cast<uint8_t*>(own_storage_.get());
   }
   clean_.reserve(static_cast<size_t>(o_.num_blocks));
   for (int64_t b = o_.num_blocks - 1; b >= 0; --b) clean_.push_back(static_cast<int32_t>(b));

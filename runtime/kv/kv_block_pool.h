@@ -34,6 +34,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/types/span.h"
+#include "kernels/common/attention.h"
 #include "runtime/device/device.h"
 
 namespace tierserve {
@@ -42,27 +43,30 @@ class KvBlockPool {
  public:
   struct Options {
     int64_t num_layers = 0;
-    int64_t kv_dim = 0;        // floats per key (and per value) row
+    int64_t kv_dim = 0;        // elements per key (and per value) row
     int64_t block_tokens = 16;
     int64_t num_blocks = 0;
+    DType dtype = DType::kF32;  // of the stored elements: kF32 or kF16
   };
   static constexpr int32_t kNoBlock = -1;
 
-  // REQUIRES: every option > 0; num_blocks < 2^31; `storage`, when given,
+  // REQUIRES: every option > 0; KvElementBytes(dtype) > 0; num_blocks < 2^31; `storage`, when given,
   // holds at least BytesPerBlock(...) * num_blocks bytes (StorageBytes) and
   // is host-addressable.
   explicit KvBlockPool(const Options& options, std::shared_ptr<Buffer> storage = nullptr);
   KvBlockPool(const KvBlockPool&) = delete;
   KvBlockPool& operator=(const KvBlockPool&) = delete;
 
-  static int64_t BytesPerBlock(int64_t num_layers, int64_t kv_dim, int64_t block_tokens) {
-    return 2 * num_layers * block_tokens * kv_dim * static_cast<int64_t>(sizeof(float));
+  static int64_t BytesPerBlock(int64_t num_layers, int64_t kv_dim, int64_t block_tokens, DType dtype) {
+    return 2 * num_layers * block_tokens * kv_dim * KvElementBytes(dtype);
   }
   static int64_t StorageBytes(const Options& o) {
-    return BytesPerBlock(o.num_layers, o.kv_dim, o.block_tokens) * o.num_blocks;
+    return BytesPerBlock(o.num_layers, o.kv_dim, o.block_tokens, o.dtype) * o.num_blocks;
   }
 
   int64_t block_tokens() const { return o_.block_tokens; }
+  int64_t kv_dim() const { return o_.kv_dim; }
+  DType dtype() const { return o_.dtype; }
   int64_t num_blocks() const { return o_.num_blocks; }
   // Blocks referenced by at least one sequence.
   int64_t used_blocks() const { return used_; }
@@ -93,12 +97,14 @@ class KvBlockPool {
   // stays private. REQUIRES: tokens.size() == block_tokens().
   void Publish(int32_t block, uint64_t parent, absl::Span<const int32_t> tokens);
 
-  // Keys / values of `layer` in `block`: block_tokens rows of kv_dim floats.
-  // Storage is layer-major: one layer's blocks are adjacent, so a sequence
-  // whose blocks were handed out in order reads each layer's keys and values
-  // as one stream (fewer pages and TLB entries than block-major).
-  float* Keys(int32_t block, int64_t layer) { return Base(block, layer); }
-  float* Values(int32_t block, int64_t layer) { return Base(block, layer) + LayerFloats(); }
+  // Keys / values of `layer` in `block`: block_tokens * kv_dim elements of
+  // dtype, laid out as KvView (kernels/common/attention.h) says: keys
+  // transposed, values by position. Storage is layer-major: one layer's
+  // blocks are adjacent, so a sequence whose blocks were handed out in order
+  // reads each layer's keys and values as one stream (fewer pages and TLB
+  // entries than block-major).
+  void* Keys(int32_t block, int64_t layer) { return Base(block, layer); }
+  void* Values(int32_t block, int64_t layer) { return Base(block, layer) + LayerBytes(); }
 
  private:
   struct BlockInfo {
@@ -109,17 +115,17 @@ class KvBlockPool {
     std::vector<int32_t> tokens;           // when published
     std::list<int32_t>::iterator lru_pos;  // when cached (refs == 0, published)
   };
-  int64_t LayerFloats() const { return o_.block_tokens * o_.kv_dim; }
-  float* Base(int32_t block, int64_t layer) {
-    return storage_ + (layer * o_.num_blocks + block) * 2 * LayerFloats();
+  int64_t LayerBytes() const { return o_.block_tokens * o_.kv_dim * KvElementBytes(o_.dtype); }
+  uint8_t* Base(int32_t block, int64_t layer) {
+    return storage_ + (layer * o_.num_blocks + block) * 2 * LayerBytes();
   }
   void Unpublish(int32_t block);
 
   Options o_;
   // Uninitialized: pages commit on first write. One of the two owns storage_.
   std::shared_ptr<Buffer> device_storage_;
-  std::unique_ptr<float[]> own_storage_;
-  float* storage_ = nullptr;
+  std::unique_ptr<float[]> own_storage_;  // floats: aligned for any element type
+  uint8_t* storage_ = nullptr;
   std::vector<BlockInfo> info_;
   std::vector<int32_t> clean_;  // never used or released unpublished; lowest index at the back
   std::list<int32_t> lru_;      // cached, least recently released first

@@ -25,13 +25,14 @@ TEST(KvBlockPoolTest, DeviceStorageIsCountedAsKvAndHoldsEveryBlock) {
     // Every block's keys and values of every layer lie inside the buffer, apart.
     for (int32_t block = 0; block < o.num_blocks; ++block) {
       for (int64_t layer = 0; layer < o.num_layers; ++layer) {
-        for (const float* rows : {pool.Keys(block, layer), pool.Values(block, layer)}) {
-          const auto* first = reinterpret_cast<const uint8_t*>(rows);
-          const auto* end = reinterpret_cast<const uint8_t*>(rows + o.block_tokens * o.kv_dim);
+        const int64_t layer_bytes = o.block_tokens * o.kv_dim * static_cast<int64_t>(sizeof(float));
+        for (const void* rows : {pool.Keys(block, layer), pool.Values(block, layer)}) {
+          const auto* first = static_cast<const uint8_t*>(rows);
           EXPECT_GE(first, begin);
-          EXPECT_LE(end, begin + bytes);
+          EXPECT_LE(first + layer_bytes, begin + bytes);
         }
-        EXPECT_EQ(pool.Values(block, layer) - pool.Keys(block, layer), o.block_tokens * o.kv_dim);
+        EXPECT_EQ(static_cast<uint8_t*>(pool.Values(block, layer)) - static_cast<uint8_t*>(pool.Keys(block, layer)),
+                  layer_bytes);
       }
     }
     std::memset(pool.Keys(4, 2), 0x7f, static_cast<size_t>(2 * o.block_tokens * o.kv_dim) * sizeof(float));

@@ -90,13 +90,13 @@ void CausalAttention(const Kernels& k, const BatchRows& rows, absl::Span<const S
   // Each sequence's blocks for this layer, asked of its cache once per block.
   std::vector<int64_t> seq_len(batch.size(), 0);
   for (int64_t t = 0; t < T; ++t) seq_len[rows.seq[t]] = std::max(seq_len[rows.seq[t]], rows.pos[t] + 1);
-  std::vector<std::vector<const float*>> key_blocks(batch.size()), value_blocks(batch.size());
+  std::vector<std::vector<const void*>> key_blocks(batch.size()), value_blocks(batch.size());
   for (size_t s = 0; s < batch.size(); ++s) {
     KvCache* cache = batch[s].cache;
     const int64_t bt = cache->block_tokens();
-    for (int64_t p = 0; p < seq_len[s]; p += bt) {
-      key_blocks[s].push_back(cache->KeyRow(layer, p));
-      value_blocks[s].push_back(cache->ValueRow(layer, p));
+    for (int64_t b = 0; b * bt < seq_len[s]; ++b) {
+      key_blocks[s].push_back(cache->KeyBlock(layer, b));
+      value_blocks[s].push_back(cache->ValueBlock(layer, b));
     }
   }
   auto view = [&](int64_t t, int64_t g) {
@@ -105,8 +105,9 @@ void CausalAttention(const Kernels& k, const BatchRows& rows, absl::Span<const S
     v.key_blocks = key_blocks[s].data();
     v.value_blocks = value_blocks[s].data();
     v.block_tokens = batch[s].cache->block_tokens();
-    v.row_stride = kv_dim;
+    v.kv_dim = kv_dim;
     v.offset = g * head_dim;
+    v.dtype = batch[s].cache->dtype();
     return v;
   };
   const int64_t threads = pool->num_threads();

@@ -15,12 +15,14 @@ constexpr int64_t kKvDim = kKvHeads * kHeadDim, kQDim = kHeads * kHeadDim;
 
 void Fill(KvCache& cache, int64_t n, std::mt19937& rng) {
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> key(kKvDim), value(kKvDim);
   for (int64_t l = 0; l < kLayers; ++l) {
     for (int64_t p = 0; p < n; ++p) {
       for (int64_t i = 0; i < kKvDim; ++i) {
-        cache.KeyRow(l, p)[i] = u(rng);
-        cache.ValueRow(l, p)[i] = u(rng);
+        key[i] = u(rng);
+        value[i] = u(rng);
       }
+      cache.Store(l, p, key.data(), value.data());
     }
   }
 }

@@ -39,8 +39,11 @@ class CausalLM {
   // Not thread-safe: one forward at a time per model.
   virtual absl::Status Forward(absl::Span<const SequenceInput> batch, std::vector<float>* logits) = 0;
 
-  // A cache sized for this model.
-  virtual std::unique_ptr<KvCache> NewCache(int64_t capacity) const = 0;
+  // A cache of `capacity` positions for this model, holding elements of
+  // `dtype` (kF32 or kF16).
+  std::unique_ptr<KvCache> NewCache(int64_t capacity, DType dtype = DType::kF32) const {
+    return std::make_unique<ContiguousKvCache>(config().num_layers, capacity, KvDim(), dtype);
+  }
   // Floats in one key (or value) row of one layer: what a KvBlockPool for
   // this model holds per position and layer.
   virtual int64_t KvDim() const = 0;

@@ -71,9 +71,6 @@ class Gpt2 final : public CausalLM {
 
   const ModelConfig& config() const override { return c_; }
 
-  std::unique_ptr<KvCache> NewCache(int64_t capacity) const override {
-    return std::make_unique<ContiguousKvCache>(c_.num_layers, capacity, KvDim());
-  }
   int64_t KvDim() const override { return c_.hidden_size; }
 
   int64_t WeightBytes() const override {
@@ -122,8 +119,7 @@ class Gpt2 final : public CausalLM {
         const float* row = &s.qkv[t * 3 * H];
         KvCache* cache = batch[rows_.seq[t]].cache;
         std::memcpy(&s.q[t * H], row, sizeof(float) * H);
-        std::memcpy(cache->KeyRow(l, rows_.pos[t]), row + H, sizeof(float) * H);
-        std::memcpy(cache->ValueRow(l, rows_.pos[t]), row + 2 * H, sizeof(float) * H);
+        cache->Store(l, rows_.pos[t], row + H, row + 2 * H);
       }
       CausalAttention(k_, rows_, batch, l, s.q.data(), nh, nh, hd, s.att.data(), pool_);
       L.attn_proj.Forward(s.att.data(), T, s.xn.data(), pool_);

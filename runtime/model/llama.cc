@@ -84,9 +84,6 @@ class Llama final : public CausalLM {
 
   const ModelConfig& config() const override { return c_; }
 
-  std::unique_ptr<KvCache> NewCache(int64_t capacity) const override {
-    return std::make_unique<ContiguousKvCache>(c_.num_layers, capacity, KvDim());
-  }
   int64_t KvDim() const override { return c_.num_kv_heads * c_.head_dim; }
 
   int64_t WeightBytes() const override {
@@ -142,8 +139,7 @@ class Llama final : public CausalLM {
         k_.rope_rotate_half(&s.q[t * qd], nh, hd, &s.cos_sin[t * hd]);
         k_.rope_rotate_half(&s.k[t * kvd], nkv, hd, &s.cos_sin[t * hd]);
         KvCache* cache = batch[rows_.seq[t]].cache;
-        std::memcpy(cache->KeyRow(l, rows_.pos[t]), &s.k[t * kvd], sizeof(float) * kvd);
-        std::memcpy(cache->ValueRow(l, rows_.pos[t]), &s.v[t * kvd], sizeof(float) * kvd);
+        cache->Store(l, rows_.pos[t], &s.k[t * kvd], &s.v[t * kvd]);
       }
       CausalAttention(k_, rows_, batch, l, s.q.data(), nh, nkv, hd, s.att.data(), pool_);
       L.o_proj.Forward(s.att.data(), T, s.xn.data(), pool_);

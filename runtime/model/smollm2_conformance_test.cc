@@ -183,13 +183,13 @@ struct LlamaCppAgreement {
   int64_t disagree_wide_margin = 0;  // where llama.cpp's top-2 margin >= 0.5
   double mean_top5_diff() const { return sum_top5_diff / (5.0 * static_cast<double>(positions)); }
 };
-LlamaCppAgreement AgreementWithLlamaCpp(CausalLM& model) {
+LlamaCppAgreement AgreementWithLlamaCpp(CausalLM& model, DType kv_dtype = DType::kF32) {
   const json golden = ReadJson("tests/data/smollm2/golden.json");
   const int64_t V = model.config().vocab_size;
   LlamaCppAgreement a;
   for (const json& c : golden["cases"]) {
     const std::vector<int32_t> ids = c["ids"].get<std::vector<int32_t>>();
-    auto cache = model.NewCache(static_cast<int64_t>(ids.size()));
+    auto cache = model.NewCache(static_cast<int64_t>(ids.size()), kv_dtype);
     SequenceInput in{ids, 0, cache.get(), true};
     std::vector<float> logits;
     EXPECT_TRUE(model.Forward({&in, 1}, &logits).ok());
@@ -236,6 +236,29 @@ TEST_F(SmolLm2Test, Int8ActivationsAgreeWithLlamaCppExceptAtNearTies) {
   EXPECT_GE(q.agree, 0.95 * q.positions);
   EXPECT_EQ(q.disagree_wide_margin, 0);
   EXPECT_EQ(f.disagree_wide_margin, 0);
+}
+
+// An fp16 KV cache (kv_cache_dtype: fp16), llama.cpp's default cache type,
+// with either activation precision: held to the same bounds, and the
+// figures printed beside the fp32 cache's.
+TEST_F(SmolLm2Test, Fp16KvCacheAgreesWithLlamaCppExceptAtNearTies) {
+  ModelLoadOptions o;
+  o.pool = pool_;
+  o.activations = ActivationPrecision::kInt8;
+  absl::StatusOr<LoadedModel> int8 = LoadModel(kModel, o);
+  ASSERT_TRUE(int8.ok()) << int8.status();
+  const LlamaCppAgreement f = AgreementWithLlamaCpp(*loaded_->model, DType::kF16);
+  const LlamaCppAgreement q = AgreementWithLlamaCpp(*int8->model, DType::kF16);
+  std::printf("SmolLM2 vs llama.cpp with an fp16 KV cache, argmax agreement: fp32 activations %ld/%ld (%.1f%%), "
+              "int8 activations %ld/%ld (%.1f%%); |top-5 logit diff| mean fp32 %.4f, int8 %.4f\n",
+              static_cast<long>(f.agree), static_cast<long>(f.positions), 100.0 * f.agree / f.positions,
+              static_cast<long>(q.agree), static_cast<long>(q.positions), 100.0 * q.agree / q.positions,
+              f.mean_top5_diff(), q.mean_top5_diff());
+  ASSERT_GT(q.positions, 0);
+  EXPECT_GE(f.agree, 0.95 * f.positions);
+  EXPECT_GE(q.agree, 0.95 * q.positions);
+  EXPECT_EQ(f.disagree_wide_margin, 0);
+  EXPECT_EQ(q.disagree_wide_margin, 0);
 }
 
 }  // namespace

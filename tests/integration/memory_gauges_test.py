@@ -44,7 +44,7 @@ def load_report(log):
     for line in re.findall(r"staging pool of \d+ bytes \(prefetch depth \d+\): (.*)", text):
         for b, device in re.findall(r"(\d+) bytes on (\S+?)(?:,|$)", line):
             want[(device, "staging")] += int(b)
-    for b, device in re.findall(r"KV cache \d+ blocks of \d+ tokens, (\d+) bytes on (\S+?);", text):
+    for b, device in re.findall(r"KV cache \d+ blocks of \d+ tokens, fp(?:32|16), (\d+) bytes on (\S+?);", text):
         want[(device, "kv")] += int(b)
     return want
 

@@ -34,7 +34,7 @@ def log_figures(log):
         weights[device] = weights.get(device, 0) + int(b)
     m = re.search(r"staging pool of (\d+) bytes", text)
     staging = int(m.group(1)) if m else 0
-    kv = int(re.search(r"KV cache \d+ blocks of \d+ tokens, (\d+) bytes", text).group(1))
+    kv = int(re.search(r"KV cache \d+ blocks of \d+ tokens, fp(?:32|16), (\d+) bytes", text).group(1))
     return before, weights, staging, kv
 
 
