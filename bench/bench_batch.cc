@@ -36,6 +36,7 @@ ABSL_FLAG(std::string, precisions, "stored,int8",
           "Precisions, comma-separated: stored (the GGUF as stored), stored_int8_act (as stored, "
           "multiplying int8 activations: activation_precision int8), fp32, int8 (LLM.int8), "
           "nf4, fp4 (bitsandbytes 4-bit, no double quant).");
+ABSL_FLAG(std::string, kv_cache_dtype, "fp32", "What the KV caches store: fp32 or fp16 (kv_cache_dtype).");
 ABSL_FLAG(int32_t, prompt_tokens, 64, "Prompt length of each sequence (prefilled, not timed).");
 ABSL_FLAG(int32_t, decode_steps, 32, "Decode steps timed.");
 ABSL_FLAG(int32_t, repeats, 3, "Repeats; the best is reported.");
@@ -153,7 +154,8 @@ absl::StatusOr<double> DecodeSeconds(CausalLM& model, int batch, int P, int step
     std::vector<std::unique_ptr<KvCache>> caches;
     std::vector<SequenceInput> in(batch);
     for (int b = 0; b < batch; ++b) {
-      caches.push_back(model.NewCache(P + steps + 1));
+      caches.push_back(
+          model.NewCache(P + steps + 1, absl::GetFlag(FLAGS_kv_cache_dtype) == "fp16" ? DType::kF16 : DType::kF32));
       in[b] = SequenceInput{prompts[b], 0, caches.back().get(), false};
     }
     if (absl::Status s = model.Forward(in, &logits); !s.ok()) return s;
@@ -209,6 +211,9 @@ int Run() {
     batches.push_back(std::stoi(std::string(b)));
     if (batches.back() < 1) return Fail(absl::InvalidArgumentError("--batches: each batch size must be >= 1"));
   }
+  if (const std::string kv = absl::GetFlag(FLAGS_kv_cache_dtype); kv != "fp32" && kv != "fp16") {
+    return Fail(absl::InvalidArgumentError("--kv_cache_dtype: \"" + kv + "\" is not fp32 or fp16"));
+  }
   const std::vector<std::string> precisions = absl::StrSplit(absl::GetFlag(FLAGS_precisions), ',');
   for (const std::string& p : precisions) {
     if (absl::StatusOr<ModelLoadOptions> o = OptionsFor(p, nullptr); !o.ok()) return Fail(o.status());
@@ -224,8 +229,8 @@ int Run() {
   const double ctx = P + (D + 1) / 2.0;
 
   std::printf("model            %s\n", absl::GetFlag(FLAGS_model).c_str());
-  std::printf("threads          %d; prompt %d tokens per sequence (untimed), %d decode steps, best of %d\n",
-              threads, P, D, repeats);
+  std::printf("threads          %d; prompt %d tokens per sequence (untimed), %d decode steps, best of %d; "
+              "KV cache %s\n", threads, P, D, repeats, absl::GetFlag(FLAGS_kv_cache_dtype).c_str());
   std::printf("fp32 FMA peak    %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d (%d chains x 8 lanes; \"of peak\" "
               "below is against the latter)\n", peak1, peakN, threads, kFmaChains);
   std::printf("  per CPU-second %.1f on 1, %.1f on %d: the threads had %.0f%% / %.0f%% of the wall time\n",

@@ -4,6 +4,7 @@
 // per token / bandwidth). Prints figures and ratios; asserts nothing.
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -32,6 +33,12 @@ namespace tierserve {
 namespace {
 
 using Clock = BenchClock;
+
+double MonotonicSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 int Run() {
   const int threads = absl::GetFlag(FLAGS_threads);
@@ -70,6 +77,7 @@ int Run() {
   for (int i = 0; i < P; ++i) prompt[i] = static_cast<int32_t>((i * 7919 + 13) % std::min<int64_t>(cfg.vocab_size, 30000));
 
   double best_prefill = 1e30, best_decode = 1e30;
+  double decode_window[2] = {0, 0};  // the last repeat's decode, CLOCK_MONOTONIC seconds
   std::vector<float> logits;
   for (int r = 0; r < repeats; ++r) {
     auto cache = model.NewCache(P + D + 1, kv_dtype);
@@ -82,12 +90,14 @@ int Run() {
     best_prefill = std::min(best_prefill, Seconds(t0, Clock::now()));
     int32_t tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     t0 = Clock::now();
+    decode_window[0] = MonotonicSeconds();
     for (int i = 0; i < D; ++i) {
       SequenceInput step{{&tok, 1}, P + i, cache.get(), false};
       if (auto s = model.Forward({&step, 1}, &logits); !s.ok()) return 1;
       tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     }
     best_decode = std::min(best_decode, Seconds(t0, Clock::now()));
+    decode_window[1] = MonotonicSeconds();
   }
   const double prefill_tps = P / best_prefill;
   const double decode_tps = D / best_decode;
@@ -107,6 +117,9 @@ int Run() {
   std::printf("decode (%d tokens)    %.1f tokens/s\n", D, decode_tps);
   std::printf("decode roofline       %.1f tokens/s\n", roofline_tps);
   std::printf("roofline fraction     %.3f\n", decode_tps / roofline_tps);
+  // The last decode's span on CLOCK_MONOTONIC, the clock of `perf record -k
+  // monotonic`: bench/profile_decode.py keeps the samples inside it.
+  std::printf("DECODE_WINDOW %.9f,%.9f\n", decode_window[0], decode_window[1]);
   // One machine-readable line for scripts.
   std::printf("RESULT prefill_tps=%.3f decode_tps=%.3f bandwidth_gbs=%.3f bytes_per_token=%.0f roofline_fraction=%.4f\n",
               prefill_tps, decode_tps, bw / 1e9, bytes_per_token, decode_tps / roofline_tps);

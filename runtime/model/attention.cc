@@ -112,9 +112,13 @@ void CausalAttention(const Kernels& k, const BatchRows& rows, absl::Span<const S
   };
   const int64_t threads = pool->num_threads();
   if (schedule == AttentionSchedule::kAuto) {
-    // Enough rows for the threads: an item per row. Otherwise (decode of a
-    // few long rows) the spans of a row are shared out too.
-    schedule = T >= 4 * threads ? AttentionSchedule::kByRow : AttentionSchedule::kBySpan;
+    // Enough rows for the threads, or no row longer than a span: an item
+    // per row (and KV head), merged where it is computed. Otherwise (decode
+    // of a few long rows) the spans of a row are shared out too, and merged
+    // in a second loop.
+    int64_t max_spans = 0;
+    for (int64_t t = 0; t < T; ++t) max_spans = std::max(max_spans, AttentionSpans(rows.pos[t] + 1));
+    schedule = T >= 4 * threads || max_spans == 1 ? AttentionSchedule::kByRow : AttentionSchedule::kBySpan;
   }
   // An item reads all KV heads of its positions (whole rows: one stream
   // through memory) unless that leaves too few items, then one KV head.
