@@ -27,6 +27,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_split.h"
 #include "bench/read_bandwidth.h"
+#include "kernels/cpu/cpu_features.h"
 #include "runtime/model/model_loader.h"
 
 ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf", "Model path.");
@@ -46,11 +47,10 @@ ABSL_FLAG(int64_t, fma_rounds, 50'000'000, "Rounds of the FMA probe per thread a
 namespace tierserve {
 namespace {
 
-// Independent FMA chains per thread. Zen 3 / Zen 4 retire two 256-bit FMAs a
-// cycle at 4 cycles' latency, so 8 chains in flight saturate them; 12 leave a
-// margin and still fit the 16 ymm registers with the two operands.
+// Independent FMA chains per thread: enough to fill two FMA pipes at 4
+// cycles' latency with a margin (8 in flight saturate them), few enough to
+// stay in registers with the two operands.
 constexpr int kFmaChains = 12;
-constexpr double kFlopPerFma = 16;  // 8 lanes x (multiply + add)
 
 // fp32 GFLOP/s of FMA chains, over wall time and over the CPU time the
 // threads were given: when other processes share the cores the first drops,
@@ -67,29 +67,69 @@ double ThreadCpuSeconds() {
 }
 
 // One thread running `rounds` rounds of kFmaChains independent
-// acc = acc * a + b chains, from registers only.
-FmaRate FmaLoop(int64_t rounds) {
-  // Every loop over the chains unrolled, so the array lives in registers.
-  __m256 acc[kFmaChains];
+// acc = acc * a + b chains of vector V (8 or 16 lanes), from registers only.
+// a slightly below 1 and b tiny keep every value finite and normal forever.
+template <typename V, typename Set1, typename Fma, typename Add, typename First>
+FmaRate FmaLoopOf(int64_t rounds, Set1 set1, Fma fma, Add add, First first) {
+  constexpr double kFlopPerFma = 2.0 * sizeof(V) / sizeof(float);  // lanes x (multiply + add)
+  V acc[kFmaChains];
 #pragma GCC unroll 16
-  for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm256_set1_ps(1.0f + 0.01f * j);
-  // a slightly below 1 and b tiny keep every value finite and normal forever.
-  const __m256 a = _mm256_set1_ps(0.9999999f), b = _mm256_set1_ps(1e-7f);
+  for (int j = 0; j < kFmaChains; ++j) acc[j] = set1(1.0f + 0.01f * j);
+  const V a = set1(0.9999999f), b = set1(1e-7f);
   const auto t0 = BenchClock::now();
   const double c0 = ThreadCpuSeconds();
   for (int64_t i = 0; i < rounds; ++i) {
 #pragma GCC unroll 16
-    for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm256_fmadd_ps(acc[j], a, b);
+    for (int j = 0; j < kFmaChains; ++j) acc[j] = fma(acc[j], a, b);
   }
   const double cpu = ThreadCpuSeconds() - c0;
   const double wall = Seconds(t0, BenchClock::now());
-  __m256 sum = acc[0];
+  V sum = acc[0];
 #pragma GCC unroll 16
-  for (int j = 1; j < kFmaChains; ++j) sum = _mm256_add_ps(sum, acc[j]);
-  volatile float keep = _mm256_cvtss_f32(sum);  // the chains must be computed
+  for (int j = 1; j < kFmaChains; ++j) sum = add(sum, acc[j]);
+  volatile float keep = first(sum);  // the chains must be computed
   (void)keep;
   const double gflop = static_cast<double>(rounds) * kFmaChains * kFlopPerFma / 1e9;
   return FmaRate{gflop / wall, gflop / cpu};
+}
+
+__attribute__((target("avx2,fma"))) FmaRate FmaLoopAvx2(int64_t rounds) {
+  return FmaLoopOf<__m256>(
+      rounds, [](float x) __attribute__((target("avx2,fma"))) { return _mm256_set1_ps(x); },
+      [](__m256 x, __m256 y, __m256 z) __attribute__((target("avx2,fma"))) { return _mm256_fmadd_ps(x, y, z); },
+      [](__m256 x, __m256 y) __attribute__((target("avx2,fma"))) { return _mm256_add_ps(x, y); },
+      [](__m256 x) __attribute__((target("avx2,fma"))) { return _mm256_cvtss_f32(x); });
+}
+
+__attribute__((target("avx512f"))) FmaRate FmaLoopAvx512(int64_t rounds) {
+  return FmaLoopOf<__m512>(
+      rounds, [](float x) __attribute__((target("avx512f"))) { return _mm512_set1_ps(x); },
+      [](__m512 x, __m512 y, __m512 z) __attribute__((target("avx512f"))) { return _mm512_fmadd_ps(x, y, z); },
+      [](__m512 x, __m512 y) __attribute__((target("avx512f"))) { return _mm512_add_ps(x, y); },
+      [](__m512 x) __attribute__((target("avx512f"))) { return _mm512_cvtss_f32(x); });
+}
+
+// The widest FMA the CPU has: the kernels use AVX-512 where it exists, and
+// on cores with full-width 512-bit pipes it doubles the AVX2 peak.
+bool UseAvx512() { return cpu::CpuPathSupported(cpu::CpuPath::kAvx512Vnni); }
+
+FmaRate FmaLoop(int64_t rounds) { return UseAvx512() ? FmaLoopAvx512(rounds) : FmaLoopAvx2(rounds); }
+
+// likwid-bench's peakflops kernel of the same width on `threads` threads, in
+// GFLOP/s: the outside yardstick; 0 without likwid-bench.
+double LikwidPeakGflops(int threads) {
+  const std::string command = std::string("likwid-bench -t ") +
+                              (UseAvx512() ? "peakflops_sp_avx512_fma" : "peakflops_sp_avx_fma") +
+                              " -W N:64kB:" + std::to_string(threads) + " 2>/dev/null";
+  FILE* out = popen(command.c_str(), "r");
+  if (out == nullptr) return 0;
+  double mflops = 0;
+  char line[512];
+  while (std::fgets(line, sizeof(line), out) != nullptr) {
+    if (std::sscanf(line, "MFlops/s: %lf", &mflops) == 1) break;
+  }
+  pclose(out);
+  return mflops / 1e3;
 }
 
 // The sum over `threads` std::threads of each one's own FmaLoop, the threads
@@ -231,8 +271,12 @@ int Run() {
   std::printf("model            %s\n", absl::GetFlag(FLAGS_model).c_str());
   std::printf("threads          %d; prompt %d tokens per sequence (untimed), %d decode steps, best of %d; "
               "KV cache %s\n", threads, P, D, repeats, absl::GetFlag(FLAGS_kv_cache_dtype).c_str());
-  std::printf("fp32 FMA peak    %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d (%d chains x 8 lanes; \"of peak\" "
-              "below is against the latter)\n", peak1, peakN, threads, kFmaChains);
+  std::printf("fp32 FMA peak    %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d (%d chains x %d lanes; \"of peak\" "
+              "below is against the latter)\n", peak1, peakN, threads, kFmaChains, UseAvx512() ? 16 : 8);
+  if (const double likwid = LikwidPeakGflops(threads); likwid > 0) {
+    std::printf("likwid-bench     %.1f GFLOP/s on %d (peakflops, same width; probe / likwid %.3f)\n", likwid, threads,
+                peakN / likwid);
+  }
   std::printf("  per CPU-second %.1f on 1, %.1f on %d: the threads had %.0f%% / %.0f%% of the wall time\n",
               fma1.cpu_gflops, fmaN.cpu_gflops, threads, 100 * peak1 / fma1.cpu_gflops,
               100 * peakN / fmaN.cpu_gflops);

@@ -58,8 +58,9 @@ def main():
         cmd = ["perf", "record", "-q", "-e", "cpu-clock", "-k", "monotonic", "-o", data, "--",
                args.bench_binary, f"--model={args.model}", f"--threads={args.threads}",
                f"--prompt_tokens={args.prompt_tokens}", f"--decode_tokens={args.decode_tokens}",
-               f"--activation_precision={args.activation_precision}",
-               f"--kv_cache_dtype={args.kv_cache_dtype}", "--repeats=2", "--bandwidth_mib=64"]
+               f"--activation_precision={args.activation_precision}", "--repeats=2", "--bandwidth_mib=64"]
+        if args.kv_cache_dtype != "fp32":  # older builds know no such flag: fp32 is theirs
+            cmd.append(f"--kv_cache_dtype={args.kv_cache_dtype}")
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
         window = re.search(r"^DECODE_WINDOW (\S+)$", out, re.M)
         rate = re.search(r"^decode \(\d+ tokens\)\s+(\S+) tokens/s", out, re.M)

@@ -325,9 +325,10 @@ void Q8Activations::Resize(int64_t M, int64_t K) {
   qsum.resize(static_cast<size_t>(M * blocks));
 }
 
-void QuantizeQ8OnPath(CpuPath path, const float* x, int64_t ldx, int64_t M, int64_t K, Q8Activations* out) {
-  out->Resize(M, K);
-  for (int64_t i = 0; i < M; ++i) {
+namespace {
+
+void QuantizeQ8RowsOnPath(CpuPath path, const float* x, int64_t ldx, int64_t m0, int64_t m1, Q8Activations* out) {
+  for (int64_t i = m0; i < m1; ++i) {
     for (int64_t b = 0; b < out->blocks; ++b) {
       const int64_t blk = i * out->blocks + b;
       const BlockScale s = path == CpuPath::kPortable
@@ -339,6 +340,17 @@ void QuantizeQ8OnPath(CpuPath path, const float* x, int64_t ldx, int64_t M, int6
       out->qsum[blk] = s.sum;
     }
   }
+}
+
+}  // namespace
+
+void QuantizeQ8OnPath(CpuPath path, const float* x, int64_t ldx, int64_t M, int64_t K, Q8Activations* out) {
+  out->Resize(M, K);
+  QuantizeQ8RowsOnPath(path, x, ldx, 0, M, out);
+}
+
+void QuantizeQ8Rows(const float* x, int64_t ldx, int64_t m0, int64_t m1, Q8Activations* out) {
+  QuantizeQ8RowsOnPath(BestCpuPath(), x, ldx, m0, m1, out);
 }
 
 void QuantizeQ8(const float* x, int64_t ldx, int64_t M, int64_t K, Q8Activations* out) {

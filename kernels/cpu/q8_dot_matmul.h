@@ -49,6 +49,9 @@ struct Q8Activations {
 
 // Quantizes X [M, K] (rows ldx apart). REQUIRES: K % 32 == 0.
 void QuantizeQ8(const float* x, int64_t ldx, int64_t M, int64_t K, Q8Activations* out);
+// Rows [m0, m1) only, into `out` already Resize'd for all of them: threads
+// can quantize disjoint row ranges of one matrix.
+void QuantizeQ8Rows(const float* x, int64_t ldx, int64_t m0, int64_t m1, Q8Activations* out);
 // The same on a given path (the same bits on each). REQUIRES: CpuPathSupported(path).
 void QuantizeQ8OnPath(CpuPath path, const float* x, int64_t ldx, int64_t M, int64_t K, Q8Activations* out);
 

@@ -1,5 +1,6 @@
 #include "runtime/kv/kv_cache.h"
 
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -56,6 +57,29 @@ TEST(KvCacheTest, StoredRowsComeBackAsFp32OrRoundedToFp16) {
         }
       }
     }
+  }
+}
+
+// fp16 rounding at the edges, as F32ToF16 does it (the conversion may run in
+// hardware): ties to even, subnormals, the largest finite value, overflow to
+// infinity, signed zeros.
+TEST(KvCacheTest, Fp16RoundingAtTheEdgesIsF32ToF16s) {
+  const float tie = 1.0f + std::ldexp(1.0f, -11);  // halfway between two fp16 values
+  const std::vector<float> edge = {tie, -tie, 1.0f + 3 * std::ldexp(1.0f, -11), 65504.0f, 65519.0f, 65520.0f,
+                                   1e9f, -1e9f, 5.96e-8f, 2.98e-8f, 2.99e-8f, 1e-5f, -1e-7f, 0.0f, -0.0f,
+                                   6.1035156e-5f, 6.1e-5f, 0.1f, -0.3f, 3.14159265f, 1e-30f, 2048.5f, 4097.0f,
+                                   -65505.0f};
+  ASSERT_EQ(static_cast<int64_t>(edge.size()), kKvDim);
+  ContiguousKvCache cache(1, 3, kKvDim, DType::kF16);
+  std::vector<float> reversed(edge.rbegin(), edge.rend());
+  cache.Store(0, 2, edge.data(), reversed.data());
+  std::vector<float> k(kKvDim), v(kKvDim);
+  cache.Load(0, 2, k.data(), v.data());
+  for (int64_t i = 0; i < kKvDim; ++i) {
+    const uint16_t want_k = F32ToF16(edge[i]), want_v = F32ToF16(reversed[i]);
+    EXPECT_EQ(F32ToF16(k[i]), want_k) << edge[i];
+    EXPECT_EQ(F32ToF16(v[i]), want_v) << reversed[i];
+    EXPECT_EQ(std::signbit(k[i]), std::signbit(edge[i])) << edge[i];
   }
 }
 

@@ -17,7 +17,7 @@ void Linear::ForwardRows(const float* x, const PreparedInput* prepared, int64_t 
 }
 
 void Linear::Forward(const float* x, int64_t M, float* y, ThreadPool* pool) const {
-  const std::unique_ptr<PreparedInput> prepared = weight_->Prepare(x, M);
+  const std::unique_ptr<PreparedInput> prepared = weight_->Prepare(x, M, pool);
   pool->ParallelFor(
       out_features(), [&](int64_t n0, int64_t n1) { ForwardRows(x, prepared.get(), M, y, n0, n1); },
       WeightFormat::kRowGrain);
@@ -34,9 +34,19 @@ void Linear::ForwardShared(absl::Span<const Linear* const> layers, const float* 
     }
     total += l->out_features();
   }
-  std::vector<std::unique_ptr<PreparedInput>> prepared;
-  prepared.reserve(layers.size());
-  for (const Linear* l : layers) prepared.push_back(l->weight_->Prepare(x, M));
+  // One prepared input per kind: the layers read the same x.
+  std::vector<std::unique_ptr<PreparedInput>> owned;
+  std::vector<const PreparedInput*> prepared(layers.size(), nullptr);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    size_t j = 0;
+    while (j < i && !layers[i]->weight_->SharesPreparedInput(*layers[j]->weight_)) ++j;
+    if (j < i) {
+      prepared[i] = prepared[j];
+    } else {
+      owned.push_back(layers[i]->weight_->Prepare(x, M, pool));
+      prepared[i] = owned.back().get();
+    }
+  }
   pool->ParallelFor(
       total,
       [&](int64_t n0, int64_t n1) {
@@ -44,7 +54,7 @@ void Linear::ForwardShared(absl::Span<const Linear* const> layers, const float* 
         for (size_t i = 0; i < layers.size(); ++i) {
           const int64_t out = layers[i]->out_features();
           const int64_t a = std::max(n0, offset), b = std::min(n1, offset + out);
-          if (a < b) layers[i]->ForwardRows(x, prepared[i].get(), M, ys[i], a - offset, b - offset);
+          if (a < b) layers[i]->ForwardRows(x, prepared[i], M, ys[i], a - offset, b - offset);
           offset += out;
         }
       },

@@ -8,6 +8,7 @@
 #include "runtime/model/llama.h"
 
 #include <cstring>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status_macros.h"
@@ -135,23 +136,28 @@ class Llama final : public CausalLM {
       const Linear* qkv[] = {&L.q_proj, &L.k_proj, &L.v_proj};
       float* qkv_out[] = {s.q.data(), s.k.data(), s.v.data()};
       Linear::ForwardShared(qkv, s.xn.data(), T, qkv_out, pool_);
-      for (int64_t t = 0; t < T; ++t) {
-        k_.rope_rotate_half(&s.q[t * qd], nh, hd, &s.cos_sin[t * hd]);
-        k_.rope_rotate_half(&s.k[t * kvd], nkv, hd, &s.cos_sin[t * hd]);
-        KvCache* cache = batch[rows_.seq[t]].cache;
-        cache->Store(l, rows_.pos[t], &s.k[t * kvd], &s.v[t * kvd]);
-      }
+      ForRows(T, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          k_.rope_rotate_half(&s.q[t * qd], nh, hd, &s.cos_sin[t * hd]);
+          k_.rope_rotate_half(&s.k[t * kvd], nkv, hd, &s.cos_sin[t * hd]);
+          KvCache* cache = batch[rows_.seq[t]].cache;
+          cache->Store(l, rows_.pos[t], &s.k[t * kvd], &s.v[t * kvd]);
+        }
+      });
       CausalAttention(k_, rows_, batch, l, s.q.data(), nh, nkv, hd, s.att.data(), pool_);
       L.o_proj.Forward(s.att.data(), T, s.xn.data(), pool_);
-      k_.add_in_place(s.x.data(), s.xn.data(), T * H);
+      // The residual and the next norm, row by row.
+      ForRows(T, [&](int64_t t0, int64_t t1) {
+        k_.add_in_place(&s.x[t0 * H], &s.xn[t0 * H], (t1 - t0) * H);
+        for (int64_t t = t0; t < t1; ++t) k_.rms_norm(&s.x[t * H], L.post_norm.data(), &s.xn[t * H], H, c_.norm_eps);
+      });
       // MLP block.
-      RmsNormRows(s.x.data(), L.post_norm.data(), s.xn.data(), T);
       const Linear* gate_up[] = {&L.gate_proj, &L.up_proj};
       float* gate_up_out[] = {s.gate.data(), s.up.data()};
       Linear::ForwardShared(gate_up, s.xn.data(), T, gate_up_out, pool_);
-      k_.silu_mul(s.gate.data(), s.up.data(), T * I);
+      ForRows(T, [&](int64_t t0, int64_t t1) { k_.silu_mul(&s.gate[t0 * I], &s.up[t0 * I], (t1 - t0) * I); });
       L.down_proj.Forward(s.gate.data(), T, s.xn.data(), pool_);
-      k_.add_in_place(s.x.data(), s.xn.data(), T * H);
+      ForRows(T, [&](int64_t t0, int64_t t1) { k_.add_in_place(&s.x[t0 * H], &s.xn[t0 * H], (t1 - t0) * H); });
     }
 
     // Logits only for the rows that asked for them.
@@ -171,7 +177,19 @@ class Llama final : public CausalLM {
  private:
   void RmsNormRows(const float* x, const float* w, float* y, int64_t T) {
     const int64_t H = c_.hidden_size;
-    for (int64_t t = 0; t < T; ++t) k_.rms_norm(x + t * H, w, y + t * H, H, c_.norm_eps);
+    ForRows(T, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) k_.rms_norm(x + t * H, w, y + t * H, H, c_.norm_eps);
+    });
+  }
+  // fn(t0, t1) over the rows [0, T): inline for one row (one sequence's
+  // decode: less work than a hand-out), shared among the threads otherwise.
+  // Row-wise ops give the same bits however the rows are cut.
+  void ForRows(int64_t T, const std::function<void(int64_t, int64_t)>& fn) {
+    if (T == 1) {
+      fn(0, 1);
+    } else {
+      pool_->ParallelFor(T, fn);
+    }
   }
 
   ModelConfig c_;

@@ -1,5 +1,7 @@
 #include "runtime/quant/gguf_block_format.h"
 
+#include "runtime/base/thread_pool.h"
+
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/q8_dot_matmul.h"
 #include "kernels/cpu/quant_matmul.h"
@@ -58,11 +60,24 @@ Precision GgufBlockFormat::PrecisionOf(DType type) {
   }
 }
 
-std::unique_ptr<PreparedInput> GgufBlockFormat::Prepare(const float* x, int64_t M) const {
+std::unique_ptr<PreparedInput> GgufBlockFormat::Prepare(const float* x, int64_t M, ThreadPool* pool) const {
   if (layout_ != Layout::kQ8Dot) return nullptr;
   auto in = std::make_unique<Q8Input>();
-  cpu::QuantizeQ8(x, cols(), M, cols(), &in->q);
+  in->q.Resize(M, cols());
+  // Rows are quantized independently: a batch's rows are shared out.
+  if (pool != nullptr && M >= 2 * pool->num_threads()) {
+    pool->ParallelFor(M, [&](int64_t m0, int64_t m1) { cpu::QuantizeQ8Rows(x, cols(), m0, m1, &in->q); });
+  } else {
+    cpu::QuantizeQ8Rows(x, cols(), 0, M, &in->q);
+  }
   return in;
+}
+
+bool GgufBlockFormat::SharesPreparedInput(const WeightFormat& other) const {
+  // Q8 activations depend on x and the column count only, not on the
+  // weight's block type.
+  const auto* o = dynamic_cast<const GgufBlockFormat*>(&other);
+  return o != nullptr && layout_ == Layout::kQ8Dot && o->layout_ == Layout::kQ8Dot && cols() == o->cols();
 }
 
 void GgufBlockFormat::ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y,

@@ -31,7 +31,8 @@ class GgufBlockFormat final : public WeightFormat {
   // What the kernel multiplies: int8 only when asked and the shape allows.
   ActivationPrecision activations() const { return layout_ == Layout::kQ8Dot ? ActivationPrecision::kInt8
                                                                              : ActivationPrecision::kFp32; }
-  std::unique_ptr<PreparedInput> Prepare(const float* x, int64_t M) const override;
+  std::unique_ptr<PreparedInput> Prepare(const float* x, int64_t M, ThreadPool* pool) const override;
+  bool SharesPreparedInput(const WeightFormat& other) const override;
   void ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y, int64_t ldy,
                    int64_t n0, int64_t n1) const override;
   void Row(int64_t r, float* out) const override;

@@ -62,7 +62,12 @@ void Int8Format::OnBind() {
   aux_.row_sum = reinterpret_cast<const int32_t*>(image() + row_sum_offset_);
 }
 
-std::unique_ptr<PreparedInput> Int8Format::Prepare(const float* x, int64_t M) const {
+bool Int8Format::SharesPreparedInput(const WeightFormat& other) const {
+  const auto* o = dynamic_cast<const Int8Format*>(&other);
+  return o != nullptr && cols() == o->cols() && threshold_ == o->threshold_;
+}
+
+std::unique_ptr<PreparedInput> Int8Format::Prepare(const float* x, int64_t M, ThreadPool* /*pool*/) const {
   // As bitsandbytes: the fp16 cast of x decides the outliers and is
   // quantized; the outliers themselves are multiplied as given (fp32).
   const int64_t K = cols();

@@ -25,7 +25,8 @@ class Int8Format final : public WeightFormat {
   static int64_t ImageBytes(int64_t rows, int64_t cols);
 
   Precision precision() const override { return Precision::kInt8; }
-  std::unique_ptr<PreparedInput> Prepare(const float* x, int64_t M) const override;
+  std::unique_ptr<PreparedInput> Prepare(const float* x, int64_t M, ThreadPool* pool) const override;
+  bool SharesPreparedInput(const WeightFormat& other) const override;
   void ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y, int64_t ldy,
                    int64_t n0, int64_t n1) const override;
   void Row(int64_t r, float* out) const override;

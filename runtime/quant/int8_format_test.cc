@@ -25,7 +25,7 @@ double ActivationError(const Int8Format& f, const std::vector<float>& x) {
   std::vector<float> w(kN * kK);
   cpu::DequantizeInt8Rows(f.cb(), f.scb(), kN, kK, w.data());
   std::vector<float> y(kM * kN);
-  auto prepared = f.Prepare(x.data(), kM);
+  auto prepared = f.Prepare(x.data(), kM, nullptr);
   f.ForwardRows(x.data(), prepared.get(), kM, y.data(), kN, 0, kN);
   double err = 0, norm = 0;
   for (int64_t m = 0; m < kM; ++m) {
@@ -93,7 +93,7 @@ TEST(Int8FormatTest, MatchesBitsandbytesLinear8bitLt) {
   const Int8Format f(w.data(), N, K, 0.0f);
   for (int64_t i = 0; i < N * K; ++i) ASSERT_EQ(f.cb()[i], cb[i]) << i;
   std::vector<float> y(M * N);
-  auto prepared = f.Prepare(x.data(), M);
+  auto prepared = f.Prepare(x.data(), M, nullptr);
   f.ForwardRows(x.data(), prepared.get(), M, y.data(), N, 0, N);
   double worst = 0;
   for (int64_t i = 0; i < M * N; ++i) worst = std::max(worst, std::fabs(double{y[i]} - want[i]) / std::max(1e-30, std::fabs(double{want[i]})));

@@ -29,6 +29,8 @@
 
 namespace tierserve {
 
+class ThreadPool;
+
 // What Prepare makes of the activations; owned by the caller of Forward.
 class PreparedInput {
  public:
@@ -59,10 +61,15 @@ class WeightFormat {
   // The methods below REQUIRE bound().
 
   // The activations x [M, cols] as this format's kernel reads them, or
-  // nullptr when it reads fp32 x directly (the default).
-  virtual std::unique_ptr<PreparedInput> Prepare(const float* /*x*/, int64_t /*M*/) const {
+  // nullptr when it reads fp32 x directly (the default). `pool` (may be
+  // null) can share the work among its threads; the caller is not inside
+  // one of its loops.
+  virtual std::unique_ptr<PreparedInput> Prepare(const float* /*x*/, int64_t /*M*/, ThreadPool* /*pool*/) const {
     return nullptr;
   }
+  // True when this format's Prepare and `other`'s make the same thing of
+  // any x, so that one serves both (the Q, K and V projections of one input).
+  virtual bool SharesPreparedInput(const WeightFormat& /*other*/) const { return false; }
   // y[m, n] for m < M, n0 <= n < n1; x is [M, cols] contiguous, y has row
   // stride ldy. `prepared` is what Prepare returned for this x.
   // REQUIRES: n0 and n1 multiples of kRowGrain, or n1 == rows().
