@@ -1,6 +1,9 @@
 #include "kernels/cpu/ops.h"
 
+#include <algorithm>
 #include <cmath>
+
+#include "kernels/cpu/attention.h"
 
 namespace tierserve::cpu {
 
@@ -24,9 +27,22 @@ void LayerNorm(const float* x, const float* w, const float* b, float* y, int64_t
 }
 
 void SiluMul(float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+  // exp(-|g|) by attention's vector exponential (within 2 ulp; std::exp one
+  // value at a time was a few percent of a decode step), then
+  // silu(g) = g / (1 + e) for g >= 0 and g * e / (1 + e) below: e <= 1
+  // never overflows.
+  constexpr int64_t kChunk = 256;
+  float e[kChunk];
+  for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const int64_t m = std::min(kChunk, n - i0);
+    float* g = gate + i0;
+    const float* u = up + i0;
+    for (int64_t i = 0; i < m; ++i) e[i] = -std::fabs(g[i]);
+    AttentionExp(e, m);
+    for (int64_t i = 0; i < m; ++i) {
+      const float x = g[i];
+      g[i] = (x >= 0.0f ? x / (1.0f + e[i]) : x * e[i] / (1.0f + e[i])) * u[i];
+    }
   }
 }
 
