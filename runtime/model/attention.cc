@@ -125,21 +125,30 @@ void CausalAttention(const Kernels& k, const BatchRows& rows, absl::Span<const S
   auto kv_per_item = [&](int64_t items) { return items >= 4 * threads ? num_kv_heads : int64_t{1}; };
 
   if (schedule == AttentionSchedule::kByRow) {
+    // An item is kpi KV heads of a row with all their query heads, or, when
+    // even one KV head per item leaves fewer than two items per thread (one
+    // short row: 3 KV heads on 2 threads would split 2:1), one query head:
+    // a head's bits do not depend on the heads computed with it.
     const int64_t kpi = kv_per_item(T), chunks = num_kv_heads / kpi;
-    pool->ParallelFor(T * chunks, [&](int64_t begin, int64_t end) {
+    const int64_t qpi = T * chunks < 2 * threads ? 1 : group;  // query heads per KV head and item
+    const int64_t per_row = chunks * (group / qpi);
+    pool->ParallelFor(T * per_row, [&](int64_t begin, int64_t end) {
       thread_local std::vector<float> partials;
       for (int64_t i = begin; i < end; ++i) {
-        const int64_t t = i / chunks, g0 = (i % chunks) * kpi;
+        const int64_t t = i / per_row, c = (i % per_row) / (group / qpi), j0 = (i % (group / qpi)) * qpi;
+        const int64_t g0 = c * kpi;
         const int64_t n = rows.pos[t] + 1, spans = AttentionSpans(n);
-        partials.resize(static_cast<size_t>(kpi * group * spans * pf));
+        const int64_t heads = qpi == group ? kpi * group : qpi;
+        partials.resize(static_cast<size_t>(heads * spans * pf));
         const KvView v = view(t, g0);
-        const float* qg = q + t * q_dim + g0 * group * head_dim;
+        const int64_t h0 = g0 * group + j0;  // the item's first query head
+        const float* qg = q + t * q_dim + h0 * head_dim;
         for (int64_t sp = 0; sp < spans; ++sp) {
-          k.attend_span(qg, kpi, group, head_dim, scale, v, n, sp, partials.data() + sp * pf, spans * pf);
+          k.attend_span(qg, qpi == group ? kpi : 1, qpi, head_dim, scale, v, n, sp, partials.data() + sp * pf,
+                        spans * pf);
         }
-        for (int64_t h = 0; h < kpi * group; ++h) {
-          k.merge_spans(partials.data() + h * spans * pf, spans, head_dim,
-                        out + t * q_dim + (g0 * group + h) * head_dim);
+        for (int64_t h = 0; h < heads; ++h) {
+          k.merge_spans(partials.data() + h * spans * pf, spans, head_dim, out + t * q_dim + (h0 + h) * head_dim);
         }
       }
     });
