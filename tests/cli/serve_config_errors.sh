@@ -84,6 +84,11 @@ models:
   - name: tiny
     path: $MODEL
     activation_precision: int4"
+expect_error unknown_kv_cache_dtype "models[0].kv_cache_dtype" "
+models:
+  - name: tiny
+    path: $MODEL
+    kv_cache_dtype: q8_0"
 expect_error int8_activations_with_quantization "models[0].activation_precision" "
 models:
   - name: tiny

@@ -757,6 +757,45 @@ class QuantizedModelsTest(unittest.TestCase):
                 d.kill()
 
 
+class Fp16KvCacheTest(unittest.TestCase):
+    """kv_cache_dtype: fp16 through the daemon: the same kv_cache_bytes hold
+    twice the blocks of fp32, the log and the KV gauge say so, and SmolLM2
+    still answers the README's question."""
+
+    def test_fp16_cache_holds_twice_the_blocks_and_serves(self):
+        import grpc
+        from tierserve.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc
+        blocks = {}
+        for dtype in ("fp32", "fp16"):
+            with tempfile.TemporaryDirectory() as tmp:
+                config = os.path.join(tmp, "kv.yaml")
+                with open(config, "w") as f:
+                    f.write(f"models:\n  - name: smollm2\n    path: {SMOLLM2}\n"
+                            f"    kv_cache_bytes: 64MiB\n    max_sequence_length: 512\n"
+                            f"    kv_cache_dtype: {dtype}\n")
+                d = Daemon(f"--config={config}")
+                try:
+                    self.assertTrue(d.ready.wait(60), "".join(d.log))
+                    m = re.search(r"KV cache (\d+) blocks of 16 tokens, (fp\d+), (\d+) bytes", "".join(d.log))
+                    self.assertIsNotNone(m, "".join(d.log))
+                    self.assertEqual(m.group(2), dtype)
+                    blocks[dtype] = int(m.group(1))
+                    self.assertEqual(metric_value(d.metrics(), "tierserve_kv_cache_blocks_total", model="smollm2"),
+                                     blocks[dtype])
+                    with grpc.insecure_channel(f"127.0.0.1:{d.port}") as ch:
+                        stub = pb_grpc.GenerationStub(ch)
+                        chat = pb.Chat(messages=[pb.ChatMessage(role="user", content="What is the capital of France?")])
+                        resp = stub.Generate(pb.GenerateRequest(
+                            model="smollm2", prompts=[pb.Prompt(chat=chat)],
+                            parameters=pb.GenerationParameters(max_new_tokens=16, temperature=0.0)), timeout=60)
+                        self.assertIn("Paris", resp.completions[0].text, dtype)
+                finally:
+                    d.kill()
+        # 64 MiB of 737,280-byte fp32 blocks (2 x 30 layers x 16 tokens x 192 x 4 bytes): 91; fp16: 182.
+        self.assertEqual(blocks["fp32"], (64 << 20) // 737280)
+        self.assertEqual(blocks["fp16"], (64 << 20) // (737280 // 2))
+
+
 def main():
     """Runs the tests of the script run as __main__ (this one, or one that imports it)
     against the binary named by the first argument."""
