@@ -15,6 +15,7 @@
 #include <immintrin.h>
 
 #include "kernels/common/half.h"
+#include "kernels/cpu/target.h"
 
 // This file is compiled with -ffp-contract=off (kernels/CMakeLists.txt): the
 // portable path's multiplies and adds stay separate unless written as
@@ -119,12 +120,7 @@ void AttendTilePortable(const float* q, int64_t heads, int64_t head_dim, float s
 
 // ---------------------------------------------------------------------------
 // AVX2 + FMA + F16C: a tile's 16 lanes are two registers of 8.
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+TIERSERVE_TARGET_BEGIN("avx2,fma,f16c")
 
 __m256 Exp8(__m256 x) {
   const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(kExpMin), _CMP_GE_OQ);
@@ -255,20 +251,11 @@ void AttendTileAvx2(const float* q, int64_t heads, int64_t head_dim, float scale
   if (heads - h == 1) AttendHeadsAvx2<1>(q + h * head_dim, head_dim, scale, tile, partials + h * partial_stride, partial_stride);
 }
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+TIERSERVE_TARGET_END
 
 // ---------------------------------------------------------------------------
 // AVX-512: a tile's 16 lanes are one register.
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f")
-#endif
+TIERSERVE_TARGET_BEGIN("avx2,fma,f16c,avx512f")
 
 __m512 Exp16(__m512 x) {
   const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kExpMin), _CMP_GE_OQ);
@@ -388,11 +375,7 @@ void AttendTileAvx512(const float* q, int64_t heads, int64_t head_dim, float sca
   }
 }
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+TIERSERVE_TARGET_END
 
 // ---------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "kernels/common/half.h"
+#include "kernels/cpu/target.h"
 
 namespace tierserve::cpu {
 namespace {
@@ -118,12 +119,7 @@ void GeneralRows(const FourBitWeight& w, const XPanel& xp, int64_t n0, int64_t n
 // order, with one broadcast, two shifts, two vpermps (low/high half of the
 // table) and a blend on the nibble's bit 3. fp32 and bf16 use the byte-plane
 // kernels below, which take fewer operations.
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+TIERSERVE_TARGET_BEGIN("avx2,fma,f16c")
 
 template <ComputeDType kCd>
 inline __m256 RoundVec(__m256 v) {
@@ -392,11 +388,7 @@ void PlanesKernelAvx2(const FourBitWeight& w, const XPanel& xp, int64_t n0, int6
   }
 }
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+TIERSERVE_TARGET_END
 
 // ---------------------------------------------------------------------------
 // AVX-512 block kernels. The 16-entry table fits one register: 16 nibbles
@@ -405,12 +397,7 @@ void PlanesKernelAvx2(const FourBitWeight& w, const XPanel& xp, int64_t n0, int6
 // as bf16 words (vpermw) in element order, two per 32-bit lane, and
 // vdpbf16ps multiplies them by X's bf16 pairs, accumulating in fp32 (its
 // products are exact; it flushes denormals).
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl")
-#endif
+TIERSERVE_TARGET_BEGIN("avx2,fma,f16c,avx512f,avx512bw,avx512vl")
 
 template <ComputeDType kCd>
 inline __m512 RoundVec512(__m512 v) {
@@ -504,18 +491,9 @@ void FillBf16Words(const float* x, int64_t ldx, int mr, int64_t len, uint16_t* o
   }
 }
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+TIERSERVE_TARGET_END
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16")
-#endif
+TIERSERVE_TARGET_BEGIN("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16")
 
 // A register of 32 bf16 words, as vdpbf16ps takes it (a vector cast: no instruction).
 inline __m512bh AsBf16Pairs(__m512i v) { return (__m512bh)v; }
@@ -577,11 +555,7 @@ void BlockKernelBf16Dot(const FourBitWeight& w, const XPanel& xp, int64_t n0, in
   }
 }
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+TIERSERVE_TARGET_END
 
 // ---------------------------------------------------------------------------
 

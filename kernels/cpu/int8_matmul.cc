@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include "kernels/common/bnb_quant.h"
+#include "kernels/cpu/target.h"
 
 #include <algorithm>
 #include <cmath>
@@ -78,12 +79,7 @@ void TilesPortable(const Int8Activations& a, int64_t m0, int mr, const int8_t* c
 // AVX2: maddubs(|q|, sign(cb, q)) = pairwise q*cb in int16; |q|, |cb| <= 127
 // keep each pair sum within 2 * 127^2 < 2^15, so nothing saturates. madd with
 // ones widens the pairs to int32.
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+TIERSERVE_TARGET_BEGIN("avx2,fma,f16c")
 
 inline int32_t HsumI32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -213,23 +209,14 @@ void TilesAvx2(const Int8Activations& a, int64_t m0, int mr, const int8_t* cb, i
   }
 }
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+TIERSERVE_TARGET_END
 
 // ---------------------------------------------------------------------------
 // AVX-512 VNNI: vpdpbusd multiplies unsigned by signed bytes, so it takes
 // q + 128 (q ^ 0x80, in [1, 255]) against cb and the kernel subtracts
 // 128 * rowsum(cb). The int32 lanes wrap, but the true C fits in int32, so
 // the wrapped difference is exact.
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
-#endif
+TIERSERVE_TARGET_BEGIN("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
 
 inline int32_t HsumI32x16(__m512i v) {
   const __m256i s = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
@@ -293,11 +280,7 @@ void TilesVnni(const Int8Activations& a, int64_t m0, int mr, const int8_t* cb, i
   }
 }
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+TIERSERVE_TARGET_END
 
 }  // namespace
 

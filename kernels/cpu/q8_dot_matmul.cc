@@ -14,6 +14,7 @@
 #include "kernels/common/gguf_blocks.h"
 #include "kernels/common/half.h"
 #include "kernels/cpu/dequantize.h"
+#include "kernels/cpu/target.h"
 
 namespace tierserve::cpu {
 namespace {
@@ -132,12 +133,7 @@ void MatMulPortable(DType type, const Q8Activations& a, const uint8_t* w, float*
 // int32. Q4: nibbles <= 15 times |q| <= 127: pairs <= 3,810. Q8_0: |w| <= 128
 // against sign(q, w): pairs <= 32,512 < 2^15. Nothing saturates. The 16 rows
 // are two halves of 8 (a chunk's first and last 32 bytes).
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+TIERSERVE_TARGET_BEGIN("avx2,fma,f16c")
 
 BlockScale QuantizeBlockAvx2(const float* xb, int8_t* q) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -224,22 +220,13 @@ struct GroupAvx2 {
   }
 };
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+TIERSERVE_TARGET_END
 
 // ---------------------------------------------------------------------------
 // AVX-512 VNNI: vpdpbusd adds, per int32 lane (one row), 4 unsigned weight
 // bytes times 4 signed activation bytes. Q4 nibbles are unsigned already;
 // Q8_0 bytes go in as q ^ 0x80 = q + 128, corrected by 128 * sum(x).
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
-#endif
+TIERSERVE_TARGET_BEGIN("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
 
 template <DType kType, int MR>
 struct GroupVnni {
@@ -293,11 +280,7 @@ struct GroupVnni {
   }
 };
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+TIERSERVE_TARGET_END
 
 // Every 16-row group of [n0, n1) against the rows of X, kMaxRows at a time
 // (then the rest): Group<kType, MR>::Run is one ISA's kernel.
