@@ -402,8 +402,6 @@ void AttendSpanTyped(CpuPath path, const float* q, int64_t num_kv, int64_t group
   constexpr int64_t kPrefetchTiles = 2;
   thread_local std::vector<float> gathered;
   if (bt % kAttentionTile != 0) gathered.resize(static_cast<size_t>(2 * kAttentionTile * head_dim));
-  float* gk = gathered.data();
-  float* gv = gk + kAttentionTile * head_dim;
   const int64_t width = num_kv * head_dim;  // elements of a position's row this call reads
   for (int64_t t0 = begin; t0 < end; t0 += kAttentionTile) {
     const int64_t len = std::min(kAttentionTile, end - t0);
@@ -438,6 +436,8 @@ void AttendSpanTyped(CpuPath path, const float* q, int64_t num_kv, int64_t group
         AttendTileOnPath(path, qg, group, head_dim, scale, tile, pg, partial_stride);
         continue;
       }
+      float* gk = gathered.data();
+      float* gv = gk + kAttentionTile * head_dim;
       std::fill(gk, gk + head_dim * kAttentionTile, 0.0f);
       for (int64_t i = 0; i < len; ++i) {
         const int64_t p = t0 + i, pb = p / bt, pr = p % bt;

@@ -22,7 +22,9 @@ class SharedLinearTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<WeightSource>> src = WeightSource::Open(kModel);
     ASSERT_TRUE(src.ok()) << src.status() << " (run scripts/fetch_model.sh)";
     src_ = std::move(*src);
-    loader_ = std::make_unique<ModuleLoader>(*src_, quantization_, device_map_);
+    OffloadOptions offload;
+    offload.devices = &devices_;
+    loader_ = std::make_unique<ModuleLoader>(*src_, quantization_, device_map_, offload);
     loader_->set_activations(ActivationPrecision::kInt8);
     const ModelConfig& c = src_->config();
     H_ = c.hidden_size;
@@ -39,6 +41,7 @@ class SharedLinearTest : public ::testing::Test {
 
   QuantizationConfig quantization_;
   DeviceMap device_map_;
+  DeviceSet devices_;
   std::unique_ptr<WeightSource> src_;
   std::unique_ptr<ModuleLoader> loader_;
   std::vector<Linear> layers_;
