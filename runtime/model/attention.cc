@@ -38,6 +38,14 @@ absl::Status BatchRows::Build(absl::Span<const SequenceInput> batch, const Model
   return absl::OkStatus();
 }
 
+void ForRows(ThreadPool* pool, int64_t T, const std::function<void(int64_t, int64_t)>& fn) {
+  if (T == 1) {
+    fn(0, 1);
+  } else {
+    pool->ParallelFor(T, fn);
+  }
+}
+
 std::vector<float> RopeInverseFrequencies(const ModelConfig& c) {
   const int64_t half = c.head_dim / 2;
   std::vector<float> inv(static_cast<size_t>(half));

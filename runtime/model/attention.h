@@ -5,6 +5,7 @@
 #define TIERSERVE_RUNTIME_MODEL_ATTENTION_H_
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -28,6 +29,12 @@ struct BatchRows {
   absl::Status Build(absl::Span<const SequenceInput> batch, const ModelConfig& config);
   int64_t size() const { return static_cast<int64_t>(tokens.size()); }
 };
+
+// fn(t0, t1) over the rows [0, T): inline for one row (one sequence's
+// decode: less work than a hand-out to the threads), shared among the pool's
+// threads otherwise. For row-wise ops, whose bits do not depend on how the
+// rows are cut.
+void ForRows(ThreadPool* pool, int64_t T, const std::function<void(int64_t, int64_t)>& fn);
 
 // Rotary frequencies for the rotate-half convention, as HF computes them in
 // fp32 (with llama3 or linear scaling when configured).

@@ -112,25 +112,32 @@ class Gpt2 final : public CausalLM {
       TS_ASSIGN_OR_RETURN(Streamer::Lease weights,
                           streamer_->Acquire(L.weights, s.x.data(), T * H * static_cast<int64_t>(sizeof(float))));
       // Attention block.
-      for (int64_t t = 0; t < T; ++t)
-        k_.layer_norm(&s.x[t * H], L.ln_1_w.data(), L.ln_1_b.data(), &s.xn[t * H], H, c_.norm_eps);
+      ForRows(pool_, T, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t)
+          k_.layer_norm(&s.x[t * H], L.ln_1_w.data(), L.ln_1_b.data(), &s.xn[t * H], H, c_.norm_eps);
+      });
       L.c_attn.Forward(s.xn.data(), T, s.qkv.data(), pool_);
-      for (int64_t t = 0; t < T; ++t) {
-        const float* row = &s.qkv[t * 3 * H];
-        KvCache* cache = batch[rows_.seq[t]].cache;
-        std::memcpy(&s.q[t * H], row, sizeof(float) * H);
-        cache->Store(l, rows_.pos[t], row + H, row + 2 * H);
-      }
+      ForRows(pool_, T, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const float* row = &s.qkv[t * 3 * H];
+          KvCache* cache = batch[rows_.seq[t]].cache;
+          std::memcpy(&s.q[t * H], row, sizeof(float) * H);
+          cache->Store(l, rows_.pos[t], row + H, row + 2 * H);
+        }
+      });
       CausalAttention(k_, rows_, batch, l, s.q.data(), nh, nh, hd, s.att.data(), pool_);
       L.attn_proj.Forward(s.att.data(), T, s.xn.data(), pool_);
-      k_.add_in_place(s.x.data(), s.xn.data(), T * H);
+      // The residual and the next norm, row by row.
+      ForRows(pool_, T, [&](int64_t t0, int64_t t1) {
+        k_.add_in_place(&s.x[t0 * H], &s.xn[t0 * H], (t1 - t0) * H);
+        for (int64_t t = t0; t < t1; ++t)
+          k_.layer_norm(&s.x[t * H], L.ln_2_w.data(), L.ln_2_b.data(), &s.xn[t * H], H, c_.norm_eps);
+      });
       // MLP block.
-      for (int64_t t = 0; t < T; ++t)
-        k_.layer_norm(&s.x[t * H], L.ln_2_w.data(), L.ln_2_b.data(), &s.xn[t * H], H, c_.norm_eps);
       L.c_fc.Forward(s.xn.data(), T, s.h.data(), pool_);
-      k_.gelu_tanh(s.h.data(), T * I);
+      ForRows(pool_, T, [&](int64_t t0, int64_t t1) { k_.gelu_tanh(&s.h[t0 * I], (t1 - t0) * I); });
       L.mlp_proj.Forward(s.h.data(), T, s.xn.data(), pool_);
-      k_.add_in_place(s.x.data(), s.xn.data(), T * H);
+      ForRows(pool_, T, [&](int64_t t0, int64_t t1) { k_.add_in_place(&s.x[t0 * H], &s.xn[t0 * H], (t1 - t0) * H); });
     }
 
     const int64_t n_out = static_cast<int64_t>(rows_.logit_rows.size());

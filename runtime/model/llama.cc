@@ -181,16 +181,7 @@ class Llama final : public CausalLM {
       for (int64_t t = t0; t < t1; ++t) k_.rms_norm(x + t * H, w, y + t * H, H, c_.norm_eps);
     });
   }
-  // fn(t0, t1) over the rows [0, T): inline for one row (one sequence's
-  // decode: less work than a hand-out), shared among the threads otherwise.
-  // Row-wise ops give the same bits however the rows are cut.
-  void ForRows(int64_t T, const std::function<void(int64_t, int64_t)>& fn) {
-    if (T == 1) {
-      fn(0, 1);
-    } else {
-      pool_->ParallelFor(T, fn);
-    }
-  }
+  void ForRows(int64_t T, const std::function<void(int64_t, int64_t)>& fn) { tierserve::ForRows(pool_, T, fn); }
 
   ModelConfig c_;
   ThreadPool* pool_;
