@@ -14,6 +14,7 @@
 
 #include <google/protobuf/stubs/logging.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -31,6 +32,7 @@
 #include "absl/strings/str_join.h"
 #include "runtime/base/status_macros.h"
 #include "runtime/base/thread_pool.h"
+#include "runtime/device/device.h"
 #include "runtime/engine/engine.h"
 #include "runtime/model/model_loader.h"
 #include "runtime/placement/module_report.h"
@@ -46,6 +48,7 @@
 #include "server/model_plan.h"
 #include "server/security.h"
 #include "server/metrics/device_memory_collector.h"
+#include "server/metrics/host_memory.h"
 #include "server/metrics/metrics.h"
 #include "server/metrics/model_collectors.h"
 #include "server/metrics/process_memory_collector.h"
@@ -334,6 +337,19 @@ int RunServeCommand(const std::vector<std::string>& args) {
       DeviceMemoryReading r{d->name(), {}, u.capacity};
       for (int k = 0; k < kMemoryKinds; ++k) {
         r.by_kind.emplace_back(MemoryKindName(static_cast<MemoryKind>(k)), u.bytes[k]);
+      }
+      if (d->kind() == DeviceKind::kCpu) {
+        // The host is shared with other processes: its RAM (or the cgroup's
+        // limit) and what is left of it, not this process' allocations. A
+        // failed read leaves both out of the scrape.
+        if (const absl::StatusOr<HostMemory> host = ReadHostMemory(); host.ok()) {
+          r.capacity = host->total;
+          r.free = host->available;
+        } else {
+          r.capacity = -1;
+        }
+      } else if (u.capacity >= 0) {
+        r.free = std::max<int64_t>(0, u.capacity - u.total());
       }
       readings.push_back(std::move(r));
     }

@@ -1,6 +1,6 @@
 // Memory by device and kind, read from the device layer's accounting at
 // each scrape: what rests where (weights), what the streamer stages
-// (staging), and each device's capacity where it has one.
+// (staging), and each device's capacity and free memory where they are known.
 //
 // The collector knows nothing of the runtime: it calls a reader the server
 // gives it, so the metrics library stays free of model code.
@@ -23,12 +23,14 @@ namespace tierserve {
 
 inline constexpr char kDeviceMemoryMetric[] = "tierserve_device_memory_bytes";
 inline constexpr char kDeviceCapacityMetric[] = "tierserve_device_memory_capacity_bytes";
+inline constexpr char kDeviceFreeMetric[] = "tierserve_device_memory_free_bytes";
 
 // One device's figures.
 struct DeviceMemoryReading {
   std::string device;                                     // "cpu", "sim:0"
   std::vector<std::pair<std::string, int64_t>> by_kind;  // ("weights", bytes), ...
-  int64_t capacity = -1;                                  // -1: none to report
+  int64_t capacity = -1;  // the host's usable RAM, an accelerator's fixed size; -1: unknown
+  int64_t free = -1;      // of the capacity, what is left for more; -1: unknown
 };
 
 class DeviceMemoryCollector : public prometheus::Collectable {

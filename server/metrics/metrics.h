@@ -27,9 +27,10 @@
 //   tierserve_requests_paused{model}                 gauge, running but waiting for their reader
 //   tierserve_process_resident_memory_bytes          gauge, read at each scrape
 //
-// Collectors registered with AddCollectable() add the device memory
-// (device_memory_collector.h), and the offload traffic, model load time and
-// state and build info (model_collectors.h).
+// Collectors registered with AddCollectable() add the device memory, and
+// each device's capacity and free memory where known (the host's read by
+// host_memory.h) (device_memory_collector.h), and the offload traffic, model
+// load time and state and build info (model_collectors.h).
 //
 // Label values come from closed sets, so every metric's cardinality is bounded
 // by construction: `method` from RpcMethod, `code` from the 17 gRPC status
