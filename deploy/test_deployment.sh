@@ -413,9 +413,6 @@ def exported_names(metrics_text):
 
 
 def check_metrics(prom_port, metrics_port, names_file, deadline_s):
-    # Samples only present with devices of fixed capacity (sim:N): absent from
-    # this CPU configuration's /metrics, and so from Prometheus.
-    config_dependent = {"tierserve_device_memory_capacity_bytes"}
     names = sorted(set(open(names_file).read().split()))
     if len(names) < 10:
         raise SystemExit(f"only {len(names)} metric names found in server/metrics: {names}")
@@ -429,9 +426,6 @@ def check_metrics(prom_port, metrics_port, names_file, deadline_s):
     missing = []
     for name in names:
         if name not in exported:
-            if name in config_dependent:
-                print(f"    {name}: no sample in this configuration (devices of fixed capacity only)")
-                continue
             missing.append(f"{name} (not on tierserve's /metrics)")
             continue
         series = prom_query(prom_port, '{__name__=~"%s(_bucket|_sum|_count)?"}' % name)

@@ -22,9 +22,6 @@ import daemon_test as dt  # noqa: E402
 import dashboard_queries as dq  # noqa: E402
 
 DASHBOARD = os.path.join(dt.ROOT, "deploy/grafana/dashboards/tierserve.json")
-# Exported only with devices of a fixed capacity (sim:N): not in this setup.
-CONFIG_DEPENDENT = {"tierserve_device_memory_capacity_bytes"}
-
 
 def sample_names(text):
     return {re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0)
@@ -73,7 +70,7 @@ class DashboardTest(unittest.TestCase):
             finally:
                 d.kill()
         missing = sorted(f"{n} ({where})" for n, where in names.items()
-                         if n not in exported and n not in CONFIG_DEPENDENT)
+                         if n not in exported)
         print(f"{len(qs)} queries, {len(names)} metric names, all exported" if not missing else "")
         self.assertEqual(missing, [], "dashboard metrics not on /metrics")
 
