@@ -19,8 +19,9 @@
 // with the products and the sum in fp32. The factors are exactly these; how
 // the sum is ordered and rounded is the path's (tests hold every path to
 // gamma_{ceil(K/8)+ceil(K/2048)+5} * sum_k |term_k| of the exact sum). With
-// fp32 compute the AVX2 kernel sums each block as
-// absmax * sum_k x[m, k] * code[nibble] (the same value, rounded differently);
+// fp32 compute the AVX2 kernel, and the AVX-512 one when blocksize % 64 == 0,
+// sum each block as absmax * sum_k x[m, k] * code[nibble] (the same value,
+// rounded differently);
 // the AVX512_BF16 kernel uses vdpbf16ps, which flushes denormals.
 // The order of summation is fixed by (K, blocksize, compute dtype, path)
 // alone, so a row's result does not depend on M, on the other rows of the

@@ -212,10 +212,11 @@ std::string ParamName(const ::testing::TestParamInfo<Param>& info) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, FourBitMatMulTest,
-    ::testing::Combine(  // Block kernels (64, 576 with bs 64), blocks straddling
-                         // rows (130, 576 with bs 128), odd K (33), several
-                         // fp16/bf16 panels (2112).
-        ::testing::Values<int64_t>(64, 576, 130, 33, 2112), ::testing::Values<int64_t>(64, 128),
+    ::testing::Combine(  // Block kernels (64, 576 with bs 64; 1536 with both),
+                         // blocks straddling rows (130, 576 with bs 128), odd
+                         // K (33), several panels (2112; with fp32 and bs 64
+                         // the second is half of an AVX-512 nibble group).
+        ::testing::Values<int64_t>(64, 576, 130, 33, 2112, 1536), ::testing::Values<int64_t>(64, 128),
         ::testing::Values<int64_t>(1, 4, 33), ::testing::Bool(),
         ::testing::Values(ComputeDType::kFp32, ComputeDType::kFp16, ComputeDType::kBf16)),
     ParamName);
