@@ -35,11 +35,12 @@ int Main() {
   PrintBandwidth(bandwidth, pool.num_threads());
   std::printf("%6s %8s %12s %12s %10s %10s\n", "kv", "context", "ms/token", "KV MB/token", "GB/s", "of probe");
   for (const std::string& dtype_name : absl::GetFlag(FLAGS_kv_cache_dtype)) {
-  if (dtype_name != "fp32" && dtype_name != "fp16") {
+  const std::optional<DType> parsed = ParseKvCacheDtype(dtype_name);
+  if (!parsed.has_value()) {
     std::fprintf(stderr, "--kv_cache_dtype: \"%s\" is not fp32 or fp16\n", dtype_name.c_str());
     return 2;
   }
-  const DType dtype = dtype_name == "fp16" ? DType::kF16 : DType::kF32;
+  const DType dtype = *parsed;
   for (const std::string& c : absl::GetFlag(FLAGS_context)) {
     const int64_t n = std::stoll(c);
     KvBlockPool kv_pool(KvBlockPool::Options{layers, kKvDim, 16, batch_size * ((n + 15) / 16 + 1), dtype});

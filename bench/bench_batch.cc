@@ -28,6 +28,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/read_bandwidth.h"
 #include "kernels/cpu/cpu_features.h"
+#include "runtime/kv/kv_block_pool.h"
 #include "runtime/model/model_loader.h"
 
 ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf", "Model path.");
@@ -195,7 +196,7 @@ absl::StatusOr<double> DecodeSeconds(CausalLM& model, int batch, int P, int step
     std::vector<SequenceInput> in(batch);
     for (int b = 0; b < batch; ++b) {
       caches.push_back(
-          model.NewCache(P + steps + 1, absl::GetFlag(FLAGS_kv_cache_dtype) == "fp16" ? DType::kF16 : DType::kF32));
+          model.NewCache(P + steps + 1, *ParseKvCacheDtype(absl::GetFlag(FLAGS_kv_cache_dtype))));
       in[b] = SequenceInput{prompts[b], 0, caches.back().get(), false};
     }
     if (absl::Status s = model.Forward(in, &logits); !s.ok()) return s;
@@ -251,7 +252,7 @@ int Run() {
     batches.push_back(std::stoi(std::string(b)));
     if (batches.back() < 1) return Fail(absl::InvalidArgumentError("--batches: each batch size must be >= 1"));
   }
-  if (const std::string kv = absl::GetFlag(FLAGS_kv_cache_dtype); kv != "fp32" && kv != "fp16") {
+  if (const std::string kv = absl::GetFlag(FLAGS_kv_cache_dtype); !ParseKvCacheDtype(kv).has_value()) {
     return Fail(absl::InvalidArgumentError("--kv_cache_dtype: \"" + kv + "\" is not fp32 or fp16"));
   }
   const std::vector<std::string> precisions = absl::StrSplit(absl::GetFlag(FLAGS_precisions), ',');

@@ -17,6 +17,7 @@
 #include "absl/flags/parse.h"
 #include "runtime/base/thread_pool.h"
 #include "bench/read_bandwidth.h"
+#include "runtime/kv/kv_block_pool.h"
 #include "runtime/model/model_loader.h"
 
 ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf", "Model path.");
@@ -60,11 +61,12 @@ int Run() {
   }
   options.activations = *activations;
   const std::string kv_name = absl::GetFlag(FLAGS_kv_cache_dtype);
-  if (kv_name != "fp32" && kv_name != "fp16") {
+  const std::optional<DType> kv_parsed = ParseKvCacheDtype(kv_name);
+  if (!kv_parsed.has_value()) {
     std::fprintf(stderr, "bench_generate: --kv_cache_dtype is fp32 or fp16\n");
     return 2;
   }
-  const DType kv_dtype = kv_name == "fp16" ? DType::kF16 : DType::kF32;
+  const DType kv_dtype = *kv_parsed;
   auto loaded = LoadModel(absl::GetFlag(FLAGS_model), options);
   if (!loaded.ok()) {
     std::fprintf(stderr, "bench_generate: %s\n", std::string(loaded.status().message()).c_str());

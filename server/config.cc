@@ -24,6 +24,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "runtime/base/status_macros.h"
+#include "runtime/kv/kv_block_pool.h"
 #include "runtime/quant/quantize_weight.h"
 #include "server/device_map_config.h"
 #include "runtime/model/weight_source.h"
@@ -430,14 +431,12 @@ absl::StatusOr<ModelServingConfig> ReadModel(const ConfigNode& node) {
     TS_ASSIGN_OR_RETURN(m.kv_block_tokens, v->Int(1, kMaxKvBlockTokens));
   }
   if (std::optional<ConfigNode> v = node.Get("kv_cache_dtype")) {
-    TS_ASSIGN_OR_RETURN(const std::string name, v->String("expected fp32 or fp16"));
-    if (name == "fp32") {
-      m.kv_cache_dtype = DType::kF32;
-    } else if (name == "fp16") {
-      m.kv_cache_dtype = DType::kF16;
-    } else {
-      return v->Error(absl::StrCat(v->Describe(), " is not a KV cache type; expected fp32 or fp16"));
+    TS_ASSIGN_OR_RETURN(const std::string name, v->String(absl::StrCat("expected ", kKvCacheDtypes)));
+    const std::optional<DType> t = ParseKvCacheDtype(name);
+    if (!t.has_value()) {
+      return v->Error(absl::StrCat(v->Describe(), " is not a KV cache type; expected ", kKvCacheDtypes));
     }
+    m.kv_cache_dtype = *t;
   }
   if (std::optional<ConfigNode> v = node.Get("prefix_caching")) {
     TS_ASSIGN_OR_RETURN(m.prefix_caching, v->Bool());

@@ -13,6 +13,7 @@
 #include "runtime/base/thread_pool.h"
 #include "runtime/generate/chat_prompt.h"
 #include "runtime/generate/generator.h"
+#include "runtime/kv/kv_block_pool.h"
 #include "runtime/model/model_loader.h"
 #include "server/common_flags.h"
 #include "server/config.h"
@@ -130,11 +131,10 @@ int RunGenerateCommand(const std::vector<std::string>& args) {
     }
     load_options.activations = *a;
   }
-  DType kv_dtype = DType::kF32;
-  if (const std::string name = absl::GetFlag(FLAGS_kv_cache_dtype); name == "fp16") {
-    kv_dtype = DType::kF16;
-  } else if (name != "fp32") {
-    return fail(absl::InvalidArgumentError(absl::StrCat("--kv_cache_dtype: \"", name, "\" is not fp32 or fp16")));
+  const std::optional<DType> kv_dtype = ParseKvCacheDtype(absl::GetFlag(FLAGS_kv_cache_dtype));
+  if (!kv_dtype.has_value()) {
+    return fail(absl::InvalidArgumentError(absl::StrCat(
+        "--kv_cache_dtype: \"", absl::GetFlag(FLAGS_kv_cache_dtype), "\" is not ", kKvCacheDtypes)));
   }
   ThreadPool pool(threads);
   load_options.pool = &pool;
@@ -182,7 +182,7 @@ int RunGenerateCommand(const std::vector<std::string>& args) {
   req.stop = absl::GetFlag(FLAGS_stop);
   req.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
 
-  Generator gen(loaded->model.get(), &tok, kv_dtype);
+  Generator gen(loaded->model.get(), &tok, *kv_dtype);
   absl::StatusOr<GenerationResult> result = gen.Generate(req, [](const GenerationDelta& d) {
     std::fwrite(d.text.data(), 1, d.text.size(), stdout);
     std::fflush(stdout);

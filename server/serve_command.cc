@@ -34,6 +34,7 @@
 #include "runtime/base/thread_pool.h"
 #include "runtime/device/device.h"
 #include "runtime/engine/engine.h"
+#include "runtime/kv/kv_block_pool.h"
 #include "runtime/model/model_loader.h"
 #include "runtime/placement/module_report.h"
 #include "runtime/stream/streamer.h"
@@ -447,7 +448,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
     options->kv_storage = std::make_shared<Buffer>(std::move(*kv));
     model_metrics.at(m.name)->SetKvCacheBlocks(0, 0, options->kv_blocks);
     std::cerr << "tierserve: model " << m.name << ": KV cache " << options->kv_blocks << " blocks of "
-              << options->kv_block_tokens << " tokens, " << (options->kv_dtype == DType::kF16 ? "fp16" : "fp32") << ", " << kv_bytes
+              << options->kv_block_tokens << " tokens, " << KvCacheDtypeName(options->kv_dtype) << ", " << kv_bytes
               << " bytes on " << kv_device->name()
               << "; up to " << options->max_batch_size << " sequences and " << options->max_step_tokens
               << " tokens per step" << std::endl;

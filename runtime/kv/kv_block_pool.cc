@@ -8,6 +8,14 @@
 
 namespace tierserve {
 
+std::optional<DType> ParseKvCacheDtype(absl::string_view name) {
+  if (name == "fp32") return DType::kF32;
+  if (name == "fp16") return DType::kF16;
+  return std::nullopt;
+}
+
+const char* KvCacheDtypeName(DType t) { return t == DType::kF16 ? "fp16" : "fp32"; }
+
 KvBlockPool::KvBlockPool(const Options& options, std::shared_ptr<Buffer> storage)
     : o_(options), device_storage_(std::move(storage)), info_(static_cast<size_t>(options.num_blocks)) {
   if (device_storage_ != nullptr) {

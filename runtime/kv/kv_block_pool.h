@@ -30,14 +30,23 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "kernels/common/attention.h"
 #include "runtime/device/device.h"
 
 namespace tierserve {
+
+// The element types a KV cache stores (`kv_cache_dtype`, `--kv_cache_dtype`):
+// "fp32" (DType::kF32) and "fp16" (DType::kF16).
+inline constexpr char kKvCacheDtypes[] = "fp32 or fp16";
+std::optional<DType> ParseKvCacheDtype(absl::string_view name);
+// "fp32" or "fp16". REQUIRES: t is one of the two.
+const char* KvCacheDtypeName(DType t);
 
 class KvBlockPool {
  public:

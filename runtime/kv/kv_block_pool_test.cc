@@ -42,3 +42,19 @@ TEST(KvBlockPoolTest, DeviceStorageIsCountedAsKvAndHoldsEveryBlock) {
 
 }  // namespace
 }  // namespace tierserve
+
+namespace tierserve {
+namespace {
+
+TEST(KvCacheDtypeTest, NamesParseAndPrintBothWays) {
+  for (const DType t : {DType::kF32, DType::kF16}) {
+    EXPECT_EQ(ParseKvCacheDtype(KvCacheDtypeName(t)), t);
+  }
+  EXPECT_STREQ(KvCacheDtypeName(DType::kF16), "fp16");
+  for (const char* bad : {"", "bf16", "FP16", "f16", "fp16 ", "int8"}) {
+    EXPECT_FALSE(ParseKvCacheDtype(bad).has_value()) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace tierserve
