@@ -80,6 +80,9 @@ ABSL_FLAG(std::string, quantization, "",
 ABSL_FLAG(int32_t, threads, 2, "Threads of the compute pool.");
 ABSL_FLAG(std::string, offload_dir, "/tmp", "Folder of the offload files (one per configuration).");
 ABSL_FLAG(int32_t, decode_tokens, 64, "Decode steps timed per run.");
+ABSL_FLAG(int32_t, batch, 1,
+          "Sequences decoded together (one forward per step for all): decode tokens/s are "
+          "aggregate, and what a step streams serves every sequence.");
 ABSL_FLAG(int32_t, prefill_tokens, 128, "Tokens of the timed prefill forward.");
 ABSL_FLAG(int32_t, depth, 2, "Prefetch depth of the streamer.");
 ABSL_FLAG(int32_t, runs, 3, "Runs per configuration; the median run is reported.");
@@ -219,11 +222,6 @@ std::vector<int32_t> Prompt(const ModelConfig& cfg, int n, int salt) {
   return p;
 }
 
-int32_t Argmax(const std::vector<float>& logits, int64_t V) {
-  const float* last = logits.data() + logits.size() - V;
-  return static_cast<int32_t>(std::max_element(last, last + V) - last);
-}
-
 absl::StatusOr<Window> Prefill(CausalLM& model, int P, const FileProbe& file, bool drop) {
   const std::vector<int32_t> prompt = Prompt(model.config(), P, 0);
   auto cache = model.NewCache(P);
@@ -243,30 +241,46 @@ absl::StatusOr<Window> Prefill(CausalLM& model, int P, const FileProbe& file, bo
   return w;
 }
 
-// kDecodePrompt tokens forwarded untimed, then D steps of one token each, fed
-// the argmax of the step before; only the step forwards are timed.
+// --batch sequences of kDecodePrompt tokens (different prompts) forwarded
+// untimed, then D steps of one token per sequence in one forward each, each
+// fed its own argmax of the step before; only the step forwards are timed.
+// The window's tokens are D x batch.
 absl::StatusOr<Window> Decode(CausalLM& model, int D, const FileProbe& file, bool drop) {
   const int64_t V = model.config().vocab_size;
-  const std::vector<int32_t> prompt = Prompt(model.config(), kDecodePrompt, 1);
-  auto cache = model.NewCache(kDecodePrompt + D);
+  const int B = std::max(1, absl::GetFlag(FLAGS_batch));
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::unique_ptr<KvCache>> caches;
+  std::vector<SequenceInput> in;
+  for (int b = 0; b < B; ++b) {
+    prompts.push_back(Prompt(model.config(), kDecodePrompt, 1 + b));
+    caches.push_back(model.NewCache(kDecodePrompt + D));
+  }
+  for (int b = 0; b < B; ++b) in.push_back(SequenceInput{prompts[b], 0, caches[b].get()});
   std::vector<float> logits;
-  SequenceInput in{prompt, 0, cache.get()};
-  if (absl::Status s = model.Forward({&in, 1}, &logits); !s.ok()) return s;
-  int32_t tok = Argmax(logits, V);
+  if (absl::Status s = model.Forward(in, &logits); !s.ok()) return s;
+  // Forward's logits are one row per sequence (its last position).
+  std::vector<int32_t> tok(B);
+  auto argmaxes = [&] {
+    for (int b = 0; b < B; ++b) {
+      const float* row = logits.data() + b * V;
+      tok[b] = static_cast<int32_t>(std::max_element(row, row + V) - row);
+    }
+  };
+  argmaxes();
   Window w;
   const StreamerStats s0 = model.streamer().stats();
   for (int i = 0; i < D; ++i) {
     if (drop) file.Drop();
-    SequenceInput step{{&tok, 1}, kDecodePrompt + i, cache.get()};
+    for (int b = 0; b < B; ++b) in[b] = SequenceInput{{&tok[b], 1}, kDecodePrompt + i, caches[b].get()};
     const double c0 = ProcessCpuSeconds();
     const auto t0 = BenchClock::now();
-    if (absl::Status s = model.Forward({&step, 1}, &logits); !s.ok()) return s;
+    if (absl::Status s = model.Forward(in, &logits); !s.ok()) return s;
     w.seconds += Seconds(t0, BenchClock::now());
     w.cpu_seconds += ProcessCpuSeconds() - c0;
-    tok = Argmax(logits, V);
+    argmaxes();
   }
   w.stats = Minus(model.streamer().stats(), s0);
-  w.tokens = D;
+  w.tokens = D * B;
   w.steps = D;
   return w;
 }
