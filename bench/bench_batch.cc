@@ -119,18 +119,8 @@ FmaRate FmaLoop(int64_t rounds) { return UseAvx512() ? FmaLoopAvx512(rounds) : F
 // likwid-bench's peakflops kernel of the same width on `threads` threads, in
 // GFLOP/s: the outside yardstick; 0 without likwid-bench.
 double LikwidPeakGflops(int threads) {
-  const std::string command = std::string("likwid-bench -t ") +
-                              (UseAvx512() ? "peakflops_sp_avx512_fma" : "peakflops_sp_avx_fma") +
-                              " -W N:64kB:" + std::to_string(threads) + " 2>/dev/null";
-  FILE* out = popen(command.c_str(), "r");
-  if (out == nullptr) return 0;
-  double mflops = 0;
-  char line[512];
-  while (std::fgets(line, sizeof(line), out) != nullptr) {
-    if (std::sscanf(line, "MFlops/s: %lf", &mflops) == 1) break;
-  }
-  pclose(out);
-  return mflops / 1e3;
+  return RunLikwidBench(UseAvx512() ? "peakflops_sp_avx512_fma" : "peakflops_sp_avx_fma", "64kB", threads,
+                        "MFlops/s:") / 1e3;
 }
 
 // The sum over `threads` std::threads of each one's own FmaLoop, the threads

@@ -78,6 +78,25 @@ inline double MeasureReadBandwidth(ThreadPool* pool, int64_t bytes, int repeats)
   return best;
 }
 
+// Runs `likwid-bench -t <test> -W N:<size>:<threads>` and returns the number
+// its first line starting with `field` (e.g. "MByte/s:") gives; 0 when
+// likwid-bench is not installed or printed no such line.
+inline double RunLikwidBench(const std::string& test, const std::string& size, int threads,
+                             const char* field) {
+  const std::string command =
+      "likwid-bench -t " + test + " -W N:" + size + ":" + std::to_string(threads) + " 2>/dev/null";
+  FILE* out = popen(command.c_str(), "r");
+  if (out == nullptr) return 0;
+  const std::string format = std::string(field) + " %lf";
+  double value = 0;
+  char line[512];
+  while (std::fgets(line, sizeof(line), out) != nullptr) {
+    if (std::sscanf(line, format.c_str(), &value) == 1) break;
+  }
+  pclose(out);
+  return value;
+}
+
 // The outside yardstick: likwid-bench's load kernel (load_avx512, or
 // load_avx without AVX-512) over 1 GB on `threads` threads, in bytes/s;
 // 0 when likwid-bench is not installed or printed no rate.
@@ -87,17 +106,7 @@ inline double LikwidLoadBandwidth(int threads) {
 #else
   const char* kernel = "load_avx";
 #endif
-  const std::string command = std::string("likwid-bench -t ") + kernel + " -W N:1GB:" + std::to_string(threads) +
-                              " 2>/dev/null";
-  FILE* out = popen(command.c_str(), "r");
-  if (out == nullptr) return 0;
-  double mbytes = 0;
-  char line[512];
-  while (std::fgets(line, sizeof(line), out) != nullptr) {
-    if (std::sscanf(line, "MByte/s: %lf", &mbytes) == 1) break;
-  }
-  pclose(out);
-  return mbytes * 1e6;
+  return RunLikwidBench(kernel, "1GB", threads, "MByte/s:") * 1e6;
 }
 
 // Prints the probe's rate and, when likwid-bench is installed, its rate and

@@ -136,7 +136,7 @@ class Llama final : public CausalLM {
       const Linear* qkv[] = {&L.q_proj, &L.k_proj, &L.v_proj};
       float* qkv_out[] = {s.q.data(), s.k.data(), s.v.data()};
       Linear::ForwardShared(qkv, s.xn.data(), T, qkv_out, pool_);
-      ForRows(T, [&](int64_t t0, int64_t t1) {
+      ForRows(pool_, T, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
           k_.rope_rotate_half(&s.q[t * qd], nh, hd, &s.cos_sin[t * hd]);
           k_.rope_rotate_half(&s.k[t * kvd], nkv, hd, &s.cos_sin[t * hd]);
@@ -147,7 +147,7 @@ class Llama final : public CausalLM {
       CausalAttention(k_, rows_, batch, l, s.q.data(), nh, nkv, hd, s.att.data(), pool_);
       L.o_proj.Forward(s.att.data(), T, s.xn.data(), pool_);
       // The residual and the next norm, row by row.
-      ForRows(T, [&](int64_t t0, int64_t t1) {
+      ForRows(pool_, T, [&](int64_t t0, int64_t t1) {
         k_.add_in_place(&s.x[t0 * H], &s.xn[t0 * H], (t1 - t0) * H);
         for (int64_t t = t0; t < t1; ++t) k_.rms_norm(&s.x[t * H], L.post_norm.data(), &s.xn[t * H], H, c_.norm_eps);
       });
@@ -155,9 +155,9 @@ class Llama final : public CausalLM {
       const Linear* gate_up[] = {&L.gate_proj, &L.up_proj};
       float* gate_up_out[] = {s.gate.data(), s.up.data()};
       Linear::ForwardShared(gate_up, s.xn.data(), T, gate_up_out, pool_);
-      ForRows(T, [&](int64_t t0, int64_t t1) { k_.silu_mul(&s.gate[t0 * I], &s.up[t0 * I], (t1 - t0) * I); });
+      ForRows(pool_, T, [&](int64_t t0, int64_t t1) { k_.silu_mul(&s.gate[t0 * I], &s.up[t0 * I], (t1 - t0) * I); });
       L.down_proj.Forward(s.gate.data(), T, s.xn.data(), pool_);
-      ForRows(T, [&](int64_t t0, int64_t t1) { k_.add_in_place(&s.x[t0 * H], &s.xn[t0 * H], (t1 - t0) * H); });
+      ForRows(pool_, T, [&](int64_t t0, int64_t t1) { k_.add_in_place(&s.x[t0 * H], &s.xn[t0 * H], (t1 - t0) * H); });
     }
 
     // Logits only for the rows that asked for them.
@@ -177,11 +177,10 @@ class Llama final : public CausalLM {
  private:
   void RmsNormRows(const float* x, const float* w, float* y, int64_t T) {
     const int64_t H = c_.hidden_size;
-    ForRows(T, [&](int64_t t0, int64_t t1) {
+    ForRows(pool_, T, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) k_.rms_norm(x + t * H, w, y + t * H, H, c_.norm_eps);
     });
   }
-  void ForRows(int64_t T, const std::function<void(int64_t, int64_t)>& fn) { tierserve::ForRows(pool_, T, fn); }
 
   ModelConfig c_;
   ThreadPool* pool_;
