@@ -584,7 +584,7 @@ void NibbleTileAvx512(const FourBitWeight& w, const XPanel& xp, int64_t n, const
       const float* am = pa.am + j * pa.ld;
       const float a0 = am[(kg - xp.k0) / bs];
       const float a1 = half ? 0.0f : am[(kg + 64 - xp.k0) / bs];
-      scale[j] = _mm512_insertf32x8(_mm512_set1_ps(a0), _mm256_set1_ps(a1), 1);
+      scale[j] = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(a0), _mm512_set1_ps(a1));
     }
     const float* x = xp.f32 + (kg - xp.k0);
     __m512 part[MR][NR];

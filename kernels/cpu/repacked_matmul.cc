@@ -194,7 +194,8 @@ inline void Store16(float* p, Vec16 a) { _mm512_store_ps(p, a.v); }
 inline Vec16 Splat16(float f) { return {_mm512_set1_ps(f)}; }
 inline Vec16 Add16(Vec16 a, Vec16 b) { return {_mm512_add_ps(a.v, b.v)}; }
 inline Vec16 Fma16(Vec16 a, Vec16 b, Vec16 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
-inline void KeepInRegisters(Vec16& a) { asm("" : "+v"(a.v)); }
+// Unused while every AVX-512 pass is of interleaved chains (kInterleavedRows).
+[[maybe_unused]] inline void KeepInRegisters(Vec16& a) { asm("" : "+v"(a.v)); }
 
 // GroupKernel's decode of group-block `gb`, stored instead of multiplied.
 template <DType kType>
