@@ -687,8 +687,8 @@ absl::Status CheckServable(const ModelServingConfig& model, const std::string& s
     if (device.tier == Location::Tier::kCuda) {
       return ConfigError(
           source, key,
-          absl::StrCat("this build has no GPU to budget (it computes on the cpu or on simulated "
-                       "accelerators); expected sim:N or cpu, or set ",
+          absl::StrCat("cuda devices cannot be budgeted yet (this build computes on the cpu or on "
+                       "simulated accelerators); expected sim:N or cpu, or set ",
                        ChildKeyPath(model.key_path, "accelerator"),
                        ": sim (or --accelerator=sim) to budget simulated devices"));
     }

@@ -745,8 +745,8 @@ TEST(CheckServableTest, AcceleratorSimRunsAGpuMapOnSimulatedDevices) {
 
 TEST(CheckServableTest, MaxMemoryBudgetsSimDevicesAndTheCpu) {
   EXPECT_EQ(ServableError(OneModel("    device_map: auto\n    max_memory: {cuda:0: 1GiB}\n")),
-            "x.yaml: models[0].max_memory[\"cuda:0\"]: this build has no GPU to budget (it "
-            "computes on the cpu or on simulated accelerators); expected sim:N or cpu, or set "
+            "x.yaml: models[0].max_memory[\"cuda:0\"]: cuda devices cannot be budgeted yet (this "
+            "build computes on the cpu or on simulated accelerators); expected sim:N or cpu, or set "
             "models[0].accelerator: sim (or --accelerator=sim) to budget simulated devices");
   EXPECT_EQ(ServableError(OneModel("    device_map: auto\n    max_memory: {cpu: 1GiB, disk: 9GiB}\n")),
             "x.yaml: models[0].max_memory.disk: disk is not budgeted (what does not fit elsewhere "
