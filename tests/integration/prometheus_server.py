@@ -73,14 +73,19 @@ class PrometheusServer:
             raise
 
     def _read(self):
+        server_ready = False
         for line in self.proc.stderr:
             self.log.append(line)
             m = re.search(r'msg="Listening on" address=127\.0\.0\.1:(\d+)', line)
             if m:
                 self.port = int(m.group(1))
                 self._listening.set()
-            # Ready means listening and the TSDB open; the port line comes first.
-            if "Server is ready to receive web requests" in line and self._listening.is_set():
+            if "Server is ready to receive web requests" in line:
+                server_ready = True
+            # Ready means the port known and the TSDB open. The two lines come
+            # from different goroutines, in either order (CI once saw "ready"
+            # 3 ms before "Listening on").
+            if server_ready and self._listening.is_set():
                 self._ready.set()
 
     def api(self, path, **params):

@@ -90,6 +90,27 @@ class ReadmeTableTest(unittest.TestCase):
             documented_metrics("### Metrics\n| metric | type |\n|---|---|\n| `x_total` | counter |\n\n## N\n")
 
 
+class PrometheusServerTest(unittest.TestCase):
+    def test_ready_whichever_log_line_comes_first(self):
+        """Prometheus logs "Server is ready" and "Listening on <port>" from two
+        goroutines, in either order; the harness needs both, in any order."""
+        for first, second in ((READY_LINE, LISTENING_LINE), (LISTENING_LINE, READY_LINE)):
+            with tempfile.TemporaryDirectory() as tmp:
+                fake = os.path.join(tmp, "prometheus")
+                with open(fake, "w") as f:
+                    f.write(f"#!/bin/sh\necho '{first}' >&2\necho '{second}' >&2\nexec sleep 60\n")
+                os.chmod(fake, 0o755)
+                prom = PrometheusServer("", binary=fake, start_timeout=10)
+                try:
+                    self.assertEqual(prom.port, 45678)
+                finally:
+                    prom.stop()
+
+
+READY_LINE = 'ts=0 caller=main.go:973 level=info msg="Server is ready to receive web requests."'
+LISTENING_LINE = 'ts=0 caller=tls_config.go:232 level=info component=web msg="Listening on" address=127.0.0.1:45678'
+
+
 class PrometheusTest(unittest.TestCase):
     def test_every_documented_metric_scraped(self):
         import grpc
