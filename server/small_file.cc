@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "runtime/base/bounded_read.h"
 
 namespace tierserve {
 
@@ -25,27 +26,14 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path, int64_t max_b
     return absl::InvalidArgumentError(
         absl::StrCat(context, path, ": not a regular file; expected ", kind.expected));
   }
-  // One byte more than allowed, to tell "exactly the limit" from "over it".
-  std::string text(static_cast<size_t>(max_bytes) + 1, '\0');
-  size_t got = 0;
-  while (got < text.size()) {
-    const ssize_t n = read(fd, text.data() + got, text.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      close(fd);
-      return absl::DataLossError(absl::StrCat(context, path, ": cannot read the ", kind.noun, ": ",
-                                              std::strerror(err)));
-    }
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
-  close(fd);
-  if (static_cast<int64_t>(got) > max_bytes) {
+  // The read's own messages name the path; the context goes in front, and a
+  // file over the limit says what was expected instead.
+  absl::StatusOr<std::string> text = ReadFdUpTo(fd, path, max_bytes, kind.noun);
+  if (IsLongerThanLimit(text.status())) {
     return absl::InvalidArgumentError(absl::StrCat(context, path, ": the file is larger than ",
                                                    max_bytes, " bytes; expected ", kind.expected));
   }
-  text.resize(got);
+  if (!text.ok()) return absl::DataLossError(absl::StrCat(context, text.status().message()));
   return text;
 }
 

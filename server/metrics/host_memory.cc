@@ -1,10 +1,6 @@
 #include "server/metrics/host_memory.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <limits>
 #include <optional>
@@ -12,42 +8,18 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "runtime/base/bounded_read.h"
 
 namespace tierserve {
 namespace {
 
 // /proc/meminfo is about fifty short lines (1.5 KiB); a cgroup file is one
 // number or "max".
-constexpr size_t kMaxMeminfoBytes = 16 << 10;
-constexpr size_t kMaxCgroupFileBytes = 64;
+constexpr int64_t kMaxMeminfoBytes = 16 << 10;
+constexpr int64_t kMaxCgroupFileBytes = 64;
 
 absl::Status FileError(const std::string& path, absl::string_view what) {
   return absl::DataLossError(absl::StrCat(path, ": ", what));
-}
-
-// The whole of a file no longer than `max_bytes`. Errors name the file; one
-// that does not exist is NotFound.
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t max_bytes) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot open"));
-  // One byte past the bound tells a file that fits from one that does not.
-  std::string text(max_bytes + 1, '\0');
-  size_t size = 0;
-  while (size < text.size()) {
-    const ssize_t n = ::read(fd, text.data() + size, text.size() - size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return absl::ErrnoToStatus(err, absl::StrCat(path, ": cannot read"));
-    }
-    if (n == 0) break;
-    size += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  if (size > max_bytes) return FileError(path, absl::StrCat("longer than ", max_bytes, " bytes"));
-  text.resize(size);
-  return text;
 }
 
 // A non-negative decimal that fills `digits` and fits int64_t; nullopt otherwise.
@@ -98,7 +70,7 @@ absl::StatusOr<int64_t> MeminfoBytes(const std::string& path, absl::string_view 
 // The byte count in a cgroup file; nullopt when it does not exist or, for a
 // limit (`may_be_max`), reads "max".
 absl::StatusOr<std::optional<int64_t>> CgroupBytes(const std::string& path, bool may_be_max) {
-  absl::StatusOr<std::string> text = ReadSmallFile(path, kMaxCgroupFileBytes);
+  absl::StatusOr<std::string> text = ReadFileUpTo(path, kMaxCgroupFileBytes);
   if (absl::IsNotFound(text.status())) return std::nullopt;
   if (!text.ok()) return text.status();
   const absl::string_view value = TrimTrailingSpace(*text);
@@ -114,7 +86,7 @@ absl::StatusOr<std::optional<int64_t>> CgroupBytes(const std::string& path, bool
 
 absl::StatusOr<HostMemory> ReadHostMemory(const std::string& meminfo_path,
                                           const std::string& cgroup_dir) {
-  const absl::StatusOr<std::string> meminfo = ReadSmallFile(meminfo_path, kMaxMeminfoBytes);
+  const absl::StatusOr<std::string> meminfo = ReadFileUpTo(meminfo_path, kMaxMeminfoBytes);
   if (!meminfo.ok()) return meminfo.status();
   const absl::StatusOr<int64_t> mem_total = MeminfoBytes(meminfo_path, *meminfo, "MemTotal");
   if (!mem_total.ok()) return mem_total.status();

@@ -1,11 +1,8 @@
 #include "server/metrics/process_memory_collector.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <charconv>
-#include <cstring>
 #include <limits>
 #include <string_view>
 
@@ -13,12 +10,13 @@
 #include "absl/strings/str_cat.h"
 #include "prometheus/client_metric.h"
 #include "prometheus/metric_type.h"
+#include "runtime/base/bounded_read.h"
 
 namespace tierserve {
 namespace {
 
 // statm is seven decimal numbers on one line, well under this.
-constexpr size_t kMaxStatmBytes = 512;
+constexpr int64_t kMaxStatmBytes = 512;
 
 absl::Status StatmError(const std::string& path, std::string_view what) {
   return absl::DataLossError(absl::StrCat(path, ": ", absl::string_view(what.data(), what.size())));
@@ -27,28 +25,11 @@ absl::Status StatmError(const std::string& path, std::string_view what) {
 }  // namespace
 
 absl::StatusOr<int64_t> ReadResidentMemoryBytes(const std::string& statm_path) {
-  const int fd = ::open(statm_path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(absl::StrCat(statm_path, ": cannot open: ", std::strerror(errno)));
-  }
-  char buf[kMaxStatmBytes];
-  size_t size = 0;
-  // procfs hands the whole line to one read(); loop anyway for regular files.
-  while (size < sizeof(buf)) {
-    const ssize_t n = ::read(fd, buf + size, sizeof(buf) - size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return absl::DataLossError(absl::StrCat(statm_path, ": cannot read: ", std::strerror(err)));
-    }
-    if (n == 0) break;
-    size += static_cast<size_t>(n);
-  }
-  ::close(fd);
+  const absl::StatusOr<std::string> statm = ReadFileUpTo(statm_path, kMaxStatmBytes);
+  if (!statm.ok()) return statm.status();
 
   // Skip the first field (total program size) and parse the second.
-  const std::string_view text(buf, size);
+  const std::string_view text(*statm);
   const size_t first_end = text.find(' ');
   if (first_end == std::string_view::npos) {
     return StatmError(statm_path, "expected at least two space-separated page counts");
