@@ -8,11 +8,19 @@
 
 namespace tierserve {
 
+ServedModel& ModelTable::Entry(const std::string& name) {
+  auto [it, added] = models_.try_emplace(name);
+  if (added) {
+    it->second.name = name;
+    order_.push_back(name);
+  }
+  return it->second;
+}
+
 void ModelTable::AddLoading(const std::string& name, int64_t max_sequence_length, int64_t max_batch_size,
                             bool parse_special_tokens_in_chat) {
   absl::MutexLock lock(&mu_);
-  ServedModel& m = models_[name];
-  m.name = name;
+  ServedModel& m = Entry(name);
   m.max_sequence_length = max_sequence_length;
   m.parse_special_tokens_in_chat = parse_special_tokens_in_chat;
   m.max_batch_size = max_batch_size;
@@ -20,7 +28,7 @@ void ModelTable::AddLoading(const std::string& name, int64_t max_sequence_length
 
 void ModelTable::SetReady(const std::string& name, std::unique_ptr<Engine> engine) {
   absl::MutexLock lock(&mu_);
-  ServedModel& m = models_[name];
+  ServedModel& m = Entry(name);
   const int64_t context = engine->model().model->config().max_position_embeddings;
   if (m.max_sequence_length <= 0 || m.max_sequence_length > context) m.max_sequence_length = context;
   m.engine = std::move(engine);
@@ -29,15 +37,14 @@ void ModelTable::SetReady(const std::string& name, std::unique_ptr<Engine> engin
 
 void ModelTable::SetFailed(const std::string& name, const std::string& reason) {
   absl::MutexLock lock(&mu_);
-  models_[name].state = v1::MODEL_STATE_FAILED;
-  models_[name].state_message = reason;
+  ServedModel& m = Entry(name);
+  m.state = v1::MODEL_STATE_FAILED;
+  m.state_message = reason;
 }
 
 absl::Status ModelTable::UnknownModel(const std::string& name) const {
-  std::vector<std::string> names;
-  for (const auto& [n, m] : models_) names.push_back(n);
   return absl::NotFoundError(absl::StrCat("unknown model ", QuoteForMessage(name), "; served models: ",
-                                          names.empty() ? "none" : absl::StrJoin(names, ", ")));
+                                          order_.empty() ? "none" : absl::StrJoin(order_, ", ")));
 }
 
 absl::StatusOr<ModelHandle> ModelTable::Find(const std::string& name) const {
@@ -80,7 +87,7 @@ bool ModelTable::AllReady() const {
 
 void ModelTable::ForEach(const std::function<void(const ServedModel&)>& visit) const {
   absl::MutexLock lock(&mu_);
-  for (const auto& [name, m] : models_) visit(m);
+  for (const std::string& name : order_) visit(models_.at(name));
 }
 
 void ModelTable::Drain() {

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -64,7 +65,8 @@ class ModelTable {
   absl::StatusOr<v1::ModelState> State(const std::string& name) const;
   // True when every model is ready (and there is at least one).
   bool AllReady() const;
-  // Calls `visit` on every model in name order, with the table locked:
+  // Calls `visit` on every model in the order they were added (the
+  // configuration file's, as ListModels promises), with the table locked:
   // `visit` must not call back into the table.
   void ForEach(const std::function<void(const ServedModel&)>& visit) const;
 
@@ -73,9 +75,12 @@ class ModelTable {
 
  private:
   absl::Status UnknownModel(const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The entry for `name`, added (last in order_) if new.
+  ServedModel& Entry(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   std::map<std::string, ServedModel> models_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> order_ ABSL_GUARDED_BY(mu_);  // names as added
 };
 
 }  // namespace tierserve
