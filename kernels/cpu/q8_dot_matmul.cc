@@ -66,11 +66,19 @@ inline int32_t Offset(DType type, bool q8_biased, int32_t qsum) {
 
 // One block of 32 activations: q = x * (127 / amax) rounded to nearest even
 // (the default rounding mode; _mm256_round_ps rounds the same way), the
-// block's amax and sum(q).
+// block's amax and sum(q). A block holding a NaN or an infinity quantizes to
+// zeros with amax NaN (NonFiniteBlock): its scales d and s are NaN, so every
+// product that reads it is NaN, as the fp32 product would be (rounding NaN to
+// an integer has no defined value).
 struct BlockScale {
   float amax = 0;
   int32_t sum = 0;
 };
+
+BlockScale NonFiniteBlock(int8_t* q) {
+  std::memset(q, 0, kQK);
+  return BlockScale{std::numeric_limits<float>::quiet_NaN(), 0};
+}
 
 // 127 / amax; 0 for a zero block, and for one so small (amax < 127 / FLT_MAX,
 // far below any activation) that the inverse overflows: its q are all 0.
@@ -81,7 +89,11 @@ inline float InverseScale(float amax) {
 
 BlockScale QuantizeBlockPortable(const float* xb, int8_t* q) {
   BlockScale s;
-  for (int64_t k = 0; k < kQK; ++k) s.amax = std::max(s.amax, std::fabs(xb[k]));
+  for (int64_t k = 0; k < kQK; ++k) {
+    const float a = std::fabs(xb[k]);
+    if (!(a <= std::numeric_limits<float>::max())) return NonFiniteBlock(q);
+    s.amax = std::max(s.amax, a);
+  }
   const float id = InverseScale(s.amax);
   for (int64_t k = 0; k < kQK; ++k) {
     q[k] = static_cast<int8_t>(std::nearbyint(xb[k] * id));
@@ -138,11 +150,16 @@ TIERSERVE_TARGET_BEGIN("avx2,fma,f16c")
 BlockScale QuantizeBlockAvx2(const float* xb, int8_t* q) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
   __m256 v[4];
+  const __m256 largest = _mm256_set1_ps(std::numeric_limits<float>::max());
   __m256 m = _mm256_setzero_ps();
+  __m256 finite = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
   for (int j = 0; j < 4; ++j) {
     v[j] = _mm256_loadu_ps(xb + 8 * j);
-    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[j]));
+    const __m256 a = _mm256_andnot_ps(sign, v[j]);
+    finite = _mm256_and_ps(finite, _mm256_cmp_ps(a, largest, _CMP_LE_OQ));  // false for NaN
+    m = _mm256_max_ps(m, a);
   }
+  if (_mm256_movemask_ps(finite) != 0xFF) return NonFiniteBlock(q);
   __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
   h = _mm_max_ps(h, _mm_movehl_ps(h, h));
   h = _mm_max_ss(h, _mm_movehdup_ps(h));

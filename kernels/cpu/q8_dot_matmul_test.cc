@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -146,6 +148,49 @@ TEST(QuantizeQ8Test, EveryPathGivesTheSameBytesAndScales) {
     EXPECT_EQ(std::memcmp(got.d.data(), want.d.data(), want.d.size() * sizeof(float)), 0) << CpuPathName(path);
     EXPECT_EQ(std::memcmp(got.s.data(), want.s.data(), want.s.size() * sizeof(float)), 0) << CpuPathName(path);
     EXPECT_EQ(got.qsum, want.qsum) << CpuPathName(path);
+  }
+}
+
+// A NaN or an infinity anywhere in a block (the lanes of a vector differ in
+// how max treats NaN, so each position is tried) makes the whole block zeros
+// with NaN scales, on every path; the other blocks are untouched, and the
+// products of that row are NaN, those of the other rows finite.
+TEST(QuantizeQ8Test, ANonFiniteBlockIsZerosWithNaNScalesOnEveryPath) {
+  std::mt19937 rng(8);
+  const int64_t M = 2, K = 96;
+  const std::vector<float> clean = Activations(M, K, &rng);
+  Q8Activations base;
+  QuantizeQ8OnPath(CpuPath::kPortable, clean.data(), K, M, K, &base);
+  const float kBad[] = {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN(),
+                        std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()};
+  for (float bad : kBad) {
+    for (int64_t k = 32; k < 64; ++k) {  // block 1 of row 0
+      std::vector<float> x = clean;
+      x[k] = bad;
+      for (CpuPath path : Paths()) {
+        Q8Activations a;
+        QuantizeQ8OnPath(path, x.data(), K, M, K, &a);
+        const std::string where = std::string(CpuPathName(path)) + " value " + std::to_string(bad) +
+                                  " at column " + std::to_string(k);
+        for (int64_t j = 32; j < 64; ++j) ASSERT_EQ(a.q[j], 0) << where;
+        ASSERT_TRUE(std::isnan(a.d[1])) << where;
+        ASSERT_TRUE(std::isnan(a.s[1])) << where;
+        ASSERT_EQ(a.qsum[1], 0) << where;
+        for (int64_t blk : {0, 2, 3, 4, 5}) {
+          ASSERT_EQ(a.d[blk], base.d[blk]) << where << " block " << blk;
+          ASSERT_EQ(a.qsum[blk], base.qsum[blk]) << where << " block " << blk;
+        }
+        for (DType type : kTypes) {
+          const Weights w = Make(type, 16, K, &rng);
+          std::vector<float> y(static_cast<size_t>(M * 16));
+          Q8DotMatMulOnPath(path, type, a, w.packed.data(), y.data(), 16, M, K, 0, 16);
+          for (int64_t n = 0; n < 16; ++n) {
+            ASSERT_TRUE(std::isnan(y[n])) << where << " " << DTypeName(type) << " row 0 col " << n;
+            ASSERT_TRUE(std::isfinite(y[16 + n])) << where << " " << DTypeName(type) << " row 1 col " << n;
+          }
+        }
+      }
+    }
   }
 }
 
