@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 namespace tierserve::cpu {
 namespace {
@@ -146,34 +147,43 @@ void RowsAvx2(const int8_t* q, int64_t qstride, const int8_t* cb, int64_t K, int
 }
 
 // max |x[k]| over k with |x[k]| < threshold (all k when threshold <= 0),
-// and whether any k reached the threshold. A max is exact in any order, so
-// this equals the scalar loop.
-float RowAbsmaxAvx2(const float* x, int64_t K, float threshold, bool* any_outlier) {
+// whether any k reached the threshold, and whether any of the others is NaN
+// or infinite. A max is exact in any order, so this equals the scalar loop.
+float RowAbsmaxAvx2(const float* x, int64_t K, float threshold, bool* any_outlier, bool* non_finite) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
-  const __m256 thr = _mm256_set1_ps(threshold > 0.0f ? threshold : __builtin_inff());
+  // No threshold: NaN, which no comparison reaches (infinity would, and take
+  // an infinite entry for an outlier where the scalar loop does not).
+  const __m256 thr = _mm256_set1_ps(threshold > 0.0f ? threshold : std::numeric_limits<float>::quiet_NaN());
+  const __m256 largest = _mm256_set1_ps(std::numeric_limits<float>::max());
   __m256 amax = _mm256_setzero_ps();
   __m256 hit = _mm256_setzero_ps();
+  __m256 bad = _mm256_setzero_ps();
   int64_t k = 0;
   for (; k + 8 <= K; k += 8) {
     const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k));
-    const __m256 out = _mm256_cmp_ps(a, thr, _CMP_GE_OQ);
+    const __m256 out = _mm256_cmp_ps(a, thr, _CMP_GE_OQ);  // false for NaN
     hit = _mm256_or_ps(hit, out);
-    amax = _mm256_max_ps(amax, _mm256_andnot_ps(out, a));
+    const __m256 kept = _mm256_andnot_ps(out, a);
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(kept, largest, _CMP_NLE_UQ));  // NaN or infinite
+    amax = _mm256_max_ps(amax, kept);
   }
   alignas(32) float lanes[8];
   _mm256_store_ps(lanes, amax);
   float m = 0.0f;
   for (float v : lanes) m = std::max(m, v);
   bool any = _mm256_movemask_ps(hit) != 0;
+  bool non = _mm256_movemask_ps(bad) != 0;
   for (; k < K; ++k) {
     const float a = std::fabs(x[k]);
     if (threshold > 0.0f && a >= threshold) {
       any = true;
     } else {
+      non = non || !(a <= std::numeric_limits<float>::max());
       m = std::max(m, a);
     }
   }
   *any_outlier = any && threshold > 0.0f;
+  *non_finite = non;
   return m;
 }
 
@@ -318,19 +328,24 @@ void QuantizeActivationsInt8OnPath(CpuPath path, const float* x, int64_t M, int6
     int8_t* qr = out->q.data() + t * out->stride;
     const int64_t first = count;
     float amax = 0.0f;
-    bool any_outlier = false;
+    bool any_outlier = false, non_finite = false;
     if (avx2) {
-      amax = RowAbsmaxAvx2(xr, K, threshold, &any_outlier);
+      amax = RowAbsmaxAvx2(xr, K, threshold, &any_outlier, &non_finite);
     } else {
       for (int64_t k = 0; k < K; ++k) {
         const float v = std::fabs(xr[k]);
         if (threshold > 0.0f && v >= threshold) {
           any_outlier = true;
         } else {
+          non_finite = non_finite || !(v <= std::numeric_limits<float>::max());
           amax = std::max(amax, v);
         }
       }
     }
+    // A NaN or an infinity among the int8 entries: the row's scale is NaN
+    // and its q zeros, so its products are NaN, as in fp32 (rounding NaN to
+    // an integer has no defined value).
+    if (non_finite) amax = std::numeric_limits<float>::quiet_NaN();
     if (any_outlier) {
       for (int64_t k = 0; k < K; ++k) {
         if (std::fabs(xr[k]) >= threshold) {
@@ -342,7 +357,7 @@ void QuantizeActivationsInt8OnPath(CpuPath path, const float* x, int64_t M, int6
     }
     out->outlier_begin[t + 1] = count;
     out->scale[t] = amax;
-    if (amax > 0.0f) {
+    if (amax > 0.0f) {  // false for NaN
       // torch evaluates bitsandbytes' 127.0 / row_stats as reciprocal * 127.
       const float inv = BnbInt8RowScale(amax);
       if (avx2) {

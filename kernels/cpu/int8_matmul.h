@@ -43,7 +43,8 @@ struct Int8Activations {
   int64_t stride = 0;  // row stride of q: cols rounded up to 64
   // [rows, stride]: q[t, k]; zero for outlier columns of row t and for k >= cols.
   std::vector<int8_t> q;
-  // [rows]: SCA[t], the absmax of row t's non-outlier entries (0 for none).
+  // [rows]: SCA[t], the absmax of row t's non-outlier entries (0 for none;
+  // NaN, with q zeros, when one of them is NaN or infinite).
   std::vector<float> scale;
   // [rows + 1]: row t's outliers are entries [outlier_begin[t], outlier_begin[t + 1])
   // of outlier_col / outlier_x, in ascending column order.

@@ -5,6 +5,8 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <limits>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -163,6 +165,44 @@ TEST(Int8QuantizeTest, OutliersAreDecidedPerRow) {
   EXPECT_EQ(a.outlier_begin[2] - a.outlier_begin[1], 0);
   EXPECT_EQ(a.q[0 * a.stride + 1], 0);
   EXPECT_EQ(a.q[1 * a.stride + 1], 32);  // 0.5 * 127 / 2 = 31.75
+}
+
+// A NaN among a row's int8 entries (anywhere: vector lanes, the scalar tail),
+// or an infinity when there is no threshold to make it an outlier: the row's
+// scale is NaN and its q zeros on every path, so its products are NaN; the
+// other row keeps its bits.
+TEST(Int8QuantizeTest, ANonFiniteEntryMakesTheRowNaN) {
+  std::mt19937 rng(9);
+  const int64_t M = 2, K = 37, N = 5;
+  const std::vector<float> clean = MakeActivations(M, K, &rng);
+  const Int8Weights w = MakeWeights(N, K, &rng);
+  const float kNaN = std::numeric_limits<float>::quiet_NaN(), kInf = std::numeric_limits<float>::infinity();
+  for (const auto& [bad, threshold] : std::vector<std::pair<float, float>>{
+           {kNaN, 6.0f}, {-kNaN, 6.0f}, {kNaN, 0.0f}, {kInf, 0.0f}, {-kInf, 0.0f}}) {
+    for (int64_t k = 0; k < K; ++k) {
+      std::vector<float> x = clean;
+      x[k] = bad;
+      for (const CpuPath path : SupportedPaths()) {
+        const std::string where = std::string(CpuPathName(path)) + " value " + std::to_string(bad) +
+                                  " threshold " + std::to_string(threshold) + " column " + std::to_string(k);
+        Int8Activations a, ref;
+        a.Resize(M, K);
+        ref.Resize(M, K);
+        QuantizeActivationsInt8OnPath(path, x.data(), M, K, threshold, &a);
+        QuantizeActivationsInt8OnPath(path, clean.data(), M, K, threshold, &ref);
+        ASSERT_TRUE(std::isnan(a.scale[0])) << where;
+        for (int64_t j = 0; j < a.stride; ++j) ASSERT_EQ(a.q[j], 0) << where;
+        ASSERT_EQ(a.scale[1], ref.scale[1]) << where;
+        std::vector<float> y(M * N), y_ref(M * N);
+        Int8MatMulOnPath(path, a, w.cb.data(), w.scb.data(), w.aux, y.data(), N, M, K, 0, N);
+        Int8MatMulOnPath(path, ref, w.cb.data(), w.scb.data(), w.aux, y_ref.data(), N, M, K, 0, N);
+        for (int64_t n = 0; n < N; ++n) {
+          ASSERT_TRUE(std::isnan(y[n])) << where << " col " << n;
+          ASSERT_EQ(y[N + n], y_ref[N + n]) << where << " row 1 col " << n;
+        }
+      }
+    }
+  }
 }
 
 class Int8MatMulTest : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, float>> {};
