@@ -441,15 +441,14 @@ int RunServeCommand(const std::vector<std::string>& args) {
       serving.models().SetFailed(name, absl::StrCat(s.message(), "; restart the daemon to rewrite it"));
     };
     // The KV blocks live on the execution device, which counts them (kind kv).
-    Device* kv_device = execution_device;
     const int64_t kv_bytes = Engine::KvStorageBytes(*loaded->model, *options);
-    absl::StatusOr<Buffer> kv = kv_device->Allocate(kv_bytes, MemoryKind::kKv);
+    absl::StatusOr<Buffer> kv = execution_device->Allocate(kv_bytes, MemoryKind::kKv);
     if (!kv.ok()) return fail_model(m, kv.status(), ".kv_cache_bytes");
     options->kv_storage = std::make_shared<Buffer>(std::move(*kv));
     model_metrics.at(m.name)->SetKvCacheBlocks(0, 0, options->kv_blocks);
     std::cerr << "tierserve: model " << m.name << ": KV cache " << options->kv_blocks << " blocks of "
               << options->kv_block_tokens << " tokens, " << KvCacheDtypeName(options->kv_dtype) << ", " << kv_bytes
-              << " bytes on " << kv_device->name()
+              << " bytes on " << execution_device->name()
               << "; up to " << options->max_batch_size << " sequences and " << options->max_step_tokens
               << " tokens per step" << std::endl;
     auto engine = std::make_unique<Engine>(std::move(*loaded), *options);

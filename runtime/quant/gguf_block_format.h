@@ -28,9 +28,6 @@ class GgufBlockFormat final : public WeightFormat {
   static Precision PrecisionOf(DType type);
 
   Precision precision() const override;
-  // What the kernel multiplies: int8 only when asked and the shape allows.
-  ActivationPrecision activations() const { return layout_ == Layout::kQ8Dot ? ActivationPrecision::kInt8
-                                                                             : ActivationPrecision::kFp32; }
   std::unique_ptr<PreparedInput> Prepare(const float* x, int64_t M, ThreadPool* pool) const override;
   bool SharesPreparedInput(const WeightFormat& other) const override;
   void ForwardRows(const float* x, const PreparedInput* prepared, int64_t M, float* y, int64_t ldy,
