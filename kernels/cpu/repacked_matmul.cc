@@ -183,6 +183,13 @@ constexpr int kTileRows = 6;
 // Rows of X whose partial sums of all four chains fit the 32 zmm registers
 // with room for the weights (DecodedBlockRows).
 constexpr int kInterleavedRows = 6;
+// 16-row groups one pass over a kTileRows-row tile of X multiplies when X
+// has at least kGroupsPerPassMinRows rows (prefill): each splat of x then
+// feeds two FMAs (DecodedGroupsRows; 6-9% quicker at 64 and 256 rows). Fewer
+// rows keep one group per pass, whose chains interleave (DecodedBlockRows;
+// at 8 rows a chain at a time over two groups was 25-30% slower).
+constexpr int kGroupsPerPass = 2;
+constexpr int64_t kGroupsPerPassMinRows = 64;
 
 // 16 fp32 lanes, one per row of a group: one zmm.
 struct Vec16 {
@@ -331,6 +338,8 @@ constexpr int kChains = 2;
 // sums, the two weight halves and a broadcast fill the 16 ymm registers.
 constexpr int kTileRows = 6;
 constexpr int kInterleavedRows = 0;  // a chain at a time (2 x 6 x 2 ymm do not fit 16)
+constexpr int kGroupsPerPass = 1;     // two groups' partial sums would not fit either
+constexpr int64_t kGroupsPerPassMinRows = 0;
 
 // 16 fp32 lanes, one per row of a group: two ymm halves.
 struct Vec16 {
@@ -460,14 +469,61 @@ void DecodedBlockRows(const DecodedGroupBlock& t, const float* x, int64_t ldx, c
   }
 }
 
-// DecodedBlockRows for 1 <= rows <= MR.
-template <DType kType, int MR>
-void DecodedBlockRowsUpTo(int64_t rows, const DecodedGroupBlock& t, const float* x, int64_t ldx,
-                          const float* sums, int64_t nb, float* acc) {
-  if constexpr (MR > 1) {
-    if (rows < MR) return DecodedBlockRowsUpTo<kType, MR - 1>(rows, t, x, ldx, sums, nb, acc);
+// MR rows of X through G decoded group-blocks of consecutive groups (t[g]),
+// continuing accumulators acc[g][MR][16]: for every row and group, the
+// operations of DecodedBlockRows in its order. A chain at a time, so its
+// MR x G partial sums stay in registers and each splat of x feeds G FMAs
+// (one group: MR + 1 loads per MR FMAs; two: MR + 2 per 2 MR); finished
+// chains wait in memory, which leaves their bits alone.
+template <DType kType, int MR, int G>
+void DecodedGroupsRows(const DecodedGroupBlock* const* t, const float* x, int64_t ldx, const float* sums,
+                       int64_t nb, float* const* acc) {
+  Vec16 done[kChains][MR][G];
+  for (int c = 0; c < kChains; ++c) {
+    Vec16 part[MR][G];
+    for (int i = 0; i < MR; ++i)
+      for (int g = 0; g < G; ++g) part[i][g] = Zero16();
+    for (int s = 0; s < kChainSteps; ++s) {
+      Vec16 w[G];
+      for (int g = 0; g < G; ++g) w[g] = Load16(t[g]->w[c * kChainSteps + s]);
+      const int64_t col = ColumnOf<kType>(c, s);
+      for (int i = 0; i < MR; ++i) {
+        const Vec16 xv = Splat16(x[i * ldx + col]);
+        for (int g = 0; g < G; ++g) part[i][g] = Fma16(w[g], xv, part[i][g]);
+      }
+    }
+    for (int i = 0; i < MR; ++i)
+      for (int g = 0; g < G; ++g) done[c][i][g] = part[i][g];
   }
-  DecodedBlockRows<kType, MR>(t, x, ldx, sums, nb, acc);
+  for (int g = 0; g < G; ++g) {
+    const Vec16 d = Load16(t[g]->d);
+    for (int i = 0; i < MR; ++i) {
+      Vec16 dot;
+      if constexpr (kChains == 2) {
+        dot = Add16(done[0][i][g], done[1][i][g]);
+      } else {
+        dot = Add16(Add16(done[0][i][g], done[1][i][g]), Add16(done[2][i][g], done[3][i][g]));
+      }
+      Vec16 a = Fma16(dot, d, Load16(acc[g] + i * kR));
+      if constexpr (kType != DType::kQ8_0) a = Fma16(Load16(t[g]->offset), Splat16(sums[i * nb]), a);
+      Store16(acc[g] + i * kR, a);
+    }
+  }
+}
+
+// DecodedBlockRows (one group) or DecodedGroupsRows (G groups) for
+// 1 <= rows <= MR.
+template <DType kType, int G, int MR>
+void DecodedRowsUpTo(int64_t rows, const DecodedGroupBlock* const* t, const float* x, int64_t ldx,
+                     const float* sums, int64_t nb, float* const* acc) {
+  if constexpr (MR > 1) {
+    if (rows < MR) return DecodedRowsUpTo<kType, G, MR - 1>(rows, t, x, ldx, sums, nb, acc);
+  }
+  if constexpr (G == 1) {
+    DecodedBlockRows<kType, MR>(*t[0], x, ldx, sums, nb, acc[0]);
+  } else {
+    DecodedGroupsRows<kType, MR, G>(t, x, ldx, sums, nb, acc);
+  }
 }
 
 // Fewest rows of X for which decoding each group-block once into memory beats
@@ -476,36 +532,56 @@ void DecodedBlockRowsUpTo(int64_t rows, const DecodedGroupBlock& t, const float*
 // 3 the decoded path is ~1.2x (Q4) to 1.6x (Q8_0) faster; AVX-512 unmeasured).
 constexpr int64_t kDecodedPathMinRows = 3;
 
-// Every 16-row group of [n0, n1) against the M rows of X: each group-block is
-// decoded once, then all M rows go through it, kTileRows or fewer at a time,
-// their accumulators waiting in memory between blocks.
-template <DType kType>
-void DecodedPath(const float* x, int64_t ldx, const uint8_t* w, float* y, int64_t ldy, int64_t M,
-                 int64_t nb, const float* sums, int64_t n0, int64_t n1) {
+// G consecutive 16-row groups, from row n, against the M rows of X: each
+// group-block is decoded once, then all M rows go through the G of them,
+// kTileRows or fewer at a time, their accumulators (acc, M x G) waiting in
+// memory between blocks.
+struct alignas(64) RowAccumulators {
+  float v[kR];
+};
+template <DType kType, int G>
+void DecodedGroups(const float* x, int64_t ldx, const uint8_t* w, float* y, int64_t ldy, int64_t M,
+                   int64_t nb, const float* sums, int64_t n, RowAccumulators* acc) {
   const Layout L = LayoutOf(kType);
-  struct alignas(64) Accumulators {
-    float v[kR];
-  };
-  thread_local std::vector<Accumulators> acc;
-  if (static_cast<int64_t>(acc.size()) < M) acc.resize(M);
   // ceil(M / kTileRows) passes over each block, of as equal a number of rows
   // as can be: a pass of few rows has too few independent FMA chains.
   const int64_t passes = (M + kTileRows - 1) / kTileRows;
-  DecodedGroupBlock tile;
-  for (int64_t n = n0; n < n1; n += kR) {
-    const uint8_t* group = w + (n / kR) * nb * L.group_block_bytes;
-    std::fill(acc.begin(), acc.begin() + M, Accumulators{});
-    for (int64_t b = 0; b < nb; ++b) {
-      DecodeGroupBlockTile<kType>(group + b * L.group_block_bytes, &tile);
-      for (int64_t p = 0, m = 0; p < passes; ++p) {
-        const int64_t rows = M / passes + (p < M % passes ? 1 : 0);
-        DecodedBlockRowsUpTo<kType, kTileRows>(rows, tile, x + m * ldx + b * kQK, ldx,
-                                               sums + m * nb + b, nb, acc[m].v);
-        m += rows;
-      }
+  DecodedGroupBlock tiles[G];
+  const DecodedGroupBlock* t[G];
+  for (int g = 0; g < G; ++g) t[g] = &tiles[g];
+  std::fill(acc, acc + G * M, RowAccumulators{});
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int g = 0; g < G; ++g) {
+      DecodeGroupBlockTile<kType>(w + ((n / kR + g) * nb + b) * L.group_block_bytes, &tiles[g]);
     }
-    for (int64_t m = 0; m < M; ++m) std::memcpy(y + m * ldy + n, acc[m].v, sizeof(acc[m].v));
+    for (int64_t p = 0, m = 0; p < passes; ++p) {
+      const int64_t rows = M / passes + (p < M % passes ? 1 : 0);
+      float* a[G];
+      for (int g = 0; g < G; ++g) a[g] = acc[g * M + m].v;
+      DecodedRowsUpTo<kType, G, kTileRows>(rows, t, x + m * ldx + b * kQK, ldx, sums + m * nb + b, nb, a);
+      m += rows;
+    }
   }
+  for (int g = 0; g < G; ++g)
+    for (int64_t m = 0; m < M; ++m) std::memcpy(y + m * ldy + n + g * kR, acc[g * M + m].v, sizeof(acc[0].v));
+}
+
+// Every 16-row group of [n0, n1) against the M rows of X, kGroupsPerPass
+// groups at a time from kGroupsPerPassMinRows rows (the last alone when
+// their number is odd), otherwise one.
+template <DType kType>
+void DecodedPath(const float* x, int64_t ldx, const uint8_t* w, float* y, int64_t ldy, int64_t M,
+                 int64_t nb, const float* sums, int64_t n0, int64_t n1) {
+  thread_local std::vector<RowAccumulators> acc;
+  if (static_cast<int64_t>(acc.size()) < kGroupsPerPass * M) acc.resize(kGroupsPerPass * M);
+  RowAccumulators* a = acc.data();
+  int64_t n = n0;
+  if constexpr (kGroupsPerPass > 1) {
+    for (; M >= kGroupsPerPassMinRows && n + kGroupsPerPass * kR <= n1; n += kGroupsPerPass * kR) {
+      DecodedGroups<kType, kGroupsPerPass>(x, ldx, w, y, ldy, M, nb, sums, n, a);
+    }
+  }
+  for (; n < n1; n += kR) DecodedGroups<kType, 1>(x, ldx, w, y, ldy, M, nb, sums, n, a);
 }
 
 // Every 16-row group of [n0, n1) against X; the Q4 kernels take each block's
