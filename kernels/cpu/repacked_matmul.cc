@@ -187,7 +187,7 @@ constexpr int kInterleavedRows = 6;
 // has at least kGroupsPerPassMinRows rows (prefill): each splat of x then
 // feeds two FMAs (DecodedGroupsRows; 6-9% quicker at 64 and 256 rows). Fewer
 // rows keep one group per pass, whose chains interleave (DecodedBlockRows;
-// at 8 rows a chain at a time over two groups was 25-30% slower).
+// at 8 rows a chain at a time over two groups was 23-28% slower).
 constexpr int kGroupsPerPass = 2;
 constexpr int64_t kGroupsPerPassMinRows = 64;
 
