@@ -201,8 +201,7 @@ inline void Store16(float* p, Vec16 a) { _mm512_store_ps(p, a.v); }
 inline Vec16 Splat16(float f) { return {_mm512_set1_ps(f)}; }
 inline Vec16 Add16(Vec16 a, Vec16 b) { return {_mm512_add_ps(a.v, b.v)}; }
 inline Vec16 Fma16(Vec16 a, Vec16 b, Vec16 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
-// Unused while every AVX-512 pass is of interleaved chains (kInterleavedRows).
-[[maybe_unused]] inline void KeepInRegisters(Vec16& a) { asm("" : "+v"(a.v)); }
+inline void KeepInRegisters(Vec16& a) { asm("" : "+v"(a.v)); }
 
 // GroupKernel's decode of group-block `gb`, stored instead of multiplied.
 template <DType kType>
@@ -419,42 +418,13 @@ constexpr int64_t ColumnOf(int c, int s) {
   }
 }
 
-// MR rows of X (x at the block's first column, sums[i * nb] row i's block
-// sum) through one decoded group-block, continuing their accumulators
-// acc[MR][16]: per row, GroupKernel's operations in GroupKernel's order, with
-// loads of the weights it decodes. One partial sum at a time keeps MR x 16
-// lanes of them in registers; the finished ones wait in memory, which leaves
-// their bits alone.
+// The end of a block for MR rows of X through one decoded group-block: each
+// row's kChains partial sums added as GroupKernel adds them, scaled into its
+// accumulator acc[i][16], plus the offset times the row's block sum
+// (sums[i * nb]).
 template <DType kType, int MR>
-void DecodedBlockRows(const DecodedGroupBlock& t, const float* x, int64_t ldx, const float* sums,
-                      int64_t nb, float* acc) {
-  Vec16 part[kChains][MR];
-  if constexpr (MR <= kInterleavedRows) {
-    // Every chain's partial sums in registers at once: none waits in memory,
-    // and each step feeds kChains x MR independent FMAs (AVX-512, 6 rows:
-    // 24 zmm; batch 8 decode +10%, batch 32 +4-8% against a chain at a time).
-    for (int c = 0; c < kChains; ++c)
-      for (int i = 0; i < MR; ++i) part[c][i] = Zero16();
-    for (int s = 0; s < kChainSteps; ++s) {
-      for (int c = 0; c < kChains; ++c) {
-        const Vec16 w = Load16(t.w[c * kChainSteps + s]);
-        const int64_t col = ColumnOf<kType>(c, s);
-        for (int i = 0; i < MR; ++i) part[c][i] = Fma16(w, Splat16(x[i * ldx + col]), part[c][i]);
-      }
-    }
-  } else {
-    for (int c = 0; c < kChains; ++c) {
-      for (int i = 0; i < MR; ++i) part[c][i] = Zero16();
-      for (int s = 0; s < kChainSteps; ++s) {
-        Vec16 w = Load16(t.w[c * kChainSteps + s]);
-        // With registers to spare (few rows) GCC folds this load into each
-        // row's FMA, and the loop runs out of load slots.
-        if constexpr (MR <= 4) KeepInRegisters(w);
-        const int64_t col = ColumnOf<kType>(c, s);
-        for (int i = 0; i < MR; ++i) part[c][i] = Fma16(w, Splat16(x[i * ldx + col]), part[c][i]);
-      }
-    }
-  }
+void FinishBlock(const Vec16 (&part)[kChains][MR], const DecodedGroupBlock& t, const float* sums, int64_t nb,
+                 float* acc) {
   const Vec16 d = Load16(t.d);
   for (int i = 0; i < MR; ++i) {
     Vec16 dot;
@@ -469,23 +439,30 @@ void DecodedBlockRows(const DecodedGroupBlock& t, const float* x, int64_t ldx, c
   }
 }
 
-// MR rows of X through G decoded group-blocks of consecutive groups (t[g]),
-// continuing accumulators acc[g][MR][16]: for every row and group, the
-// operations of DecodedBlockRows in its order. A chain at a time, so its
-// MR x G partial sums stay in registers and each splat of x feeds G FMAs
-// (one group: MR + 1 loads per MR FMAs; two: MR + 2 per 2 MR); finished
-// chains wait in memory, which leaves their bits alone.
+// MR rows of X (x at the block's first column, sums[i * nb] row i's block
+// sum) through G decoded group-blocks of consecutive groups (t[g]),
+// continuing their accumulators acc[g][MR][16]: per row and group,
+// GroupKernel's operations in GroupKernel's order, with loads of the weights
+// it decodes. A chain at a time, so its MR x G partial sums stay in
+// registers and each splat of x feeds G FMAs (one group: MR + 1 loads per MR
+// FMAs; two: MR + 2 per 2 MR); the finished chains wait in memory, which
+// leaves their bits alone.
 template <DType kType, int MR, int G>
 void DecodedGroupsRows(const DecodedGroupBlock* const* t, const float* x, int64_t ldx, const float* sums,
                        int64_t nb, float* const* acc) {
-  Vec16 done[kChains][MR][G];
+  Vec16 done[G][kChains][MR];
   for (int c = 0; c < kChains; ++c) {
     Vec16 part[MR][G];
     for (int i = 0; i < MR; ++i)
       for (int g = 0; g < G; ++g) part[i][g] = Zero16();
     for (int s = 0; s < kChainSteps; ++s) {
       Vec16 w[G];
-      for (int g = 0; g < G; ++g) w[g] = Load16(t[g]->w[c * kChainSteps + s]);
+      for (int g = 0; g < G; ++g) {
+        w[g] = Load16(t[g]->w[c * kChainSteps + s]);
+        // With registers to spare (few rows) GCC folds this load into each
+        // row's FMA, and the loop runs out of load slots.
+        if constexpr (MR * G <= 4) KeepInRegisters(w[g]);
+      }
       const int64_t col = ColumnOf<kType>(c, s);
       for (int i = 0; i < MR; ++i) {
         const Vec16 xv = Splat16(x[i * ldx + col]);
@@ -493,21 +470,35 @@ void DecodedGroupsRows(const DecodedGroupBlock* const* t, const float* x, int64_
       }
     }
     for (int i = 0; i < MR; ++i)
-      for (int g = 0; g < G; ++g) done[c][i][g] = part[i][g];
+      for (int g = 0; g < G; ++g) done[g][c][i] = part[i][g];
   }
-  for (int g = 0; g < G; ++g) {
-    const Vec16 d = Load16(t[g]->d);
-    for (int i = 0; i < MR; ++i) {
-      Vec16 dot;
-      if constexpr (kChains == 2) {
-        dot = Add16(done[0][i][g], done[1][i][g]);
-      } else {
-        dot = Add16(Add16(done[0][i][g], done[1][i][g]), Add16(done[2][i][g], done[3][i][g]));
+  for (int g = 0; g < G; ++g) FinishBlock<kType, MR>(done[g], *t[g], sums, nb, acc[g]);
+}
+
+// MR rows of X through one decoded group-block, as DecodedGroupsRows with
+// one group. Up to kInterleavedRows rows, every chain's partial sums are in
+// registers at once: none waits in memory, and each step feeds kChains x MR
+// independent FMAs (AVX-512, 6 rows: 24 zmm; batch 8 decode +10%, batch 32
+// +4-8% against a chain at a time).
+template <DType kType, int MR>
+void DecodedBlockRows(const DecodedGroupBlock& t, const float* x, int64_t ldx, const float* sums,
+                      int64_t nb, float* acc) {
+  if constexpr (MR <= kInterleavedRows) {
+    Vec16 part[kChains][MR];
+    for (int c = 0; c < kChains; ++c)
+      for (int i = 0; i < MR; ++i) part[c][i] = Zero16();
+    for (int s = 0; s < kChainSteps; ++s) {
+      for (int c = 0; c < kChains; ++c) {
+        const Vec16 w = Load16(t.w[c * kChainSteps + s]);
+        const int64_t col = ColumnOf<kType>(c, s);
+        for (int i = 0; i < MR; ++i) part[c][i] = Fma16(w, Splat16(x[i * ldx + col]), part[c][i]);
       }
-      Vec16 a = Fma16(dot, d, Load16(acc[g] + i * kR));
-      if constexpr (kType != DType::kQ8_0) a = Fma16(Load16(t[g]->offset), Splat16(sums[i * nb]), a);
-      Store16(acc[g] + i * kR, a);
     }
+    FinishBlock<kType, MR>(part, t, sums, nb, acc);
+  } else {
+    const DecodedGroupBlock* one[] = {&t};
+    float* const acc_one[] = {acc};
+    DecodedGroupsRows<kType, MR, 1>(one, x, ldx, sums, nb, acc_one);
   }
 }
 
