@@ -80,6 +80,24 @@ void TilesPortable(const Int8Activations& a, int64_t m0, int mr, const int8_t* c
 // AVX2: maddubs(|q|, sign(cb, q)) = pairwise q*cb in int16; |q|, |cb| <= 127
 // keep each pair sum within 2 * 127^2 < 2^15, so nothing saturates. madd with
 // ones widens the pairs to int32.
+// Columns [k0, K) of one row into the running absmax m of its entries below
+// the threshold (all of them when threshold <= 0): sets *any_outlier when an
+// entry reaches the threshold and *non_finite when one of the others is NaN
+// or infinite. The portable path's whole row and the AVX2 path's tail.
+float RowAbsmaxScalar(const float* x, int64_t k0, int64_t K, float threshold, float m, bool* any_outlier,
+                      bool* non_finite) {
+  for (int64_t k = k0; k < K; ++k) {
+    const float a = std::fabs(x[k]);
+    if (threshold > 0.0f && a >= threshold) {
+      *any_outlier = true;
+    } else {
+      *non_finite = *non_finite || !(a <= std::numeric_limits<float>::max());
+      m = std::max(m, a);
+    }
+  }
+  return m;
+}
+
 TIERSERVE_TARGET_BEGIN("avx2,fma,f16c")
 
 inline int32_t HsumI32(__m256i v) {
@@ -171,20 +189,9 @@ float RowAbsmaxAvx2(const float* x, int64_t K, float threshold, bool* any_outlie
   _mm256_store_ps(lanes, amax);
   float m = 0.0f;
   for (float v : lanes) m = std::max(m, v);
-  bool any = _mm256_movemask_ps(hit) != 0;
-  bool non = _mm256_movemask_ps(bad) != 0;
-  for (; k < K; ++k) {
-    const float a = std::fabs(x[k]);
-    if (threshold > 0.0f && a >= threshold) {
-      any = true;
-    } else {
-      non = non || !(a <= std::numeric_limits<float>::max());
-      m = std::max(m, a);
-    }
-  }
-  *any_outlier = any && threshold > 0.0f;
-  *non_finite = non;
-  return m;
+  *any_outlier = threshold > 0.0f && _mm256_movemask_ps(hit) != 0;
+  *non_finite = _mm256_movemask_ps(bad) != 0;
+  return RowAbsmaxScalar(x, k, K, threshold, m, any_outlier, non_finite);
 }
 
 // q[k] = clamp(nearbyint(x[k] * inv), -127, 127) for k < K, as the scalar loop.
@@ -332,15 +339,7 @@ void QuantizeActivationsInt8OnPath(CpuPath path, const float* x, int64_t M, int6
     if (avx2) {
       amax = RowAbsmaxAvx2(xr, K, threshold, &any_outlier, &non_finite);
     } else {
-      for (int64_t k = 0; k < K; ++k) {
-        const float v = std::fabs(xr[k]);
-        if (threshold > 0.0f && v >= threshold) {
-          any_outlier = true;
-        } else {
-          non_finite = non_finite || !(v <= std::numeric_limits<float>::max());
-          amax = std::max(amax, v);
-        }
-      }
+      amax = RowAbsmaxScalar(xr, 0, K, threshold, 0.0f, &any_outlier, &non_finite);
     }
     // A NaN or an infinity among the int8 entries: the row's scale is NaN
     // and its q zeros, so its products are NaN, as in fp32 (rounding NaN to
