@@ -6,9 +6,6 @@ namespace tierserve {
 namespace {
 // Spin this many pauses (tens of microseconds) before sleeping.
 constexpr int kSpinIterations = 20000;
-// Chunks per thread: enough that a late thread's share is picked up by the
-// others, few enough that claiming costs nothing next to the work.
-constexpr int64_t kChunksPerThread = 4;
 
 inline void CpuRelax() {
 #if defined(__x86_64__)
@@ -55,7 +52,7 @@ void ThreadPool::RunChunks(uint32_t generation) {
 }
 
 void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
-                             int64_t grain) {
+                             int64_t grain, int chunks_per_thread) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   const int64_t blocks = (n + grain - 1) / grain;
@@ -71,19 +68,19 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
     };
     turn_mu_.Await(absl::Condition(&my_turn));
   }
-  RunLoop(n, fn, grain, blocks);
+  RunLoop(n, fn, grain, blocks, std::max(1, chunks_per_thread));
   absl::MutexLock lock(&turn_mu_);
   ++now_serving_;
 }
 
 void ThreadPool::RunLoop(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
-                         int64_t grain, int64_t blocks) {
+                         int64_t grain, int64_t blocks, int chunks_per_thread) {
   job_ = &fn;
   job_n_ = n;
   job_grain_ = grain;
   job_blocks_ = blocks;
   job_chunks_ = static_cast<uint32_t>(
-      std::min<int64_t>({blocks, kChunksPerThread * num_threads(), kMaxChunks}));
+      std::min<int64_t>({blocks, int64_t{chunks_per_thread} * num_threads(), kMaxChunks}));
   chunks_done_.store(0, std::memory_order_relaxed);
   const uint32_t generation = GenerationOf(state_.load(std::memory_order_relaxed)) + 1;
   state_.store(static_cast<uint64_t>(generation) << 32 | static_cast<uint64_t>(job_chunks_) << 16,

@@ -1,8 +1,9 @@
 // A fixed set of worker threads for the data-parallel loops of a forward pass.
 //
-// ParallelFor splits [0, n) into a few chunks per thread and every thread,
-// the caller included, claims chunks until none is left. A worker that the OS
-// has not scheduled yet therefore delays nothing: the others take its share.
+// ParallelFor splits [0, n) into a few chunks per thread (as many as the
+// caller asks) and every thread, the caller included, claims chunks until
+// none is left. A worker that the OS has not scheduled yet therefore delays
+// nothing: the others take its share.
 // Workers spin briefly between loops (a forward pass issues one every few
 // microseconds) and then sleep.
 //
@@ -39,8 +40,11 @@ class ThreadPool {
 
   // Calls fn(begin, end) on disjoint chunks covering [0, n). Chunk edges are
   // multiples of `grain` (except the end of the last), so kernels keep their
-  // row blocks whole.
-  void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
+  // row blocks whole. `chunks_per_thread` (at least 1) trades balance for
+  // claims: loops whose grains cost alike can take one chunk per thread.
+  static constexpr int kDefaultChunksPerThread = 4;
+  void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1,
+                   int chunks_per_thread = kDefaultChunksPerThread);
 
  private:
   void WorkerLoop();
@@ -49,7 +53,7 @@ class ThreadPool {
 
   // Runs one loop with the workers; the caller holds the turn.
   void RunLoop(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain,
-               int64_t blocks);
+               int64_t blocks, int chunks_per_thread);
 
   std::vector<std::thread> workers_;
 

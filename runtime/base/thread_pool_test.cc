@@ -17,19 +17,49 @@ TEST(ThreadPoolTest, CoversEveryIndexOnce) {
     ThreadPool pool(threads);
     for (int64_t n : {1, 5, 16, 17, 1000}) {
       for (int64_t grain : {1, 4, 16}) {
-        std::vector<std::atomic<int>> hits(n);
-        pool.ParallelFor(
-            n,
-            [&](int64_t b, int64_t e) {
-              EXPECT_TRUE(b % grain == 0) << "chunk start " << b << " not on grain " << grain;
-              EXPECT_TRUE(e == n || e % grain == 0) << "chunk end " << e;
-              for (int64_t i = b; i < e; ++i) hits[i]++;
-            },
-            grain);
-        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i;
+        for (int chunks_per_thread : {0, 1, 2, ThreadPool::kDefaultChunksPerThread}) {
+          std::vector<std::atomic<int>> hits(n);
+          pool.ParallelFor(
+              n,
+              [&](int64_t b, int64_t e) {
+                EXPECT_TRUE(b % grain == 0) << "chunk start " << b << " not on grain " << grain;
+                EXPECT_TRUE(e == n || e % grain == 0) << "chunk end " << e;
+                for (int64_t i = b; i < e; ++i) hits[i]++;
+              },
+              grain, chunks_per_thread);
+          for (int64_t i = 0; i < n; ++i) {
+            ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i << " chunks/thread=" << chunks_per_thread;
+          }
+        }
       }
     }
   }
+}
+
+// A loop is cut into chunks_per_thread x threads chunks (fewer when it has
+// fewer grains; below 1 counts as 1), of grains as equal as can be.
+TEST(ThreadPoolTest, ChunksPerThreadSetsTheChunks) {
+  ThreadPool pool(2);
+  for (int chunks_per_thread : {0, 1, 3, ThreadPool::kDefaultChunksPerThread}) {
+    const int64_t expected = 2 * std::max(1, chunks_per_thread);
+    std::atomic<int> calls{0};
+    std::atomic<int64_t> smallest{1 << 30}, largest{0};
+    pool.ParallelFor(
+        1600,
+        [&](int64_t b, int64_t e) {
+          calls++;
+          int64_t s = smallest.load();
+          while (e - b < s && !smallest.compare_exchange_weak(s, e - b)) {}
+          int64_t l = largest.load();
+          while (e - b > l && !largest.compare_exchange_weak(l, e - b)) {}
+        },
+        16, chunks_per_thread);
+    EXPECT_EQ(calls.load(), expected) << "chunks/thread " << chunks_per_thread;
+    EXPECT_LE(largest.load() - smallest.load(), 16) << "chunks/thread " << chunks_per_thread;
+  }
+  std::atomic<int> calls{0};
+  pool.ParallelFor(3, [&](int64_t, int64_t) { calls++; }, 1, 4);  // 3 grains: 3 chunks
+  EXPECT_EQ(calls.load(), 3);
 }
 
 TEST(ThreadPoolTest, ManyBackToBackLoops) {
