@@ -103,6 +103,22 @@ void TiledPath(DType type, const float* x, int64_t ldx, const uint8_t* w, float*
 
 #if defined(__AVX512F__)
 
+// 0.0f, 1.0f, ..., 15.0f: a 4-bit q as fp32, looked up by vpermps.
+inline __m512 NibbleLevels() {
+  return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+
+// The 16 bytes at p (one column pair of a Q4 group-block) as the fp32 values
+// of their low and high nibbles. vpermps reads only an index's low 4 bits,
+// so the zero-extended bytes select the low nibble's value as they are and
+// the high nibble's after one shift: two lookups replace two masks and two
+// int-to-float conversions, with the same values.
+inline void NibblesToFloats(const uint8_t* p, __m512 levels, __m512* lo, __m512* hi) {
+  const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  *lo = _mm512_permutexvar_ps(v, levels);
+  *hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), levels);
+}
+
 // MR rows of X against one 16-row group; four partial sums per row of X
 // (even/odd columns, low/high halves) keep FMA chains short.
 template <DType kType, int MR>
@@ -135,11 +151,10 @@ void GroupKernel(const float* x, int64_t ldx, const uint8_t* group, int64_t nb, 
         }
       }
     } else {
-      const __m128i mask = _mm_set1_epi8(0x0F);
+      const __m512 levels = NibbleLevels();
       for (int64_t j = 0; j < kQK / 2; ++j) {
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j * kR));
-        const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v, mask)));
-        const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), mask)));
+        __m512 lo, hi;
+        NibblesToFloats(q + j * kR, levels, &lo, &hi);
         const int p = j % 2 * 2;
         for (int i = 0; i < MR; ++i) {
           const float* xb = x + i * ldx + b * kQK;
@@ -220,11 +235,10 @@ void DecodeGroupBlockTile(const uint8_t* gb, DecodedGroupBlock* t) {
       _mm512_store_ps(t->w[k % 4 * 8 + k / 4], wk);  // chain k % 4, step k / 4
     }
   } else {
-    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m512 levels = NibbleLevels();
     for (int64_t j = 0; j < kQK / 2; ++j) {
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j * kR));
-      const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v, mask)));
-      const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), mask)));
+      __m512 lo, hi;
+      NibblesToFloats(q + j * kR, levels, &lo, &hi);
       const int64_t c = j % 2 * 2;
       _mm512_store_ps(t->w[c * 8 + j / 2], lo);
       _mm512_store_ps(t->w[(c + 1) * 8 + j / 2], hi);
