@@ -76,10 +76,6 @@ void TilesPortable(const Int8Activations& a, int64_t m0, int mr, const int8_t* c
   }
 }
 
-// ---------------------------------------------------------------------------
-// AVX2: maddubs(|q|, sign(cb, q)) = pairwise q*cb in int16; |q|, |cb| <= 127
-// keep each pair sum within 2 * 127^2 < 2^15, so nothing saturates. madd with
-// ones widens the pairs to int32.
 // Columns [k0, K) of one row into the running absmax m of its entries below
 // the threshold (all of them when threshold <= 0): sets *any_outlier when an
 // entry reaches the threshold and *non_finite when one of the others is NaN
@@ -98,6 +94,10 @@ float RowAbsmaxScalar(const float* x, int64_t k0, int64_t K, float threshold, fl
   return m;
 }
 
+// ---------------------------------------------------------------------------
+// AVX2: maddubs(|q|, sign(cb, q)) = pairwise q*cb in int16; |q|, |cb| <= 127
+// keep each pair sum within 2 * 127^2 < 2^15, so nothing saturates. madd with
+// ones widens the pairs to int32.
 TIERSERVE_TARGET_BEGIN("avx2,fma,f16c")
 
 inline int32_t HsumI32(__m256i v) {
