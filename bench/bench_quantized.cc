@@ -15,6 +15,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "bench/read_bandwidth.h"
 #include "runtime/model/model_loader.h"
@@ -23,7 +24,9 @@ ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf", "Model p
 ABSL_FLAG(std::string, threads, "1,2", "Thread counts, comma-separated.");
 ABSL_FLAG(std::string, batches, "1,8", "Batch sizes, comma-separated.");
 ABSL_FLAG(std::string, precisions, "fp32,stored,int8,nf4,fp4",
-          "Precisions, comma-separated (fp32 first gives the vs-fp32 ratios).");
+          "Precisions, comma-separated (fp32 first gives the vs-fp32 ratios). nf4 is "
+          "double-quantized, fp4 is not; a suffix -bf16 or -fp16 (nf4-bf16) sets "
+          "bnb_4bit_compute_dtype, fp32 otherwise.");
 ABSL_FLAG(int32_t, prompt_tokens, 256, "Prompt length of each sequence.");
 ABSL_FLAG(int32_t, decode_tokens, 32, "Decode steps measured.");
 ABSL_FLAG(int32_t, repeats, 2, "Repeats; the best is reported.");
@@ -74,13 +77,16 @@ absl::StatusOr<Speed> Measure(CausalLM& model, int batch, int P, int D, int repe
   return Speed{static_cast<double>(batch) * P / best_prefill, static_cast<double>(batch) * D / best_decode};
 }
 
-QuantizationConfig ConfigFor(const std::string& p) {
+QuantizationConfig ConfigFor(const std::string& precision) {
   QuantizationConfig q;
-  if (p == "int8") q.load_in_8bit = true;
+  if (precision == "int8") q.load_in_8bit = true;
+  const std::string p = precision.substr(0, 3);
   if (p == "nf4" || p == "fp4") {
     q.load_in_4bit = true;
     q.bnb_4bit_quant_type = p == "nf4" ? QuantizationConfig::QuantType::kNf4 : QuantizationConfig::QuantType::kFp4;
     q.bnb_4bit_use_double_quant = p == "nf4";
+    if (absl::EndsWith(precision, "-bf16")) q.bnb_4bit_compute_dtype = ComputeDType::kBf16;
+    if (absl::EndsWith(precision, "-fp16")) q.bnb_4bit_compute_dtype = ComputeDType::kFp16;
   }
   return q;
 }
@@ -95,7 +101,7 @@ int Run() {
 
   std::printf("model %s, prompt %d tokens per sequence, %d decode steps\n",
               absl::GetFlag(FLAGS_model).c_str(), P, D);
-  std::printf("%-7s %3s %5s %12s %12s %12s %9s %9s %9s\n", "prec", "thr", "batch", "MB/step",
+  std::printf("%-9s %3s %5s %12s %12s %12s %9s %9s %9s\n", "prec", "thr", "batch", "MB/step",
               "prefill t/s", "decode t/s", "roofline", "vs fp32", "vs b=1");
   for (int th : threads) {
     ThreadPool pool(th);
@@ -127,7 +133,7 @@ int Run() {
         decode[pi].push_back(s->decode_tps);
         const double roofline = batch * bw / bytes;
         const double fp32 = pi > 0 && precisions[0] == "fp32" ? decode[0][decode[pi].size() - 1] : 0;
-        std::printf("%-7s %3d %5d %12.1f %12.1f %12.1f %9.3f", p.c_str(), th, batch, bytes / 1e6,
+        std::printf("%-9s %3d %5d %12.1f %12.1f %12.1f %9.3f", p.c_str(), th, batch, bytes / 1e6,
                     s->prefill_tps, s->decode_tps, s->decode_tps / roofline);
         if (fp32 > 0) std::printf(" %8.2fx", s->decode_tps / fp32); else std::printf(" %9s", "-");
         std::printf(" %8.2fx\n", s->decode_tps / decode[pi][0]);

@@ -14,6 +14,10 @@ token count evaluated, then --tokens single-token evaluations timed; the
 best of --repeats. It runs in --llama-python (a venv with llama-cpp-python),
 after the daemon has exited, so the two never share the cores.
 
+--rounds N runs N such pairs by turns (daemon, then llama.cpp, N times) and
+prints each pair's ratio and the median: on a shared machine a neighbour's
+burst then spoils one pair, not the figure.
+
 Run with Debian's python3 (python3-grpcio, protoc and grpc_python_plugin,
 which scripts/setup.sh installs), from the repository root:
 
@@ -128,16 +132,27 @@ def main():
     p.add_argument("--activation-precision", default="fp32", choices=("fp32", "int8"))
     p.add_argument("--kv-cache-dtype", default="fp32", choices=("fp32", "fp16"))
     p.add_argument("--llama-python", required=True, help="a python with llama-cpp-python")
+    p.add_argument("--rounds", type=int, default=1, help="pairs run by turns; the median ratio is printed")
     args = p.parse_args()
 
-    ours, prompt_tokens = daemon_decode_rate(args)
-    ref = float(subprocess.run([args.llama_python, "-c", LLAMA_SNIPPET, args.model, str(args.threads),
-                                str(prompt_tokens), str(args.tokens), str(args.repeats)],
-                               check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    pairs = []
+    for _ in range(args.rounds):
+        ours, prompt_tokens = daemon_decode_rate(args)
+        ref = float(subprocess.run([args.llama_python, "-c", LLAMA_SNIPPET, args.model, str(args.threads),
+                                    str(prompt_tokens), str(args.tokens), str(args.repeats)],
+                                   check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        pairs.append((ours, ref))
     print(f"threads {args.threads}, activations {args.activation_precision}, KV cache {args.kv_cache_dtype}, "
           f"prompt {prompt_tokens} tokens, {args.tokens} new tokens, best of {args.repeats}")
     print(f"{'':32}{'tierserve':>12}{'llama.cpp':>12}{'ratio':>10}")
-    print(f"{'decode tok/s (gRPC stream)':32}{ours:12.1f}{ref:12.1f}{ours / ref:10.2f}")
+    for i, (ours, ref) in enumerate(pairs):
+        label = "decode tok/s (gRPC stream)" + (f", pair {i + 1}" if len(pairs) > 1 else "")
+        print(f"{label:32}{ours:12.1f}{ref:12.1f}{ours / ref:10.2f}")
+    if len(pairs) > 1:
+        ratios = sorted(o / r for o, r in pairs)
+        mid = len(ratios) // 2
+        median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+        print(f"{'median ratio of ' + str(len(pairs)) + ' pairs':32}{'':24}{median:10.2f}")
 
 
 if __name__ == "__main__":

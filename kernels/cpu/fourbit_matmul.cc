@@ -608,6 +608,25 @@ void NibbleTileAvx512(const FourBitWeight& w, const XPanel& xp, int64_t n, const
 // the panel is decoded first into a stack buffer (at most 64 x 32 floats).
 constexpr int64_t kAbsmaxRows = 64;
 
+// The panel's absmax of W rows [c0, c1): read in place, or decoded into
+// `decoded` (kAbsmaxRows * kPanel / 64 floats) when double-quantized.
+PanelAbsmax PanelAbsmaxFor(const FourBitWeight& w, const XPanel& xp, const Code2Table* code2,
+                           int64_t c0, int64_t c1, float* decoded) {
+  const int64_t bs = w.blocksize;
+  const int64_t blocks_per_row = w.cols / bs;
+  const int64_t panel_blocks = (xp.k1 - xp.k0) / bs;
+  if (w.absmax != nullptr) return PanelAbsmax{w.absmax + c0 * blocks_per_row + xp.k0 / bs, blocks_per_row};
+  if (panel_blocks == blocks_per_row) {  // the rows' blocks are consecutive
+    DecodeAbsmax512(w, *code2, c0 * blocks_per_row, (c1 - c0) * blocks_per_row, decoded);
+  } else {
+    for (int64_t r = c0; r < c1; ++r) {
+      DecodeAbsmax512(w, *code2, r * blocks_per_row + xp.k0 / bs, panel_blocks,
+                      decoded + (r - c0) * panel_blocks);
+    }
+  }
+  return PanelAbsmax{decoded, panel_blocks};
+}
+
 template <int MR>
 void NibbleRowsAvx512(const FourBitWeight& w, const XPanel& xp, int64_t n0, int64_t n1, const YOut& out) {
   // One row of W per tile at one row of X: decode (SmolLM2, bench_quantized,
@@ -616,28 +635,12 @@ void NibbleRowsAvx512(const FourBitWeight& w, const XPanel& xp, int64_t n0, int6
   // the speed). A row's arithmetic does not depend on the tile, so neither do
   // its bits.
   constexpr int NR = MR == 1 ? 1 : 2;
-  const int64_t bs = w.blocksize;
-  const int64_t blocks_per_row = w.cols / bs;
-  const int64_t panel_blocks = (xp.k1 - xp.k0) / bs;
   alignas(64) float decoded[kAbsmaxRows * (kPanel / 64)];
   std::optional<Code2Table> code2;
   if (w.absmax == nullptr) code2.emplace(w.code2);
   for (int64_t c0 = n0; c0 < n1; c0 += kAbsmaxRows) {
     const int64_t c1 = std::min(n1, c0 + kAbsmaxRows);
-    PanelAbsmax pa{nullptr, blocks_per_row};
-    if (w.absmax != nullptr) {
-      pa.am = w.absmax + c0 * blocks_per_row + xp.k0 / bs;
-    } else {
-      if (panel_blocks == blocks_per_row) {  // the rows' blocks are consecutive
-        DecodeAbsmax512(w, *code2, c0 * blocks_per_row, (c1 - c0) * blocks_per_row, decoded);
-      } else {
-        for (int64_t r = c0; r < c1; ++r) {
-          DecodeAbsmax512(w, *code2, r * blocks_per_row + xp.k0 / bs, panel_blocks,
-                          decoded + (r - c0) * panel_blocks);
-        }
-      }
-      pa = PanelAbsmax{decoded, panel_blocks};
-    }
+    const PanelAbsmax pa = PanelAbsmaxFor(w, xp, code2 ? &*code2 : nullptr, c0, c1, decoded);
     int64_t n = c0;
     for (; n + NR <= c1; n += NR) {
       NibbleTileAvx512<MR, NR>(w, xp, n, PanelAbsmax{pa.am + (n - c0) * pa.ld, pa.ld}, out);
@@ -734,6 +737,113 @@ void BlockKernelBf16Dot(const FourBitWeight& w, const XPanel& xp, int64_t n0, in
   }
 }
 
+// bf16 compute, blocksize a multiple of 64: a 64-byte load holds 128
+// weights, the first 64 (128-bit lanes 0-1) in one block and the next 64
+// (lanes 2-3) in one block. Each block's 16 weights round_bf16(code *
+// absmax) are split into a table of their low bytes and one of their high
+// bytes, each in every lane of its block; vpshufb looks 64 nibbles up in a
+// table at once, and an unpack of the two byte planes gives 32 bf16 words.
+// Per 128 weights: 3 ops of indices, 4 lookups, 4 unpacks and 4 vdpbf16ps
+// (32 products each), and 6 ops of tables, against 4 widenings, 12 index
+// ops, 4 vpermw and ~20 table ops per 128 in BlockTileBf16Dot.
+// Word 32q + 8L + j of a group (vector q, lane L) is the weight of column
+// 32L + 16(q & 1) + (q >> 1) + 2j: high nibbles (even columns) give q = 0
+// and 1, low nibbles q = 2 and 3; X is stored in that order
+// (FillBf16NibbleOrder). Four accumulators per output, one per q, summed
+// at the end, so that at one row of X four chains run at once.
+constexpr int kBf16NibbleColumn(int p) {
+  const int q = p / 32, lane = p % 32 / 8, j = p % 8;
+  return 32 * lane + 16 * (q & 1) + (q >> 1) + 2 * j;
+}
+
+// x[m, k0 + g*128 + kBf16NibbleColumn(p)] -> out[m * ldo + g*128 + p] as
+// bf16 words; zero past the panel.
+void FillBf16NibbleOrder(const float* x, int64_t ldx, int mr, int64_t len, uint16_t* out, int64_t ldo) {
+  alignas(64) uint16_t words[kNibbleGroup];
+  for (int m = 0; m < mr; ++m) {
+    for (int64_t g = 0; g < len; g += kNibbleGroup) {
+      const int64_t n = std::min<int64_t>(kNibbleGroup, len - g);
+      FillBf16Words(x + m * ldx + g, ldx, 1, n, words, kNibbleGroup);
+      std::fill(words + n, words + kNibbleGroup, uint16_t{0});
+      uint16_t* o = out + m * ldo + g;
+      for (int p = 0; p < kNibbleGroup; ++p) o[p] = words[kBf16NibbleColumn(p)];
+    }
+  }
+}
+
+template <int MR>
+void NibbleTileBf16Dot(const FourBitWeight& w, const XPanel& xp, int64_t n, const PanelAbsmax& pa,
+                       const YOut& out) {
+  const int64_t K = w.cols;
+  const int64_t bs = w.blocksize;
+  const __m512 code = _mm512_loadu_ps(w.code);
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  // Per lane: the low bytes of its 8 words, then their high bytes.
+  const __m512i split = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+  // Lanes 0-1 get block A's 16 low (high) bytes, lanes 2-3 block B's.
+  const __m512i low_planes = _mm512_setr_epi64(0, 2, 0, 2, 4, 6, 4, 6);
+  const __m512i high_planes = _mm512_setr_epi64(1, 3, 1, 3, 5, 7, 5, 7);
+  __m512 acc[MR][4];
+  for (int i = 0; i < MR; ++i)
+    for (int q = 0; q < 4; ++q) acc[i][q] = _mm512_setzero_ps();
+  for (int64_t kg = xp.k0; kg < xp.k1; kg += kNibbleGroup) {
+    const bool half = xp.k1 - kg < kNibbleGroup;  // 64 columns left
+    const uint8_t* p = w.packed + (n * K + kg) / 2;
+    const __m512i v = half ? _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)))
+                           : _mm512_loadu_si512(p);
+    const float a0 = pa.am[(kg - xp.k0) / bs];
+    const float a1 = half ? 0.0f : pa.am[(kg + 64 - xp.k0) / bs];
+    // Words 0-15: round_bf16(code * a0) (lanes 0-1); 16-31: with a1.
+    const __m512i tab = (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(code, _mm512_set1_ps(a1)),
+                                                     _mm512_mul_ps(code, _mm512_set1_ps(a0)));
+    const __m512i bytes = _mm512_shuffle_epi8(tab, split);
+    const __m512i plane_lo = _mm512_permutexvar_epi64(low_planes, bytes);
+    const __m512i plane_hi = _mm512_permutexvar_epi64(high_planes, bytes);
+    const __m512i even = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+    const __m512i odd = _mm512_and_si512(v, nibble);
+    const __m512i even_lo = _mm512_shuffle_epi8(plane_lo, even);
+    const __m512i even_hi = _mm512_shuffle_epi8(plane_hi, even);
+    const __m512i odd_lo = _mm512_shuffle_epi8(plane_lo, odd);
+    const __m512i odd_hi = _mm512_shuffle_epi8(plane_hi, odd);
+    const __m512i wv[4] = {_mm512_unpacklo_epi8(even_lo, even_hi), _mm512_unpackhi_epi8(even_lo, even_hi),
+                           _mm512_unpacklo_epi8(odd_lo, odd_hi), _mm512_unpackhi_epi8(odd_lo, odd_hi)};
+    const uint16_t* x = xp.bf16 + (kg - xp.k0);
+    for (int i = 0; i < MR; ++i) {
+      for (int q = 0; q < 4; ++q) {
+        const __m512i xv = _mm512_loadu_si512(x + i * xp.ld + 32 * q);
+        acc[i][q] = _mm512_dpbf16_ps(acc[i][q], AsBf16Pairs(wv[q]), AsBf16Pairs(xv));
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    const __m512 s = _mm512_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]), _mm512_add_ps(acc[i][2], acc[i][3]));
+    out.Put(i, n, Sum16(s));
+  }
+}
+
+template <int MR>
+void NibbleRowsBf16Dot(const FourBitWeight& w, const XPanel& xp, int64_t n0, int64_t n1, const YOut& out) {
+  alignas(64) float decoded[kAbsmaxRows * (kPanel / 64)];
+  std::optional<Code2Table> code2;
+  if (w.absmax == nullptr) code2.emplace(w.code2);
+  for (int64_t c0 = n0; c0 < n1; c0 += kAbsmaxRows) {
+    const int64_t c1 = std::min(n1, c0 + kAbsmaxRows);
+    const PanelAbsmax pa = PanelAbsmaxFor(w, xp, code2 ? &*code2 : nullptr, c0, c1, decoded);
+    for (int64_t n = c0; n < c1; ++n) {
+      NibbleTileBf16Dot<MR>(w, xp, n, PanelAbsmax{pa.am + (n - c0) * pa.ld, pa.ld}, out);
+    }
+  }
+}
+
+void NibbleKernelBf16Dot(const FourBitWeight& w, const XPanel& xp, int64_t n0, int64_t n1, const YOut& out) {
+  switch (xp.mr) {
+    case 1: return NibbleRowsBf16Dot<1>(w, xp, n0, n1, out);
+    case 2: return NibbleRowsBf16Dot<2>(w, xp, n0, n1, out);
+    case 3: return NibbleRowsBf16Dot<3>(w, xp, n0, n1, out);
+    default: return NibbleRowsBf16Dot<4>(w, xp, n0, n1, out);
+  }
+}
+
 TIERSERVE_TARGET_END
 
 // ---------------------------------------------------------------------------
@@ -768,7 +878,12 @@ void Run(CpuPath path, const FourBitWeight& w, const float* x, int64_t ldx, floa
         xp.ld = k1 - k0;
         if (bf16_dot) {
           uint16_t* words = reinterpret_cast<uint16_t*>(buf);
-          FillBf16Words(xs, ldx, xp.mr, k1 - k0, words, xp.ld);
+          if (UsesNibbleOrder512(w)) {
+            xp.ld = (k1 - k0 + kNibbleGroup - 1) / kNibbleGroup * kNibbleGroup;
+            FillBf16NibbleOrder(xs, ldx, xp.mr, k1 - k0, words, xp.ld);
+          } else {
+            FillBf16Words(xs, ldx, xp.mr, k1 - k0, words, xp.ld);
+          }
           xp.bf16 = words;
         } else {
           if (nibble_order) {
@@ -788,7 +903,11 @@ void Run(CpuPath path, const FourBitWeight& w, const float* x, int64_t ldx, floa
       if (!blocks) {
         GeneralRows<kCd>(w, xp, n0, n1, out);
       } else if (bf16_dot) {
-        BlockKernelBf16Dot(w, xp, n0, n1, out);
+        if (UsesNibbleOrder512(w)) {
+          NibbleKernelBf16Dot(w, xp, n0, n1, out);
+        } else {
+          BlockKernelBf16Dot(w, xp, n0, n1, out);
+        }
       } else if (nibble_order) {
         NibbleKernelAvx512(w, xp, n0, n1, out);
       } else if (planes) {
