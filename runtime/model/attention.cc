@@ -96,12 +96,29 @@ void CausalAttention(const Kernels& k, const BatchRows& rows, absl::Span<const S
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
 
   // Each sequence's blocks for this layer, asked of its cache once per block.
-  std::vector<int64_t> seq_len(batch.size(), 0);
+  // These tables and the span partials below are the calling thread's, kept
+  // between calls (every layer of every step needs them; the workers only
+  // read them during the call).
+  struct Scratch {
+    std::vector<int64_t> seq_len, first_span, first_partial;
+    std::vector<std::vector<const void*>> keys, values;
+    std::vector<float> partials;
+  };
+  thread_local Scratch tables;
+  std::vector<int64_t>& seq_len = tables.seq_len;
+  seq_len.assign(batch.size(), 0);
   for (int64_t t = 0; t < T; ++t) seq_len[rows.seq[t]] = std::max(seq_len[rows.seq[t]], rows.pos[t] + 1);
-  std::vector<std::vector<const void*>> key_blocks(batch.size()), value_blocks(batch.size());
+  std::vector<std::vector<const void*>>& key_blocks = tables.keys;
+  std::vector<std::vector<const void*>>& value_blocks = tables.values;
+  if (key_blocks.size() < batch.size()) {
+    key_blocks.resize(batch.size());
+    value_blocks.resize(batch.size());
+  }
   for (size_t s = 0; s < batch.size(); ++s) {
     KvCache* cache = batch[s].cache;
     const int64_t bt = cache->block_tokens();
+    key_blocks[s].clear();
+    value_blocks[s].clear();
     for (int64_t b = 0; b * bt < seq_len[s]; ++b) {
       key_blocks[s].push_back(cache->KeyBlock(layer, b));
       value_blocks[s].push_back(cache->ValueBlock(layer, b));
@@ -164,14 +181,18 @@ void CausalAttention(const Kernels& k, const BatchRows& rows, absl::Span<const S
   }
   // By span: an item per (row, span, KV heads); the partials of a row's
   // heads are laid out [head][span], so each head's spans are consecutive.
-  std::vector<int64_t> first_span(T + 1, 0), first_partial(T + 1, 0);
+  std::vector<int64_t>& first_span = tables.first_span;
+  std::vector<int64_t>& first_partial = tables.first_partial;
+  first_span.assign(T + 1, 0);
+  first_partial.assign(T + 1, 0);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t spans = AttentionSpans(rows.pos[t] + 1);
     first_span[t + 1] = first_span[t] + spans;
     first_partial[t + 1] = first_partial[t] + num_heads * spans * pf;
   }
   const int64_t kpi = kv_per_item(first_span[T]), chunks = num_kv_heads / kpi;
-  std::vector<float> partials(static_cast<size_t>(first_partial[T]));
+  std::vector<float>& partials = tables.partials;
+  partials.resize(static_cast<size_t>(first_partial[T]));
   pool->ParallelFor(first_span[T] * chunks, [&](int64_t begin, int64_t end) {
     int64_t t = std::upper_bound(first_span.begin(), first_span.end(), begin / chunks) - first_span.begin() - 1;
     for (int64_t i = begin; i < end; ++i) {
