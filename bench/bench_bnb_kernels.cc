@@ -9,7 +9,10 @@
 // at M = 1 it is to be read against the machine's memory bandwidth.
 // Prints a table; asserts nothing.
 //
-// Usage: bench_bnb_kernels [--min_seconds=0.2] [--quick] [--cached]
+// Usage: bench_bnb_kernels [--min_seconds=0.2] [--quick] [--cached] [--path=P]
+// --path runs the int8 and 4-bit kernels on path P (portable, avx2,
+// avx512vnni, avx512bf16; the CPU must have it) instead of the best one: an
+// AVX2-only CPU's kernels, timed on this one.
 // GCC 12's AVX-512 headers trip -Wuninitialized once inlined.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -47,6 +50,8 @@ constexpr int64_t kBlock = 64;
 
 // --cached: one copy, so weights that fit stay in cache (the compute limit).
 bool g_cached = false;
+// --path: the int8 and 4-bit kernels' path.
+CpuPath g_path = BestCpuPath();
 
 int CopiesFor(int64_t bytes) {
   return g_cached ? 1 : static_cast<int>(std::max<int64_t>(1, kStreamBytes / bytes + 1));
@@ -144,19 +149,20 @@ void BenchShape(int64_t N, int64_t K, const std::vector<int64_t>& ms, double min
     rows.push_back({"fp32", TimePerCall([&](int c) {
                       MatMulF32(x.data(), K, wf[c].data(), y.data(), N, M, K, 0, N);
                     }, f32_copies, min_seconds), static_cast<double>(f32_bytes)});
-    QuantizeActivationsInt8(x.data(), M, K, 6.0f, &act);
+    QuantizeActivationsInt8OnPath(g_path, x.data(), M, K, 6.0f, &act);
     rows.push_back({"int8", TimePerCall([&](int c) {
-                      Int8MatMul(act, cb[c].data(), scb.data(), aux[c], y.data(), N, M, K, 0, N);
+                      Int8MatMulOnPath(g_path, act, cb[c].data(), scb.data(), aux[c], y.data(), N, M, K, 0, N);
                     }, i8_copies, min_seconds), static_cast<double>(i8_bytes)});
-    const double quantize = TimePerCall([&](int) { QuantizeActivationsInt8(x.data(), M, K, 6.0f, &act); }, 1,
-                                        min_seconds / 4);
+    const double quantize = TimePerCall(
+        [&](int) { QuantizeActivationsInt8OnPath(g_path, x.data(), M, K, 6.0f, &act); }, 1, min_seconds / 4);
     rows.push_back({"int8 quantize X", quantize, 0});
     for (const bool dq : {false, true}) {
-      for (const ComputeDType cd : {ComputeDType::kFp32, ComputeDType::kBf16}) {
-        const std::string name = std::string(dq ? "nf4-dq " : "nf4 ") + (cd == ComputeDType::kFp32 ? "fp32" : "bf16");
+      for (const ComputeDType cd : {ComputeDType::kFp32, ComputeDType::kFp16, ComputeDType::kBf16}) {
+        const std::string name = std::string(dq ? "nf4-dq " : "nf4 ") +
+                                 (cd == ComputeDType::kFp32 ? "fp32" : cd == ComputeDType::kFp16 ? "fp16" : "bf16");
         rows.push_back({name, TimePerCall([&](int c) {
                           const FourBitWeight w = view(c, dq);
-                          FourBitMatMul(w, x.data(), K, y.data(), N, M, 0, N, cd);
+                          FourBitMatMulOnPath(g_path, w, x.data(), K, y.data(), N, M, 0, N, cd);
                         }, nf4_copies, min_seconds),
                         static_cast<double>(dq ? nf4_dq_bytes : nf4_plain_bytes)});
       }
@@ -181,6 +187,18 @@ void BenchShape(int64_t N, int64_t K, const std::vector<int64_t>& ms, double min
 }  // namespace
 }  // namespace tierserve::cpu
 
+// The path named `name`, if this CPU has it.
+bool PathNamed(const char* name, tierserve::cpu::CpuPath* path) {
+  using tierserve::cpu::CpuPath;
+  for (const CpuPath p : {CpuPath::kPortable, CpuPath::kAvx2, CpuPath::kAvx512Vnni, CpuPath::kAvx512Bf16}) {
+    if (std::strcmp(name, tierserve::cpu::CpuPathName(p)) == 0 && tierserve::cpu::CpuPathSupported(p)) {
+      *path = p;
+      return true;
+    }
+  }
+  return false;
+}
+
 int main(int argc, char** argv) {
   double min_seconds = 0.2;
   bool quick = false;
@@ -188,15 +206,18 @@ int main(int argc, char** argv) {
     if (std::strncmp(argv[i], "--min_seconds=", 14) == 0) min_seconds = std::atof(argv[i] + 14);
     else if (std::strcmp(argv[i], "--quick") == 0) quick = true;
     else if (std::strcmp(argv[i], "--cached") == 0) tierserve::cpu::g_cached = true;
+    else if (std::strncmp(argv[i], "--path=", 7) == 0 && PathNamed(argv[i] + 7, &tierserve::cpu::g_path)) continue;
     else {
-      std::fprintf(stderr, "usage: %s [--min_seconds=S] [--quick] [--cached]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--min_seconds=S] [--quick] [--cached] [--path=portable|avx2|avx512vnni|avx512bf16]\n"
+                   "(--path: one this CPU has)\n",
+                   argv[0]);
       return 2;
     }
   }
-  using tierserve::cpu::BestCpuPath;
   using tierserve::cpu::CpuPathName;
-  std::printf("one thread, path %s; weights %s; speedup = fp32 time / kernel time\n",
-              CpuPathName(BestCpuPath()),
+  std::printf("one thread, path %s (fp32: the best); weights %s; speedup = fp32 time / kernel time\n",
+              CpuPathName(tierserve::cpu::g_path),
               tierserve::cpu::g_cached ? "reused (cache-resident when they fit)" : "streamed (> L3)");
   std::printf("memory read bandwidth, one thread: %.1f GB/s\n", tierserve::cpu::ReadBandwidth());
   std::printf("%-14s %4s  %-16s %13s %13s %16s %10s\n", "N x K", "M", "kernel", "time", "weights",
