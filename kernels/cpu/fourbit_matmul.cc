@@ -627,6 +627,19 @@ PanelAbsmax PanelAbsmaxFor(const FourBitWeight& w, const XPanel& xp, const Code2
   return PanelAbsmax{decoded, panel_blocks};
 }
 
+// Rows [n0, n1) of W, kAbsmaxRows at a time: tile_rows(c0, c1, pa) runs the
+// tiles of rows [c0, c1) with their absmax for the panel in `pa`.
+template <typename TileRows>
+void NibbleRows(const FourBitWeight& w, const XPanel& xp, int64_t n0, int64_t n1, const TileRows& tile_rows) {
+  alignas(64) float decoded[kAbsmaxRows * (kPanel / 64)];
+  std::optional<Code2Table> code2;
+  if (w.absmax == nullptr) code2.emplace(w.code2);
+  for (int64_t c0 = n0; c0 < n1; c0 += kAbsmaxRows) {
+    const int64_t c1 = std::min(n1, c0 + kAbsmaxRows);
+    tile_rows(c0, c1, PanelAbsmaxFor(w, xp, code2 ? &*code2 : nullptr, c0, c1, decoded));
+  }
+}
+
 template <int MR>
 void NibbleRowsAvx512(const FourBitWeight& w, const XPanel& xp, int64_t n0, int64_t n1, const YOut& out) {
   // One row of W per tile at one row of X: decode (SmolLM2, bench_quantized,
@@ -635,12 +648,7 @@ void NibbleRowsAvx512(const FourBitWeight& w, const XPanel& xp, int64_t n0, int6
   // the speed). A row's arithmetic does not depend on the tile, so neither do
   // its bits.
   constexpr int NR = MR == 1 ? 1 : 2;
-  alignas(64) float decoded[kAbsmaxRows * (kPanel / 64)];
-  std::optional<Code2Table> code2;
-  if (w.absmax == nullptr) code2.emplace(w.code2);
-  for (int64_t c0 = n0; c0 < n1; c0 += kAbsmaxRows) {
-    const int64_t c1 = std::min(n1, c0 + kAbsmaxRows);
-    const PanelAbsmax pa = PanelAbsmaxFor(w, xp, code2 ? &*code2 : nullptr, c0, c1, decoded);
+  NibbleRows(w, xp, n0, n1, [&](int64_t c0, int64_t c1, const PanelAbsmax& pa) {
     int64_t n = c0;
     for (; n + NR <= c1; n += NR) {
       NibbleTileAvx512<MR, NR>(w, xp, n, PanelAbsmax{pa.am + (n - c0) * pa.ld, pa.ld}, out);
@@ -648,7 +656,7 @@ void NibbleRowsAvx512(const FourBitWeight& w, const XPanel& xp, int64_t n0, int6
     for (; n < c1; ++n) {
       NibbleTileAvx512<MR, 1>(w, xp, n, PanelAbsmax{pa.am + (n - c0) * pa.ld, pa.ld}, out);
     }
-  }
+  });
 }
 
 void NibbleKernelAvx512(const FourBitWeight& w, const XPanel& xp, int64_t n0, int64_t n1, const YOut& out) {
@@ -823,16 +831,11 @@ void NibbleTileBf16Dot(const FourBitWeight& w, const XPanel& xp, int64_t n, cons
 
 template <int MR>
 void NibbleRowsBf16Dot(const FourBitWeight& w, const XPanel& xp, int64_t n0, int64_t n1, const YOut& out) {
-  alignas(64) float decoded[kAbsmaxRows * (kPanel / 64)];
-  std::optional<Code2Table> code2;
-  if (w.absmax == nullptr) code2.emplace(w.code2);
-  for (int64_t c0 = n0; c0 < n1; c0 += kAbsmaxRows) {
-    const int64_t c1 = std::min(n1, c0 + kAbsmaxRows);
-    const PanelAbsmax pa = PanelAbsmaxFor(w, xp, code2 ? &*code2 : nullptr, c0, c1, decoded);
+  NibbleRows(w, xp, n0, n1, [&](int64_t c0, int64_t c1, const PanelAbsmax& pa) {
     for (int64_t n = c0; n < c1; ++n) {
       NibbleTileBf16Dot<MR>(w, xp, n, PanelAbsmax{pa.am + (n - c0) * pa.ld, pa.ld}, out);
     }
-  }
+  });
 }
 
 void NibbleKernelBf16Dot(const FourBitWeight& w, const XPanel& xp, int64_t n0, int64_t n1, const YOut& out) {
