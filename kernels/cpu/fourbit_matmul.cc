@@ -802,6 +802,9 @@ void NibbleTileBf16Dot(const FourBitWeight& w, const XPanel& xp, int64_t n, cons
     const float a0 = pa.am[(kg - xp.k0) / bs];
     const float a1 = half ? 0.0f : pa.am[(kg + 64 - xp.k0) / bs];
     // Words 0-15: round_bf16(code * a0) (lanes 0-1); 16-31: with a1.
+    // vcvtne2ps2bf16 rounds to nearest even as F32ToBF16 does, but reads a
+    // denormal product as zero; vdpbf16ps reads a denormal weight as zero
+    // too, so the products are the same.
     const __m512i tab = (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(code, _mm512_set1_ps(a1)),
                                                      _mm512_mul_ps(code, _mm512_set1_ps(a0)));
     const __m512i bytes = _mm512_shuffle_epi8(tab, split);
