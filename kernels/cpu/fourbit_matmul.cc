@@ -863,6 +863,7 @@ void Run(CpuPath path, const FourBitWeight& w, const float* x, int64_t ldx, floa
   const bool planes = blocks && kCd != ComputeDType::kFp16 && path == CpuPath::kAvx2;
   const bool nibble_order = blocks && kCd == ComputeDType::kFp32 && !planes &&
                             path != CpuPath::kPortable && UsesNibbleOrder512(w);
+  const bool bf16_nibble_order = bf16_dot && UsesNibbleOrder512(w);
   // X is read in place (fp32, unless the plane kernels want it permuted) or
   // rounded and rearranged into `buf` a panel at a time, panels ending on
   // block boundaries for the block kernels.
@@ -881,11 +882,12 @@ void Run(CpuPath path, const FourBitWeight& w, const float* x, int64_t ldx, floa
         xp.f32 = xs;
         xp.ld = ldx;
       } else {
-        xp.ld = k1 - k0;
+        // The nibble-order kernels read whole groups of 128 columns.
+        xp.ld = nibble_order || bf16_nibble_order ? (k1 - k0 + kNibbleGroup - 1) / kNibbleGroup * kNibbleGroup
+                                                  : k1 - k0;
         if (bf16_dot) {
           uint16_t* words = reinterpret_cast<uint16_t*>(buf);
-          if (UsesNibbleOrder512(w)) {
-            xp.ld = (k1 - k0 + kNibbleGroup - 1) / kNibbleGroup * kNibbleGroup;
+          if (bf16_nibble_order) {
             FillBf16NibbleOrder(xs, ldx, xp.mr, k1 - k0, words, xp.ld);
           } else {
             FillBf16Words(xs, ldx, xp.mr, k1 - k0, words, xp.ld);
@@ -893,7 +895,6 @@ void Run(CpuPath path, const FourBitWeight& w, const float* x, int64_t ldx, floa
           xp.bf16 = words;
         } else {
           if (nibble_order) {
-            xp.ld = (k1 - k0 + kNibbleGroup - 1) / kNibbleGroup * kNibbleGroup;
             FillNibbleOrder512(xs, ldx, xp.mr, k1 - k0, buf, xp.ld);
           } else if (planes) {
             FillPermutedAvx2<kCd>(xs, ldx, xp.mr, k1 - k0, buf, xp.ld);
@@ -909,7 +910,7 @@ void Run(CpuPath path, const FourBitWeight& w, const float* x, int64_t ldx, floa
       if (!blocks) {
         GeneralRows<kCd>(w, xp, n0, n1, out);
       } else if (bf16_dot) {
-        if (UsesNibbleOrder512(w)) {
+        if (bf16_nibble_order) {
           NibbleKernelBf16Dot(w, xp, n0, n1, out);
         } else {
           BlockKernelBf16Dot(w, xp, n0, n1, out);
