@@ -151,264 +151,119 @@ void AttendTilePortable(const float* q, int64_t heads, int64_t head_dim, float s
 // ---------------------------------------------------------------------------
 // AVX2 + FMA + F16C: a tile's 16 lanes are two registers of 8.
 TIERSERVE_TARGET_BEGIN("avx2,fma,f16c")
+namespace avx2 {
 
-__m256 Exp8(__m256 x) {
-  const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(kExpMin), _CMP_GE_OQ);
-  x = _mm256_max_ps(x, _mm256_set1_ps(kExpMin));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-kLn2Hi), x);
-  r = _mm256_fmadd_ps(n, _mm256_set1_ps(-kLn2Lo), r);
-  __m256 p = _mm256_set1_ps(kP0);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP1));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP2));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP3));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP4));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP5));
-  const __m256 r2 = _mm256_mul_ps(r, r);
-  p = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
+using V = __m256;
+constexpr int kWidth = 8;
+constexpr int kMaxHeads = 3;  // 3 heads x 4 partial sums: 12 of the 16 ymm
+
+inline V Zero() { return _mm256_setzero_ps(); }
+inline V Splat(float f) { return _mm256_set1_ps(f); }
+inline V Add(V a, V b) { return _mm256_add_ps(a, b); }
+inline V Sub(V a, V b) { return _mm256_sub_ps(a, b); }
+inline V Mul(V a, V b) { return _mm256_mul_ps(a, b); }
+inline V Fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+inline V Load(const float* p) { return _mm256_loadu_ps(p); }
+inline V Load(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline void Store(float* p, V a) { _mm256_storeu_ps(p, a); }
+
+V Exp(V x) {
+  const V keep = _mm256_cmp_ps(x, Splat(kExpMin), _CMP_GE_OQ);
+  x = _mm256_max_ps(x, Splat(kExpMin));
+  const V n = _mm256_round_ps(Mul(x, Splat(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  V r = Fma(n, Splat(-kLn2Hi), x);
+  r = Fma(n, Splat(-kLn2Lo), r);
+  V p = Splat(kP0);
+  p = Fma(p, r, Splat(kP1));
+  p = Fma(p, r, Splat(kP2));
+  p = Fma(p, r, Splat(kP3));
+  p = Fma(p, r, Splat(kP4));
+  p = Fma(p, r, Splat(kP5));
+  p = Add(Fma(p, Mul(r, r), r), Splat(1.0f));
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
+  return _mm256_and_ps(Mul(p, _mm256_castsi256_ps(e)), keep);
 }
 
-void AttentionExpAvx2(float* x, int64_t n) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, Exp8(_mm256_loadu_ps(x + i)));
-  for (; i < n; ++i) x[i] = ExpScalar(x[i]);
+inline V Masked(V s, V sc, int64_t i0, int64_t len) {
+  const V lane = _mm256_add_ps(_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), Splat(static_cast<float>(i0)));
+  const V valid = _mm256_cmp_ps(lane, Splat(static_cast<float>(len)), _CMP_LT_OQ);
+  return _mm256_blendv_ps(Splat(kMinusInf), Mul(s, sc), valid);
 }
 
-inline __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 Load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-
-// The tile's scores of H heads, lanes [8 * half, 8 * half + 8).
-template <int H, typename T>
-void ScoresAvx2(const float* q, int64_t head_dim, const Tile<T>& tile, int half, __m256 s[H]) {
-  __m256 a[H][4];
-  for (int h = 0; h < H; ++h)
-    for (int j = 0; j < 4; ++j) a[h][j] = _mm256_setzero_ps();
-  const T* kt = tile.kt + 8 * half;
-  int64_t d = 0;
-  for (; d + 4 <= head_dim; d += 4) {
-    if (half == 0) PrefetchKeys(tile, d);
-    for (int j = 0; j < 4; ++j) {
-      const __m256 k = Load8(kt + (d + j) * tile.ks);
-      for (int h = 0; h < H; ++h) a[h][j] = _mm256_fmadd_ps(_mm256_set1_ps(q[h * head_dim + d + j]), k, a[h][j]);
-    }
-  }
-  for (int j = 0; d < head_dim; ++d, ++j) {
-    const __m256 k = Load8(kt + d * tile.ks);
-    for (int h = 0; h < H; ++h) a[h][j] = _mm256_fmadd_ps(_mm256_set1_ps(q[h * head_dim + d]), k, a[h][j]);
-  }
-  for (int h = 0; h < H; ++h) s[h] = _mm256_add_ps(_mm256_add_ps(a[h][0], a[h][1]), _mm256_add_ps(a[h][2], a[h][3]));
+inline float TileMax(const V (&x)[2]) {
+  V mx = _mm256_max_ps(x[0], x[1]);
+  mx = _mm256_max_ps(mx, _mm256_permute2f128_ps(mx, mx, 1));
+  mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, _MM_SHUFFLE(1, 0, 3, 2)));
+  mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm256_cvtss_f32(mx);
 }
 
-template <int H, typename T>
-void AttendHeadsAvx2(const float* q, int64_t head_dim, float scale, const Tile<T>& tile, float* partials,
-                     int64_t partial_stride) {
-  __m256 lo[H], hi[H];
-  ScoresAvx2<H>(q, head_dim, tile, 0, lo);
-  ScoresAvx2<H>(q, head_dim, tile, 1, hi);
-  const __m256 iota0 = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), iota1 = _mm256_setr_ps(8, 9, 10, 11, 12, 13, 14, 15);
-  const __m256 lenv = _mm256_set1_ps(static_cast<float>(tile.len)), ninf = _mm256_set1_ps(kMinusInf);
-  const __m256 valid0 = _mm256_cmp_ps(iota0, lenv, _CMP_LT_OQ), valid1 = _mm256_cmp_ps(iota1, lenv, _CMP_LT_OQ);
-  const __m256 sc = _mm256_set1_ps(scale);
-  alignas(32) float p[H][kAttentionTile];
-  float c[H];
-  for (int h = 0; h < H; ++h) {
-    float* part = partials + h * partial_stride;
-    const __m256 x0 = _mm256_blendv_ps(ninf, _mm256_mul_ps(lo[h], sc), valid0);
-    const __m256 x1 = _mm256_blendv_ps(ninf, _mm256_mul_ps(hi[h], sc), valid1);
-    __m256 mx = _mm256_max_ps(x0, x1);
-    mx = _mm256_max_ps(mx, _mm256_permute2f128_ps(mx, mx, 1));
-    mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, _MM_SHUFFLE(1, 0, 3, 2)));
-    mx = _mm256_max_ps(mx, _mm256_shuffle_ps(mx, mx, _MM_SHUFFLE(2, 3, 0, 1)));
-    const float m = std::fmax(part[0], _mm256_cvtss_f32(mx));
-    const __m256 mv = _mm256_set1_ps(m);
-    const __m256 p0 = Exp8(_mm256_sub_ps(x0, mv)), p1 = Exp8(_mm256_sub_ps(x1, mv));
-    _mm256_store_ps(p[h], p0);
-    _mm256_store_ps(p[h] + 8, p1);
-    const __m256 t = _mm256_add_ps(p0, p1);                                           // t[i] = p[i] + p[i+8]
-    __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));  // t[i] + t[i+4]
-    u = _mm_add_ps(u, _mm_movehl_ps(u, u));                                           // (0+4)+(2+6), (1+5)+(3+7)
-    const float sum = _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)));
-    c[h] = ExpScalar(part[0] - m);
-    part[0] = m;
-    part[1] = std::fma(part[1], c[h], sum);
-  }
-  // Outputs 32 dimensions at a time: H x 4 accumulators.
-  int64_t d = 0;
-  for (; d + 32 <= head_dim; d += 32) {
-    __m256 acc[H][4];
-    for (int h = 0; h < H; ++h) {
-      const float* o = partials + h * partial_stride + 2 + d;
-      for (int j = 0; j < 4; ++j) acc[h][j] = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * j), _mm256_set1_ps(c[h]));
-    }
-    for (int64_t i = 0; i < tile.len; ++i) {
-      const T* vi = tile.v + i * tile.vs + d;
-      PrefetchValues(tile, i, d, 32);
-      for (int j = 0; j < 4; ++j) {
-        const __m256 v = Load8(vi + 8 * j);
-        for (int h = 0; h < H; ++h) acc[h][j] = _mm256_fmadd_ps(_mm256_set1_ps(p[h][i]), v, acc[h][j]);
-      }
-    }
-    for (int h = 0; h < H; ++h)
-      for (int j = 0; j < 4; ++j) _mm256_storeu_ps(partials + h * partial_stride + 2 + d + 8 * j, acc[h][j]);
-  }
-  for (; d + 8 <= head_dim; d += 8) {
-    __m256 acc[H];
-    for (int h = 0; h < H; ++h) acc[h] = _mm256_mul_ps(_mm256_loadu_ps(partials + h * partial_stride + 2 + d), _mm256_set1_ps(c[h]));
-    for (int64_t i = 0; i < tile.len; ++i) {
-      const __m256 v = Load8(tile.v + i * tile.vs + d);
-      for (int h = 0; h < H; ++h) acc[h] = _mm256_fmadd_ps(_mm256_set1_ps(p[h][i]), v, acc[h]);
-    }
-    for (int h = 0; h < H; ++h) _mm256_storeu_ps(partials + h * partial_stride + 2 + d, acc[h]);
-  }
-  for (; d < head_dim; ++d) {
-    for (int h = 0; h < H; ++h) {
-      float* o = partials + h * partial_stride + 2 + d;
-      float acc = *o * c[h];
-      for (int64_t i = 0; i < tile.len; ++i) acc = std::fma(p[h][i], ToF32(tile.v[i * tile.vs + d]), acc);
-      *o = acc;
-    }
-  }
+inline float TileSum(const V (&p)[2]) {
+  const V t = Add(p[0], p[1]);                                                      // p[i] + p[i+8]
+  __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));  // t[i] + t[i+4]
+  u = _mm_add_ps(u, _mm_movehl_ps(u, u));                                           // (0+4)+(2+6), (1+5)+(3+7)
+  return _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)));
 }
 
-template <typename T>
-void AttendTileAvx2(const float* q, int64_t heads, int64_t head_dim, float scale, const Tile<T>& tile,
-                    float* partials, int64_t partial_stride) {
-  int64_t h = 0;
-  for (; h + 3 <= heads; h += 3)
-    AttendHeadsAvx2<3>(q + h * head_dim, head_dim, scale, tile, partials + h * partial_stride, partial_stride);
-  if (heads - h == 2) AttendHeadsAvx2<2>(q + h * head_dim, head_dim, scale, tile, partials + h * partial_stride, partial_stride);
-  if (heads - h == 1) AttendHeadsAvx2<1>(q + h * head_dim, head_dim, scale, tile, partials + h * partial_stride, partial_stride);
-}
+#include "kernels/cpu/attention_tile-inl.h"
 
+}  // namespace avx2
 TIERSERVE_TARGET_END
 
 // ---------------------------------------------------------------------------
 // AVX-512: a tile's 16 lanes are one register.
 TIERSERVE_TARGET_BEGIN("avx2,fma,f16c,avx512f")
+namespace avx512 {
 
-__m512 Exp16(__m512 x) {
-  const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kExpMin), _CMP_GE_OQ);
-  x = _mm512_max_ps(x, _mm512_set1_ps(kExpMin));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-kLn2Hi), x);
-  r = _mm512_fmadd_ps(n, _mm512_set1_ps(-kLn2Lo), r);
-  __m512 p = _mm512_set1_ps(kP0);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP1));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP2));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP3));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP4));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP5));
-  const __m512 r2 = _mm512_mul_ps(r, r);
-  p = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0f));
+using V = __m512;
+constexpr int kWidth = 16;
+constexpr int kMaxHeads = 4;  // 4 heads x 4 partial sums: 16 of the 32 zmm
+
+inline V Zero() { return _mm512_setzero_ps(); }
+inline V Splat(float f) { return _mm512_set1_ps(f); }
+inline V Add(V a, V b) { return _mm512_add_ps(a, b); }
+inline V Sub(V a, V b) { return _mm512_sub_ps(a, b); }
+inline V Mul(V a, V b) { return _mm512_mul_ps(a, b); }
+inline V Fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+inline V Load(const float* p) { return _mm512_loadu_ps(p); }
+inline V Load(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+inline void Store(float* p, V a) { _mm512_storeu_ps(p, a); }
+
+V Exp(V x) {
+  const __mmask16 keep = _mm512_cmp_ps_mask(x, Splat(kExpMin), _CMP_GE_OQ);
+  x = _mm512_max_ps(x, Splat(kExpMin));
+  const V n = _mm512_roundscale_ps(Mul(x, Splat(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  V r = Fma(n, Splat(-kLn2Hi), x);
+  r = Fma(n, Splat(-kLn2Lo), r);
+  V p = Splat(kP0);
+  p = Fma(p, r, Splat(kP1));
+  p = Fma(p, r, Splat(kP2));
+  p = Fma(p, r, Splat(kP3));
+  p = Fma(p, r, Splat(kP4));
+  p = Fma(p, r, Splat(kP5));
+  p = Add(Fma(p, Mul(r, r), r), Splat(1.0f));
   const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-  return _mm512_maskz_mov_ps(keep, _mm512_mul_ps(p, _mm512_castsi512_ps(e)));
+  return _mm512_maskz_mov_ps(keep, Mul(p, _mm512_castsi512_ps(e)));
 }
 
-void AttentionExpAvx512(float* x, int64_t n) {
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, Exp16(_mm512_loadu_ps(x + i)));
-  for (; i < n; ++i) x[i] = ExpScalar(x[i]);
+inline V Masked(V s, V sc, int64_t i0, int64_t len) {
+  const __mmask16 valid = static_cast<__mmask16>((1u << (len - i0)) - 1u);  // i0 is 0: one group
+  return _mm512_mask_mul_ps(Splat(kMinusInf), valid, s, sc);
 }
 
-inline __m512 Load16(const float* p) { return _mm512_loadu_ps(p); }
-inline __m512 Load16(const uint16_t* p) {
-  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+inline float TileMax(const V (&x)[1]) { return _mm512_reduce_max_ps(x[0]); }
+
+inline float TileSum(const V (&p)[1]) {
+  const __m256 t = _mm256_add_ps(_mm512_castps512_ps256(p[0]),
+                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p[0]), 1)));  // p[i] + p[i+8]
+  __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+  u = _mm_add_ps(u, _mm_movehl_ps(u, u));
+  return _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)));
 }
 
-template <int H, typename T>
-void AttendHeadsAvx512(const float* q, int64_t head_dim, float scale, const Tile<T>& tile, float* partials,
-                       int64_t partial_stride) {
-  __m512 a[H][4];
-  for (int h = 0; h < H; ++h)
-    for (int j = 0; j < 4; ++j) a[h][j] = _mm512_setzero_ps();
-  int64_t d = 0;
-  for (; d + 4 <= head_dim; d += 4) {
-    PrefetchKeys(tile, d);
-    for (int j = 0; j < 4; ++j) {
-      const __m512 k = Load16(tile.kt + (d + j) * tile.ks);
-      for (int h = 0; h < H; ++h) a[h][j] = _mm512_fmadd_ps(_mm512_set1_ps(q[h * head_dim + d + j]), k, a[h][j]);
-    }
-  }
-  for (int j = 0; d < head_dim; ++d, ++j) {
-    const __m512 k = Load16(tile.kt + d * tile.ks);
-    for (int h = 0; h < H; ++h) a[h][j] = _mm512_fmadd_ps(_mm512_set1_ps(q[h * head_dim + d]), k, a[h][j]);
-  }
-  const __mmask16 valid = static_cast<__mmask16>((1u << tile.len) - 1u);
-  const __m512 ninf = _mm512_set1_ps(kMinusInf), sc = _mm512_set1_ps(scale);
-  alignas(64) float p[H][kAttentionTile];
-  float c[H];
-  for (int h = 0; h < H; ++h) {
-    float* part = partials + h * partial_stride;
-    const __m512 s = _mm512_add_ps(_mm512_add_ps(a[h][0], a[h][1]), _mm512_add_ps(a[h][2], a[h][3]));
-    const __m512 x = _mm512_mask_mul_ps(ninf, valid, s, sc);
-    const float m = std::fmax(part[0], _mm512_reduce_max_ps(x));
-    const __m512 pv = Exp16(_mm512_sub_ps(x, _mm512_set1_ps(m)));
-    _mm512_store_ps(p[h], pv);
-    const __m256 t = _mm256_add_ps(_mm512_castps512_ps256(pv), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(pv), 1)));  // p[i] + p[i+8]
-    __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
-    u = _mm_add_ps(u, _mm_movehl_ps(u, u));
-    const float sum = _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)));
-    c[h] = ExpScalar(part[0] - m);
-    part[0] = m;
-    part[1] = std::fma(part[1], c[h], sum);
-  }
-  // Outputs 64 dimensions at a time: H x 4 accumulators.
-  d = 0;
-  for (; d + 64 <= head_dim; d += 64) {
-    __m512 acc[H][4];
-    for (int h = 0; h < H; ++h) {
-      const float* o = partials + h * partial_stride + 2 + d;
-      for (int j = 0; j < 4; ++j) acc[h][j] = _mm512_mul_ps(_mm512_loadu_ps(o + 16 * j), _mm512_set1_ps(c[h]));
-    }
-    for (int64_t i = 0; i < tile.len; ++i) {
-      const T* vi = tile.v + i * tile.vs + d;
-      PrefetchValues(tile, i, d, 64);
-      for (int j = 0; j < 4; ++j) {
-        const __m512 v = Load16(vi + 16 * j);
-        for (int h = 0; h < H; ++h) acc[h][j] = _mm512_fmadd_ps(_mm512_set1_ps(p[h][i]), v, acc[h][j]);
-      }
-    }
-    for (int h = 0; h < H; ++h)
-      for (int j = 0; j < 4; ++j) _mm512_storeu_ps(partials + h * partial_stride + 2 + d + 16 * j, acc[h][j]);
-  }
-  for (; d + 16 <= head_dim; d += 16) {
-    __m512 acc[H];
-    for (int h = 0; h < H; ++h) acc[h] = _mm512_mul_ps(_mm512_loadu_ps(partials + h * partial_stride + 2 + d), _mm512_set1_ps(c[h]));
-    for (int64_t i = 0; i < tile.len; ++i) {
-      const __m512 v = Load16(tile.v + i * tile.vs + d);
-      for (int h = 0; h < H; ++h) acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(p[h][i]), v, acc[h]);
-    }
-    for (int h = 0; h < H; ++h) _mm512_storeu_ps(partials + h * partial_stride + 2 + d, acc[h]);
-  }
-  for (; d < head_dim; ++d) {
-    for (int h = 0; h < H; ++h) {
-      float* o = partials + h * partial_stride + 2 + d;
-      float acc = *o * c[h];
-      for (int64_t i = 0; i < tile.len; ++i) acc = std::fma(p[h][i], ToF32(tile.v[i * tile.vs + d]), acc);
-      *o = acc;
-    }
-  }
-}
+#include "kernels/cpu/attention_tile-inl.h"
 
-template <typename T>
-void AttendTileAvx512(const float* q, int64_t heads, int64_t head_dim, float scale, const Tile<T>& tile,
-                      float* partials, int64_t partial_stride) {
-  int64_t h = 0;
-  for (; h + 4 <= heads; h += 4)
-    AttendHeadsAvx512<4>(q + h * head_dim, head_dim, scale, tile, partials + h * partial_stride, partial_stride);
-  float* ph = partials + h * partial_stride;
-  switch (heads - h) {
-    case 3: AttendHeadsAvx512<3>(q + h * head_dim, head_dim, scale, tile, ph, partial_stride); break;
-    case 2: AttendHeadsAvx512<2>(q + h * head_dim, head_dim, scale, tile, ph, partial_stride); break;
-    case 1: AttendHeadsAvx512<1>(q + h * head_dim, head_dim, scale, tile, ph, partial_stride); break;
-    default: break;
-  }
-}
-
+}  // namespace avx512
 TIERSERVE_TARGET_END
 
 // ---------------------------------------------------------------------------
@@ -417,9 +272,9 @@ template <typename T>
 void AttendTileOnPath(CpuPath path, const float* q, int64_t heads, int64_t head_dim, float scale,
                       const Tile<T>& tile, float* partials, int64_t partial_stride) {
   if (path >= CpuPath::kAvx512Vnni) {
-    AttendTileAvx512(q, heads, head_dim, scale, tile, partials, partial_stride);
+    avx512::AttendTile(q, heads, head_dim, scale, tile, partials, partial_stride);
   } else if (path == CpuPath::kAvx2) {
-    AttendTileAvx2(q, heads, head_dim, scale, tile, partials, partial_stride);
+    avx2::AttendTile(q, heads, head_dim, scale, tile, partials, partial_stride);
   } else {
     AttendTilePortable(q, heads, head_dim, scale, tile, partials, partial_stride);
   }
@@ -488,9 +343,9 @@ void AttendSpanTyped(CpuPath path, const float* q, int64_t num_kv, int64_t group
 void AttentionExp(float* x, int64_t n) {
   const CpuPath path = BestCpuPath();
   if (path >= CpuPath::kAvx512Vnni) {
-    AttentionExpAvx512(x, n);
+    avx512::AttentionExpN(x, n);
   } else if (path == CpuPath::kAvx2) {
-    AttentionExpAvx2(x, n);
+    avx2::AttentionExpN(x, n);
   } else {
     for (int64_t i = 0; i < n; ++i) x[i] = ExpScalar(x[i]);
   }

@@ -221,13 +221,14 @@ TEST_P(AttendTest, AllKvHeadsAtOnceEqualOneKvHeadAtATime) {
 }
 
 // Every SIMD path this CPU has gives the portable path's bits, for both
-// element types and a block size that makes tiles straddle blocks.
+// element types, a block size that makes tiles straddle blocks and one that
+// holds two tiles.
 TEST_P(AttendTest, EveryPathGivesThePortableBits) {
   const Case c = GetParam();
   const int64_t kv_dim = c.kv_heads * c.head_dim;
   const auto [k, v, q] = RandomInputs(c, c.group, 13);
   for (DType dtype : {DType::kF32, DType::kF16}) {
-    for (int64_t bt : {16, 7}) {
+    for (int64_t bt : {16, 7, 32}) {
       const BlockedKv kv(k, v, c.n, kv_dim, bt, dtype);
       const KvView view = kv.View(kv_dim, (c.kv_heads - 1) * c.head_dim);
       const std::vector<float> want = Attend(q, c.group, c.head_dim, view, c.n, CpuPath::kPortable);
@@ -260,7 +261,8 @@ INSTANTIATE_TEST_SUITE_P(
     Shapes, AttendTest,
     ::testing::Values(Case{1, 64, 3, 3}, Case{15, 64, 3, 3}, Case{16, 64, 3, 3}, Case{17, 64, 3, 3},
                       Case{255, 64, 3, 3}, Case{256, 64, 3, 3}, Case{257, 64, 3, 3}, Case{1000, 64, 3, 3},
-                      Case{2049, 64, 1, 2}, Case{40, 16, 2, 2}, Case{300, 12, 2, 1}, Case{33, 128, 4, 2}),
+                      Case{2049, 64, 1, 2}, Case{40, 16, 2, 2}, Case{300, 12, 2, 1}, Case{33, 128, 4, 2},
+                      Case{70, 32, 7, 1}, Case{50, 80, 5, 2}),
     [](const ::testing::TestParamInfo<Case>& info) {
       return "n" + std::to_string(info.param.n) + "_d" + std::to_string(info.param.head_dim) + "_g" +
              std::to_string(info.param.group);
