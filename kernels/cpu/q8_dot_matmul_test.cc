@@ -128,9 +128,12 @@ TEST(QuantizeQ8Test, ScalesRoundsToNearestEvenAndSums) {
   EXPECT_EQ(a.q[32 + 8], 127);
 }
 
+// Rows of 10 and of 66 blocks: the vector paths take a row's scales 8
+// blocks at a time, the rest one at a time, in passes of 64 blocks.
 TEST(QuantizeQ8Test, EveryPathGivesTheSameBytesAndScales) {
+  for (const int64_t K : {320, 2112}) {
   std::mt19937 rng(6);
-  const int64_t M = 5, K = 320;
+  const int64_t M = 5;
   std::vector<float> x = Activations(M, K, &rng);
   // Exact halves (ties), a zero block, a block of one sign, denormal-small values.
   x[0] = 127.0f;  // d = 1: the others are exact halves, -14.5 .. 15.5
@@ -149,6 +152,7 @@ TEST(QuantizeQ8Test, EveryPathGivesTheSameBytesAndScales) {
     EXPECT_EQ(std::memcmp(got.s.data(), want.s.data(), want.s.size() * sizeof(float)), 0) << CpuPathName(path);
     EXPECT_EQ(got.qsum, want.qsum) << CpuPathName(path);
   }
+  }
 }
 
 // A NaN or an infinity anywhere in a block (the lanes of a vector differ in
@@ -157,7 +161,7 @@ TEST(QuantizeQ8Test, EveryPathGivesTheSameBytesAndScales) {
 // products of that row are NaN, those of the other rows finite.
 TEST(QuantizeQ8Test, ANonFiniteBlockIsZerosWithNaNScalesOnEveryPath) {
   std::mt19937 rng(8);
-  const int64_t M = 2, K = 96;
+  const int64_t M = 2, K = 320;  // block 1 among the 8 whose scales the vector paths take together
   const std::vector<float> clean = Activations(M, K, &rng);
   Q8Activations base;
   QuantizeQ8OnPath(CpuPath::kPortable, clean.data(), K, M, K, &base);
