@@ -167,21 +167,13 @@ inline V Load(const float* p) { return _mm256_loadu_ps(p); }
 inline V Load(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 inline void Store(float* p, V a) { _mm256_storeu_ps(p, a); }
 
-V Exp(V x) {
-  const V keep = _mm256_cmp_ps(x, Splat(kExpMin), _CMP_GE_OQ);
-  x = _mm256_max_ps(x, Splat(kExpMin));
-  const V n = _mm256_round_ps(Mul(x, Splat(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  V r = Fma(n, Splat(-kLn2Hi), x);
-  r = Fma(n, Splat(-kLn2Lo), r);
-  V p = Splat(kP0);
-  p = Fma(p, r, Splat(kP1));
-  p = Fma(p, r, Splat(kP2));
-  p = Fma(p, r, Splat(kP3));
-  p = Fma(p, r, Splat(kP4));
-  p = Fma(p, r, Splat(kP5));
-  p = Add(Fma(p, Mul(r, r), r), Splat(1.0f));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_and_ps(Mul(p, _mm256_castsi256_ps(e)), keep);
+inline V Max(V a, V b) { return _mm256_max_ps(a, b); }
+inline V AtLeast(V x, float lo) { return _mm256_cmp_ps(x, Splat(lo), _CMP_GE_OQ); }  // all ones where x >= lo
+inline V ZeroUnless(V keep, V v) { return _mm256_and_ps(v, keep); }
+inline V RoundToInteger(V v) { return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+// 2^n for integral n in the normal range: n + 127 into the exponent bits.
+inline V Pow2(V n) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
 }
 
 inline V Masked(V s, V sc, int64_t i0, int64_t len) {
@@ -229,21 +221,12 @@ inline V Load(const float* p) { return _mm512_loadu_ps(p); }
 inline V Load(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 inline void Store(float* p, V a) { _mm512_storeu_ps(p, a); }
 
-V Exp(V x) {
-  const __mmask16 keep = _mm512_cmp_ps_mask(x, Splat(kExpMin), _CMP_GE_OQ);
-  x = _mm512_max_ps(x, Splat(kExpMin));
-  const V n = _mm512_roundscale_ps(Mul(x, Splat(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  V r = Fma(n, Splat(-kLn2Hi), x);
-  r = Fma(n, Splat(-kLn2Lo), r);
-  V p = Splat(kP0);
-  p = Fma(p, r, Splat(kP1));
-  p = Fma(p, r, Splat(kP2));
-  p = Fma(p, r, Splat(kP3));
-  p = Fma(p, r, Splat(kP4));
-  p = Fma(p, r, Splat(kP5));
-  p = Add(Fma(p, Mul(r, r), r), Splat(1.0f));
-  const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-  return _mm512_maskz_mov_ps(keep, Mul(p, _mm512_castsi512_ps(e)));
+inline V Max(V a, V b) { return _mm512_max_ps(a, b); }
+inline __mmask16 AtLeast(V x, float lo) { return _mm512_cmp_ps_mask(x, Splat(lo), _CMP_GE_OQ); }
+inline V ZeroUnless(__mmask16 keep, V v) { return _mm512_maskz_mov_ps(keep, v); }
+inline V RoundToInteger(V v) { return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline V Pow2(V n) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
 }
 
 inline V Masked(V s, V sc, int64_t i0, int64_t len) {

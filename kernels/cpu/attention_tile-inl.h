@@ -7,7 +7,8 @@
 //   kMaxHeads          query heads whose partial sums fit the registers at once
 //   Zero(), Splat(f), Add/Sub/Mul(a, b), Fma(a, b, c)   (c + a * b, fused)
 //   Load(const float*), Load(const uint16_t*)  (fp16 widened), Store(float*, v)
-//   Exp(v)             the lanes of ExpScalar, computed alike
+//   Max(a, b), AtLeast(x, lo) (a lane mask), ZeroUnless(mask, v),
+//   RoundToInteger(v) (to nearest even), Pow2(n) (2^n of integral lanes)
 //   Masked(s, sc, i0, len)   s * sc in lanes i0 + l < len, -inf elsewhere
 //   TileMax(x), TileSum(p)   over the tile's kAttentionTile / kWidth vectors;
 //                            TileSum adds as SumTile does
@@ -16,6 +17,23 @@
 // template defined outside a region could not inline the region's
 // intrinsics). Every path computes AttendTilePortable's operations lane by
 // lane, so all give the same bits.
+
+// ExpScalar's operations lane by lane (fused where it fuses).
+V Exp(V x) {
+  const auto keep = AtLeast(x, kExpMin);
+  x = Max(x, Splat(kExpMin));
+  const V n = RoundToInteger(Mul(x, Splat(kLog2e)));
+  V r = Fma(n, Splat(-kLn2Hi), x);
+  r = Fma(n, Splat(-kLn2Lo), r);
+  V p = Splat(kP0);
+  p = Fma(p, r, Splat(kP1));
+  p = Fma(p, r, Splat(kP2));
+  p = Fma(p, r, Splat(kP3));
+  p = Fma(p, r, Splat(kP4));
+  p = Fma(p, r, Splat(kP5));
+  p = Add(Fma(p, Mul(r, r), r), Splat(1.0f));
+  return ZeroUnless(keep, Mul(p, Pow2(n)));
+}
 
 // Lane groups of kWidth per tile.
 constexpr int kGroups = static_cast<int>(kAttentionTile) / kWidth;
