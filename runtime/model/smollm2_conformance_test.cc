@@ -183,8 +183,10 @@ struct LlamaCppAgreement {
   int64_t disagree_wide_margin = 0;  // where llama.cpp's top-2 margin >= 0.5
   double mean_top5_diff() const { return sum_top5_diff / (5.0 * static_cast<double>(positions)); }
 };
-LlamaCppAgreement AgreementWithLlamaCpp(CausalLM& model, DType kv_dtype = DType::kF32) {
-  const json golden = ReadJson("tests/data/smollm2/golden.json");
+LlamaCppAgreement AgreementWithLlamaCpp(CausalLM& model, DType kv_dtype = DType::kF32,
+                                        const char* path = "tests/data/smollm2/golden.json",
+                                        const char* key = "llamacpp_top") {
+  const json golden = ReadJson(path);
   const int64_t V = model.config().vocab_size;
   LlamaCppAgreement a;
   for (const json& c : golden["cases"]) {
@@ -195,7 +197,7 @@ LlamaCppAgreement AgreementWithLlamaCpp(CausalLM& model, DType kv_dtype = DType:
     EXPECT_TRUE(model.Forward({&in, 1}, &logits).ok());
     for (size_t p = 0; p < ids.size(); ++p) {
       const float* row = &logits[p * V];
-      const Top lc = ParseTop(c["llamacpp_top"][p]);
+      const Top lc = ParseTop(c[key][p]);
       for (int k = 0; k < 5; ++k) {
         const double d = std::fabs(row[lc[k].first] - lc[k].second);
         a.max_top5_diff = std::max(a.max_top5_diff, d);
@@ -249,6 +251,22 @@ TEST_F(SmolLm2Test, Int8ActivationsAgreeWithLlamaCppExceptAtNearTies) {
   EXPECT_GE(q.agree, 0.95 * q.positions);
   EXPECT_EQ(q.disagree_wide_margin, 0);
   EXPECT_EQ(f.disagree_wide_margin, 0);
+  // The same against llama.cpp's decode path, one token at a time (the
+  // arithmetic int8 activations mirror: Q8_1 activations in every dot
+  // product): both paths held to the same bounds.
+  constexpr const char* kDecode = "tests/data/smollm2/llama_cpp_decode_top.json";
+  const LlamaCppAgreement fd = AgreementWithLlamaCpp(*loaded_->model, DType::kF32, kDecode, "llamacpp_decode_top");
+  const LlamaCppAgreement qd = AgreementWithLlamaCpp(*int8->model, DType::kF32, kDecode, "llamacpp_decode_top");
+  std::printf("SmolLM2 vs llama.cpp's token-by-token logits, argmax agreement: fp32 activations %ld/%ld (%.1f%%), "
+              "int8 activations %ld/%ld (%.1f%%); |top-5 logit diff| mean fp32 %.4f, int8 %.4f\n",
+              static_cast<long>(fd.agree), static_cast<long>(fd.positions), 100.0 * fd.agree / fd.positions,
+              static_cast<long>(qd.agree), static_cast<long>(qd.positions), 100.0 * qd.agree / qd.positions,
+              fd.mean_top5_diff(), qd.mean_top5_diff());
+  ASSERT_EQ(qd.positions, q.positions);
+  EXPECT_GE(fd.agree, 0.95 * fd.positions);
+  EXPECT_GE(qd.agree, 0.95 * qd.positions);
+  EXPECT_EQ(fd.disagree_wide_margin, 0);
+  EXPECT_EQ(qd.disagree_wide_margin, 0);
 }
 
 // An fp16 KV cache (kv_cache_dtype: fp16), llama.cpp's default cache type,

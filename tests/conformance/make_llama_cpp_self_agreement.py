@@ -17,7 +17,11 @@ Run by hand from the reference venv (tests/conformance/README.md):
 
     /work/refvenv/bin/python tests/conformance/make_llama_cpp_self_agreement.py
 
-Output: tests/data/smollm2/llama_cpp_self_agreement.json
+Output: tests/data/smollm2/llama_cpp_self_agreement.json, and
+tests/data/smollm2/llama_cpp_decode_top.json: the decode path's own top 5
+(token id, logit) at every position of every case, the golden for what
+tierserve's int8 activations mirror (the conformance tests print both
+paths' agreement with it).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from llama_cpp import Llama
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "data" / "smollm2" / "golden.json"
 OUT = ROOT / "tests" / "data" / "smollm2" / "llama_cpp_self_agreement.json"
+DECODE_OUT = ROOT / "tests" / "data" / "smollm2" / "llama_cpp_decode_top.json"
 MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -47,11 +52,15 @@ def main() -> None:
     diff_sum = 0.0
     hf_agree = 0
     hf_diff_sum = 0.0
+    decode_cases = []
     for case in golden["cases"]:
         llm.reset()
+        decode_top = []
         for p, token in enumerate(case["ids"]):
             llm.eval([token])
             row = np.asarray(llm.scores[llm.n_tokens - 1])
+            top = np.argsort(-row, kind="stable")[:5]
+            decode_top.append([[int(i), round(float(row[i]), 5)] for i in top])
             batch_top = case["llamacpp_top"][p]
             ids = [t[0] for t in batch_top[:5]]
             logits = np.array([t[1] for t in batch_top[:5]])
@@ -61,6 +70,7 @@ def main() -> None:
             hf = {t[0]: t[1] for t in case["transformers_top"][p]}
             hf_agree += int(case["transformers_top"][p][0][0] == batch_top[0][0])
             hf_diff_sum += float(np.mean([abs(hf[i] - l) for i, l in zip(ids, logits) if i in hf]))
+        decode_cases.append({"ids": case["ids"], "llamacpp_decode_top": decode_top})
     out = {
         "golden": "tests/data/smollm2/golden.json",
         "llama_cpp_python": llama_cpp.__version__,
@@ -71,6 +81,8 @@ def main() -> None:
                                   "mean_abs_delta_top5": round(hf_diff_sum / positions, 4)},
     }
     OUT.write_text(json.dumps(out, indent=1) + "\n")
+    DECODE_OUT.write_text(json.dumps({"golden": out["golden"], "llama_cpp_python": out["llama_cpp_python"],
+                                      "llama_cpp": kw, "cases": decode_cases}) + "\n")
     print(json.dumps(out, indent=1))
 
 
