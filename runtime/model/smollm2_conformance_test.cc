@@ -10,7 +10,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <sstream>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -183,35 +185,53 @@ struct LlamaCppAgreement {
   int64_t disagree_wide_margin = 0;  // where llama.cpp's top-2 margin >= 0.5
   double mean_top5_diff() const { return sum_top5_diff / (5.0 * static_cast<double>(positions)); }
 };
-LlamaCppAgreement AgreementWithLlamaCpp(CausalLM& model, DType kv_dtype = DType::kF32,
-                                        const char* path = "tests/data/smollm2/golden.json",
-                                        const char* key = "llamacpp_top") {
-  const json golden = ReadJson(path);
+// A file of llama.cpp's top 5 at every position of the golden's cases, and
+// the key of those lists in each case.
+struct LlamaCppTops {
+  const char* path;
+  const char* key;
+};
+constexpr LlamaCppTops kBatchTops{"tests/data/smollm2/golden.json", "llamacpp_top"};
+// llama.cpp one token at a time (make_llama_cpp_self_agreement.py): the same
+// cases, the arithmetic int8 activations mirror.
+constexpr LlamaCppTops kDecodeTops{"tests/data/smollm2/llama_cpp_decode_top.json", "llamacpp_decode_top"};
+
+// `model`'s agreement with each of `tops`, from one forward pass per case.
+std::vector<LlamaCppAgreement> AgreementWithLlamaCpp(CausalLM& model, DType kv_dtype,
+                                                     std::initializer_list<LlamaCppTops> tops) {
+  std::vector<json> files;
+  for (const LlamaCppTops& t : tops) files.push_back(ReadJson(t.path));
   const int64_t V = model.config().vocab_size;
-  LlamaCppAgreement a;
-  for (const json& c : golden["cases"]) {
-    const std::vector<int32_t> ids = c["ids"].get<std::vector<int32_t>>();
+  std::vector<LlamaCppAgreement> out(tops.size());
+  const json& cases = files[0]["cases"];
+  for (size_t ci = 0; ci < cases.size(); ++ci) {
+    const std::vector<int32_t> ids = cases[ci]["ids"].get<std::vector<int32_t>>();
     auto cache = model.NewCache(static_cast<int64_t>(ids.size()), kv_dtype);
     SequenceInput in{ids, 0, cache.get(), true};
     std::vector<float> logits;
     EXPECT_TRUE(model.Forward({&in, 1}, &logits).ok());
-    for (size_t p = 0; p < ids.size(); ++p) {
-      const float* row = &logits[p * V];
-      const Top lc = ParseTop(c[key][p]);
-      for (int k = 0; k < 5; ++k) {
-        const double d = std::fabs(row[lc[k].first] - lc[k].second);
-        a.max_top5_diff = std::max(a.max_top5_diff, d);
-        a.sum_top5_diff += d;
+    for (size_t f = 0; f < files.size(); ++f) {
+      const json& c = files[f]["cases"][ci];
+      EXPECT_EQ(c["ids"].get<std::vector<int32_t>>(), ids) << (tops.begin() + f)->path << " case " << ci;
+      LlamaCppAgreement& a = out[f];
+      for (size_t p = 0; p < ids.size(); ++p) {
+        const float* row = &logits[p * V];
+        const Top lc = ParseTop(c[(tops.begin() + f)->key][p]);
+        for (int k = 0; k < 5; ++k) {
+          const double d = std::fabs(row[lc[k].first] - lc[k].second);
+          a.max_top5_diff = std::max(a.max_top5_diff, d);
+          a.sum_top5_diff += d;
+        }
+        if (std::max_element(row, row + V) - row == lc[0].first) {
+          ++a.agree;
+        } else if (lc[0].second - lc[1].second >= 0.5) {
+          ++a.disagree_wide_margin;
+        }
+        ++a.positions;
       }
-      if (std::max_element(row, row + V) - row == lc[0].first) {
-        ++a.agree;
-      } else if (lc[0].second - lc[1].second >= 0.5) {
-        ++a.disagree_wide_margin;
-      }
-      ++a.positions;
     }
   }
-  return a;
+  return out;
 }
 
 // Int8 activations, as llama.cpp's CPU backend multiplies Q4_1 and Q8_0
@@ -232,8 +252,10 @@ TEST_F(SmolLm2Test, Int8ActivationsAgreeWithLlamaCppExceptAtNearTies) {
   o.activations = ActivationPrecision::kInt8;
   absl::StatusOr<LoadedModel> int8 = LoadModel(kModel, o);
   ASSERT_TRUE(int8.ok()) << int8.status();
-  const LlamaCppAgreement f = AgreementWithLlamaCpp(*loaded_->model);
-  const LlamaCppAgreement q = AgreementWithLlamaCpp(*int8->model);
+  const std::vector<LlamaCppAgreement> fp32 =
+      AgreementWithLlamaCpp(*loaded_->model, DType::kF32, {kBatchTops, kDecodeTops});
+  const std::vector<LlamaCppAgreement> i8 = AgreementWithLlamaCpp(*int8->model, DType::kF32, {kBatchTops, kDecodeTops});
+  const LlamaCppAgreement &f = fp32[0], &q = i8[0];
   std::printf("SmolLM2 vs llama.cpp, argmax agreement: fp32 activations %ld/%ld (%.1f%%), int8 activations "
               "%ld/%ld (%.1f%%); |top-5 logit diff| mean fp32 %.4f, int8 %.4f, max fp32 %.3f, int8 %.3f\n",
               static_cast<long>(f.agree), static_cast<long>(f.positions), 100.0 * f.agree / f.positions,
@@ -254,9 +276,7 @@ TEST_F(SmolLm2Test, Int8ActivationsAgreeWithLlamaCppExceptAtNearTies) {
   // The same against llama.cpp's decode path, one token at a time (the
   // arithmetic int8 activations mirror: Q8_1 activations in every dot
   // product): both paths held to the same bounds.
-  constexpr const char* kDecode = "tests/data/smollm2/llama_cpp_decode_top.json";
-  const LlamaCppAgreement fd = AgreementWithLlamaCpp(*loaded_->model, DType::kF32, kDecode, "llamacpp_decode_top");
-  const LlamaCppAgreement qd = AgreementWithLlamaCpp(*int8->model, DType::kF32, kDecode, "llamacpp_decode_top");
+  const LlamaCppAgreement &fd = fp32[1], &qd = i8[1];
   std::printf("SmolLM2 vs llama.cpp's token-by-token logits, argmax agreement: fp32 activations %ld/%ld (%.1f%%), "
               "int8 activations %ld/%ld (%.1f%%); |top-5 logit diff| mean fp32 %.4f, int8 %.4f\n",
               static_cast<long>(fd.agree), static_cast<long>(fd.positions), 100.0 * fd.agree / fd.positions,
@@ -278,8 +298,8 @@ TEST_F(SmolLm2Test, Fp16KvCacheAgreesWithLlamaCppExceptAtNearTies) {
   o.activations = ActivationPrecision::kInt8;
   absl::StatusOr<LoadedModel> int8 = LoadModel(kModel, o);
   ASSERT_TRUE(int8.ok()) << int8.status();
-  const LlamaCppAgreement f = AgreementWithLlamaCpp(*loaded_->model, DType::kF16);
-  const LlamaCppAgreement q = AgreementWithLlamaCpp(*int8->model, DType::kF16);
+  const LlamaCppAgreement f = AgreementWithLlamaCpp(*loaded_->model, DType::kF16, {kBatchTops})[0];
+  const LlamaCppAgreement q = AgreementWithLlamaCpp(*int8->model, DType::kF16, {kBatchTops})[0];
   std::printf("SmolLM2 vs llama.cpp with an fp16 KV cache, argmax agreement: fp32 activations %ld/%ld (%.1f%%), "
               "int8 activations %ld/%ld (%.1f%%); |top-5 logit diff| mean fp32 %.4f, int8 %.4f\n",
               static_cast<long>(f.agree), static_cast<long>(f.positions), 100.0 * f.agree / f.positions,
