@@ -16,7 +16,10 @@
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/q8_dot_matmul.h"
 #include "runtime/base/thread_pool.h"
+#include "runtime/format/gguf.h"
 #include "runtime/generate/chat_prompt.h"
 #include "runtime/generate/generator.h"
 #include "runtime/model/model_loader.h"
@@ -310,6 +313,92 @@ TEST_F(SmolLm2Test, Fp16KvCacheAgreesWithLlamaCppExceptAtNearTies) {
   EXPECT_GE(q.agree, 0.95 * q.positions);
   EXPECT_EQ(f.disagree_wide_margin, 0);
   EXPECT_EQ(q.disagree_wide_margin, 0);
+}
+
+// The int8 kernels against llama.cpp's own layer-0 products
+// (make_llama_cpp_layer_goldens.py recorded what each of q, k, v, o, gate,
+// up, down and the tied head received and returned in llama.cpp, evaluating
+// the golden's first case). Fed llama.cpp's exact inputs, the int8 path
+// quantizes them to the same integers and adds the same block terms, so its
+// outputs differ from llama.cpp's only by the fp32 order of the additions
+// (relative L2 about 1e-7 measured); one activation rounded to the
+// neighbouring integer would move an output by about 1/127 of its block's
+// range times a weight, and fp32 activations (printed beside) differ by the
+// whole quantization error, about 1e-3. This checks the arithmetic the
+// whole-model figures above cannot: there, any difference of an ulp before
+// a quantization (a norm's last bit, RoPE's angles, attention's fp16
+// roundings in llama.cpp) moves some rounding step, and 30 layers amplify it.
+TEST_F(SmolLm2Test, Int8ProductsReproduceLlamaCppsLayerZero) {
+  const json manifest = ReadJson("tests/data/smollm2/llama_cpp_layer0.json");
+  // Little-endian float32, as x86 reads it.
+  std::ifstream bin("tests/data/smollm2/" + manifest["data"].get<std::string>(), std::ios::binary | std::ios::ate);
+  const std::streamsize bytes = bin.tellg();
+  ASSERT_GT(bytes, 0);
+  ASSERT_EQ(bytes % 4, 0);
+  std::vector<float> data(static_cast<size_t>(bytes / 4));
+  bin.seekg(0);
+  ASSERT_TRUE(bin.read(reinterpret_cast<char*>(data.data()), bytes));
+  absl::StatusOr<std::unique_ptr<GgufFile>> file = GgufFile::Open(kModel);
+  ASSERT_TRUE(file.ok()) << file.status();
+  const int64_t M = manifest["rows"].get<int64_t>();
+  std::vector<cpu::CpuPath> paths;
+  for (cpu::CpuPath p : {cpu::CpuPath::kPortable, cpu::CpuPath::kAvx2, cpu::CpuPath::kAvx512Vnni}) {
+    if (cpu::CpuPathSupported(p)) paths.push_back(p);
+  }
+  for (const json& e : manifest["products"]) {
+    const std::string name = e["weight"].get<std::string>();
+    const TensorView* w = (*file)->Find(name);
+    ASSERT_NE(w, nullptr) << name;
+    const int64_t K = e["k"].get<int64_t>(), N = e["n"].get<int64_t>();
+    ASSERT_EQ(w->shape.size(), 2u);
+    ASSERT_EQ(w->shape[1], K) << name;
+    ASSERT_LE(N, w->shape[0]) << name;
+    const size_t in_off = e["input_offset"].get<size_t>(), out_off = e["output_offset"].get<size_t>();
+    ASSERT_LE(in_off + M * K, data.size());
+    ASSERT_LE(out_off + M * N, data.size());
+    const float* x = &data[in_off];
+    const float* want = &data[out_off];
+    const int64_t row_bytes = K / BlockElems(w->dtype) * BlockBytes(w->dtype);
+    ASSERT_TRUE(cpu::CanRepackQ8Dot(w->dtype, N, K)) << name;
+    std::vector<uint8_t> packed(static_cast<size_t>(N * row_bytes));
+    cpu::RepackQ8Dot(w->dtype, w->data, row_bytes, N, K, packed.data());
+    // The exact product with fp32 activations, for scale: each weight row
+    // decoded as the fp32 kernels decode it, the sums in double.
+    double fp32_err = 0, fp32_ref = 0;
+    std::vector<float> wrow(K);
+    for (int64_t n = 0; n < N; ++n) {
+      cpu::Q8DotRowF32(w->dtype, packed.data(), K, n, wrow.data());
+      for (int64_t m = 0; m < M; ++m) {
+        double sum = 0;
+        for (int64_t k = 0; k < K; ++k) sum += static_cast<double>(wrow[k]) * x[m * K + k];
+        fp32_err += (sum - want[m * N + n]) * (sum - want[m * N + n]);
+        fp32_ref += static_cast<double>(want[m * N + n]) * want[m * N + n];
+      }
+    }
+    for (cpu::CpuPath path : paths) {
+      cpu::Q8Activations a;
+      cpu::QuantizeQ8OnPath(path, x, K, M, K, &a);
+      std::vector<float> y(M * N);
+      cpu::Q8DotMatMulOnPath(path, w->dtype, a, packed.data(), y.data(), N, M, K, 0, N);
+      double err = 0, ref = 0, worst = 0;
+      for (int64_t m = 0; m < M; ++m) {
+        double row_max = 0;
+        for (int64_t n = 0; n < N; ++n) row_max = std::max(row_max, std::fabs(static_cast<double>(want[m * N + n])));
+        for (int64_t n = 0; n < N; ++n) {
+          const double d = static_cast<double>(y[m * N + n]) - want[m * N + n];
+          err += d * d;
+          ref += static_cast<double>(want[m * N + n]) * want[m * N + n];
+          worst = std::max(worst, std::fabs(d) / row_max);
+        }
+      }
+      std::printf("%-26s %-10s [%ld x %ld] x [%ld x %ld]^T: int8 vs llama.cpp relative L2 %.2e, worst |diff| / "
+                  "row max %.2e; fp32 activations vs llama.cpp relative L2 %.2e\n",
+                  name.c_str(), cpu::CpuPathName(path), static_cast<long>(M), static_cast<long>(K),
+                  static_cast<long>(N), static_cast<long>(K), std::sqrt(err / ref), worst,
+                  std::sqrt(fp32_err / fp32_ref));
+      EXPECT_LE(worst, 1e-5) << name << " on " << cpu::CpuPathName(path);
+    }
+  }
 }
 
 }  // namespace
