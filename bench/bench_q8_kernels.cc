@@ -2,7 +2,7 @@
 // quantized per 32 columns, integer dot products) beside today's
 // fp32-activation kernel (repacked_matmul) on the same weights: one SmolLM2-135M
 // decoder layer's linear shapes (q, k, v, o, gate, up, down), Q4_1 as the
-// model stores them, and its Q8_0 output head, for M = 1 (decode) to 256
+// model stores them, and its Q8_0 output head, for M = 1 (decode), 8 to 32 (batched decode) and 64 to 256
 // (prefill). The int8 time includes quantizing X, once per input as the model
 // would (q, k, v share one; gate and up share one).
 //
@@ -88,7 +88,7 @@ void Run(const char* label, const Shape* shapes, int count, DType type, bool cac
               copies, copies == 1 ? "y" : "ies");
   std::printf("%6s %14s %14s %10s %10s %8s\n", "M", "fp32-act ms", "int8-act ms", "fp32 GB/s", "int8 GB/s",
               "speedup");
-  for (int64_t M : {1, 4, 16, 64, 256}) {
+  for (int64_t M : {1, 4, 8, 16, 32, 64, 256}) {
     int64_t max_k = 0, max_n = 0;
     for (int s = 0; s < count; ++s) {
       max_k = std::max(max_k, shapes[s].k);

@@ -199,12 +199,15 @@ constexpr int kTileRows = 6;
 // with room for the weights (DecodedBlockRows).
 constexpr int kInterleavedRows = 6;
 // 16-row groups one pass over a kTileRows-row tile of X multiplies when X
-// has at least kGroupsPerPassMinRows rows (prefill): each splat of x then
-// feeds two FMAs (DecodedGroupsRows; 6-9% quicker at 64 and 256 rows). Fewer
-// rows keep one group per pass, whose chains interleave (DecodedBlockRows;
-// at 8 rows a chain at a time over two groups was 23-28% slower).
+// has at least kGroupsPerPassMinRows rows (batched decode and prefill): each
+// splat of x then feeds two FMAs (DecodedGroupsRows; one SmolLM2 layer's
+// products 10-12% quicker at 32 rows, about 5% at 16, 6-9% at 64 and 256;
+// three or four groups per pass were slower than two at 32 and 64 rows).
+// Fewer rows keep one group per pass, whose chains interleave
+// (DecodedBlockRows; at 8 rows a chain at a time over two groups was 23-28%
+// slower).
 constexpr int kGroupsPerPass = 2;
-constexpr int64_t kGroupsPerPassMinRows = 64;
+constexpr int64_t kGroupsPerPassMinRows = 16;
 
 // 16 fp32 lanes, one per row of a group: one zmm.
 struct Vec16 {

@@ -81,14 +81,15 @@ TEST_P(RepackedTest, MatchesFp32OverDequantizedWeights) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, RepackedTest,
                          ::testing::Combine(::testing::Values(DType::kQ8_0, DType::kQ4_0, DType::kQ4_1),
-                                            ::testing::Values(1, 2, 3, 4, 5, 8, 13),
+                                            ::testing::Values(1, 2, 3, 4, 5, 8, 13, 16, 32),
                                             ::testing::Values(16, 48),
                                             ::testing::Values(32, 576)));
 
 // Batch invariance: a row of X gets the same bits from a call of any M, at any
 // position in it (continuous batching puts a sequence's row anywhere), as
-// from a call with that row alone. kM is past the rows from which the decoded
-// path takes two groups per pass (AVX-512), so that path is held to it too.
+// from a call with that row alone. kM and the calls of 16 and 32 rows are
+// past the rows from which the decoded path takes two groups per pass
+// (AVX-512), so that path is held to it too.
 class RepackedBatchInvarianceTest : public ::testing::TestWithParam<std::tuple<DType, int, int>> {};
 
 TEST_P(RepackedBatchInvarianceTest, EveryRowHasItsBitsAlone) {
@@ -109,7 +110,7 @@ TEST_P(RepackedBatchInvarianceTest, EveryRowHasItsBitsAlone) {
     RepackedMatMulF32(type, &x[m * K], K, q.packed.data(), y.data(), N, 1, K, 0, N);
     ASSERT_TRUE(same_as_all(y.data(), m)) << DTypeName(type) << " row " << m << " alone";
   }
-  for (int rows : {2, 3, 5, 8, 13}) {
+  for (int rows : {2, 3, 5, 8, 13, 16, 32}) {
     for (int start : {0, 1, 6, 19, kM - rows}) {
       RepackedMatMulF32(type, &x[start * K], K, q.packed.data(), y.data(), N, rows, K, 0, N);
       for (int i = 0; i < rows; ++i) {
