@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -22,6 +23,19 @@ struct SequenceInput {
   KvCache* cache = nullptr;          // receives the new keys/values
   bool all_logits = false;           // logits for every new token, not just the last
   bool skip_logits = false;          // no logits at all (a prefill chunk short of the end)
+};
+
+// Receives a model's intermediate activations as a forward pass computes
+// them: a conformance and debugging aid, as llama.cpp's graph evaluation
+// callback is (tests/conformance/compare_llama_cpp_layers.py compares the two).
+class ActivationTap {
+ public:
+  virtual ~ActivationTap() = default;
+  // `name` is the tensor's name in llama.cpp's graph where it has one
+  // ("attn_norm", "Vcur", "ffn_out", ...); `layer` is -1 outside the layers.
+  // `data` holds rows x cols floats, row-major (a row per token of the batch),
+  // valid during the call only.
+  virtual void Observe(std::string_view name, int64_t layer, const float* data, int64_t rows, int64_t cols) = 0;
 };
 
 class CausalLM {
@@ -54,6 +68,14 @@ class CausalLM {
   // What stages the model's offloaded weights (every model has one; with
   // nothing offloaded it does nothing).
   virtual const Streamer& streamer() const = 0;
+
+  // Later Forward calls hand their intermediate activations to `tap` (not
+  // owned; nullptr stops them). Unimplemented for architectures without
+  // taps.
+  virtual absl::Status SetActivationTap(ActivationTap* tap) {
+    (void)tap;
+    return absl::UnimplementedError("this architecture has no activation taps");
+  }
 };
 
 }  // namespace tierserve

@@ -100,6 +100,11 @@ class Llama final : public CausalLM {
 
   const Streamer& streamer() const override { return *streamer_; }
 
+  absl::Status SetActivationTap(ActivationTap* tap) override {
+    tap_ = tap;
+    return absl::OkStatus();
+  }
+
   absl::Status Forward(absl::Span<const SequenceInput> batch, std::vector<float>* logits) override {
     TS_RETURN_IF_ERROR(rows_.Build(batch, c_));
     const int64_t T = rows_.size(), H = c_.hidden_size, I = c_.intermediate_size;
@@ -133,9 +138,13 @@ class Llama final : public CausalLM {
                           streamer_->Acquire(L.weights, s.x.data(), T * H * static_cast<int64_t>(sizeof(float))));
       // Attention block.
       RmsNormRows(s.x.data(), L.input_norm.data(), s.xn.data(), T);
+      Tap("attn_norm", l, s.xn.data(), T, H);
       const Linear* qkv[] = {&L.q_proj, &L.k_proj, &L.v_proj};
       float* qkv_out[] = {s.q.data(), s.k.data(), s.v.data()};
       Linear::ForwardShared(qkv, s.xn.data(), T, qkv_out, pool_);
+      Tap("Qcur", l, s.q.data(), T, qd);
+      Tap("Kcur", l, s.k.data(), T, kvd);
+      Tap("Vcur", l, s.v.data(), T, kvd);
       ForRows(pool_, T, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
           k_.rope_rotate_half(&s.q[t * qd], nh, hd, &s.cos_sin[t * hd]);
@@ -144,20 +153,31 @@ class Llama final : public CausalLM {
           cache->Store(l, rows_.pos[t], &s.k[t * kvd], &s.v[t * kvd]);
         }
       });
+      Tap("Qrope", l, s.q.data(), T, qd);
+      Tap("Krope", l, s.k.data(), T, kvd);
       CausalAttention(k_, rows_, batch, l, s.q.data(), nh, nkv, hd, s.att.data(), pool_);
+      Tap("kqv_out", l, s.att.data(), T, qd);
       L.o_proj.Forward(s.att.data(), T, s.xn.data(), pool_);
+      Tap("attn_out", l, s.xn.data(), T, H);
       // The residual and the next norm, row by row.
       ForRows(pool_, T, [&](int64_t t0, int64_t t1) {
         k_.add_in_place(&s.x[t0 * H], &s.xn[t0 * H], (t1 - t0) * H);
         for (int64_t t = t0; t < t1; ++t) k_.rms_norm(&s.x[t * H], L.post_norm.data(), &s.xn[t * H], H, c_.norm_eps);
       });
+      Tap("ffn_inp", l, s.x.data(), T, H);
+      Tap("ffn_norm", l, s.xn.data(), T, H);
       // MLP block.
       const Linear* gate_up[] = {&L.gate_proj, &L.up_proj};
       float* gate_up_out[] = {s.gate.data(), s.up.data()};
       Linear::ForwardShared(gate_up, s.xn.data(), T, gate_up_out, pool_);
+      Tap("ffn_gate", l, s.gate.data(), T, I);
+      Tap("ffn_up", l, s.up.data(), T, I);
       ForRows(pool_, T, [&](int64_t t0, int64_t t1) { k_.silu_mul(&s.gate[t0 * I], &s.up[t0 * I], (t1 - t0) * I); });
+      Tap("ffn_swiglu", l, s.gate.data(), T, I);
       L.down_proj.Forward(s.gate.data(), T, s.xn.data(), pool_);
+      Tap("ffn_out", l, s.xn.data(), T, H);
       ForRows(pool_, T, [&](int64_t t0, int64_t t1) { k_.add_in_place(&s.x[t0 * H], &s.xn[t0 * H], (t1 - t0) * H); });
+      Tap("l_out", l, s.x.data(), T, H);
     }
 
     // Logits only for the rows that asked for them.
@@ -171,10 +191,16 @@ class Llama final : public CausalLM {
     TS_ASSIGN_OR_RETURN(Streamer::Lease weights,
                         streamer_->Acquire(head.group(), s.last.data(), n_out * H * static_cast<int64_t>(sizeof(float))));
     head.Forward(s.last.data(), n_out, logits->data(), pool_);
+    Tap("result_norm", -1, s.last.data(), n_out, H);
+    Tap("result_output", -1, logits->data(), n_out, c_.vocab_size);
     return absl::OkStatus();
   }
 
  private:
+  void Tap(std::string_view name, int64_t layer, const float* data, int64_t rows, int64_t cols) {
+    if (tap_ != nullptr) tap_->Observe(name, layer, data, rows, cols);
+  }
+
   void RmsNormRows(const float* x, const float* w, float* y, int64_t T) {
     const int64_t H = c_.hidden_size;
     ForRows(pool_, T, [&](int64_t t0, int64_t t1) {
@@ -193,6 +219,7 @@ class Llama final : public CausalLM {
   std::vector<float> inv_freq_;  // [hd/2]
   BatchRows rows_;
   LlamaRunState state_;
+  ActivationTap* tap_ = nullptr;  // not owned
 };
 
 }  // namespace

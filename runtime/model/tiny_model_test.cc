@@ -3,7 +3,9 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <algorithm>
 #include <sstream>
+#include <string_view>
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -141,6 +143,83 @@ TEST_P(TinyModelTest, RejectsOutOfRangeInput) {
   const int32_t ok_token = 1;
   SequenceInput past_end{{&ok_token, 1}, 4, cache.get(), false};
   EXPECT_EQ(model.Forward({&past_end, 1}, &logits).code(), absl::StatusCode::kOutOfRange);
+}
+
+// What an ActivationTap sees: the Llama forward hands it each layer's tensors
+// (a row per token) and the logits it returns, and a tapped forward gives the
+// same bits as an untapped one. GPT-2 has no taps and says so.
+class RecordingTap : public ActivationTap {
+ public:
+  struct Seen {
+    std::string name;
+    int64_t layer, rows, cols;
+    std::vector<float> data;
+  };
+  void Observe(std::string_view name, int64_t layer, const float* data, int64_t rows, int64_t cols) override {
+    seen.push_back({std::string(name), layer, rows, cols, std::vector<float>(data, data + rows * cols)});
+  }
+  const Seen* Find(std::string_view name, int64_t layer) const {
+    for (const Seen& s : seen)
+      if (s.name == name && s.layer == layer) return &s;
+    return nullptr;
+  }
+  std::vector<Seen> seen;
+};
+
+TEST_P(TinyModelTest, ActivationTapSeesTheForwardAndChangesNothing) {
+  CausalLM& model = *loaded_.model;
+  const ModelConfig& c = model.config();
+  RecordingTap tap;
+  const absl::Status set = model.SetActivationTap(&tap);
+  if (c.arch != Architecture::kLlama) {
+    EXPECT_EQ(set.code(), absl::StatusCode::kUnimplemented);
+    return;
+  }
+  ASSERT_TRUE(set.ok()) << set;
+  const json& cases = golden_["cases"];
+  const std::vector<int32_t> ids = cases[cases.size() - 1]["input_ids"].get<std::vector<int32_t>>();
+  const int64_t T = static_cast<int64_t>(ids.size());
+  ASSERT_GE(T, 2);
+  auto tapped_cache = model.NewCache(T);
+  SequenceInput tapped{ids, 0, tapped_cache.get(), true};
+  std::vector<float> tapped_logits;
+  ASSERT_TRUE(model.Forward({&tapped, 1}, &tapped_logits).ok());
+  ASSERT_TRUE(model.SetActivationTap(nullptr).ok());
+  const size_t seen = tap.seen.size();
+  auto cache = model.NewCache(T);
+  SequenceInput plain{ids, 0, cache.get(), true};
+  std::vector<float> logits;
+  ASSERT_TRUE(model.Forward({&plain, 1}, &logits).ok());
+  EXPECT_EQ(tap.seen.size(), seen) << "a removed tap was called";
+  ASSERT_EQ(logits, tapped_logits);
+
+  const int64_t qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
+  const std::pair<const char*, int64_t> per_layer[] = {
+      {"attn_norm", c.hidden_size}, {"Qcur", qd},  {"Kcur", kvd}, {"Vcur", kvd},
+      {"Qrope", qd}, {"Krope", kvd}, {"kqv_out", qd}, {"attn_out", c.hidden_size}, {"ffn_inp", c.hidden_size},
+      {"ffn_norm", c.hidden_size}, {"ffn_gate", c.intermediate_size}, {"ffn_up", c.intermediate_size},
+      {"ffn_swiglu", c.intermediate_size}, {"ffn_out", c.hidden_size}, {"l_out", c.hidden_size}};
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    for (const auto& [name, cols] : per_layer) {
+      const RecordingTap::Seen* s = tap.Find(name, l);
+      ASSERT_NE(s, nullptr) << name << "-" << l;
+      EXPECT_EQ(s->rows, T) << name << "-" << l;
+      EXPECT_EQ(s->cols, cols) << name << "-" << l;
+    }
+    // RoPE leaves position 0 as it is and turns the others.
+    const RecordingTap::Seen* q = tap.Find("Qcur", l);
+    const RecordingTap::Seen* qr = tap.Find("Qrope", l);
+    EXPECT_TRUE(std::equal(q->data.begin(), q->data.begin() + qd, qr->data.begin())) << l;
+    EXPECT_FALSE(std::equal(q->data.begin() + qd, q->data.end(), qr->data.begin() + qd)) << l;
+  }
+  EXPECT_EQ(tap.seen.size(), static_cast<size_t>(15 * c.num_layers + 2));
+  const RecordingTap::Seen* out = tap.Find("result_output", -1);
+  ASSERT_NE(out, nullptr);
+  EXPECT_EQ(out->data, logits);
+  const RecordingTap::Seen* norm = tap.Find("result_norm", -1);
+  ASSERT_NE(norm, nullptr);
+  EXPECT_EQ(norm->rows, T);
+  EXPECT_EQ(norm->cols, c.hidden_size);
 }
 
 // Tolerance 1e-4 against transformers on the same checkpoint (the same

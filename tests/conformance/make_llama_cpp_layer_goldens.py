@@ -12,9 +12,8 @@ order in which the blocks' terms are added; one activation rounded to another
 integer would move an output by about 1/127 of its block's range.
 
 It reads the tensors through llama.cpp's graph evaluation callback
-(`cb_eval`, set through the context parameters) while llama.cpp evaluates
-the first case of tests/data/smollm2/golden.json in one batch, with the
-golden's settings. Beside each product it checks a NumPy evaluation of the
+(llama_cpp_tap.py) while llama.cpp evaluates the first case of
+tests/data/smollm2/golden.json in one batch, with the golden's settings. Beside each product it checks a NumPy evaluation of the
 block formulas (exact integer sums, float64 elsewhere) against llama.cpp's
 output, and prints the relative difference: a large one would mean llama.cpp
 took another path (a repacked or fp32 kernel), and the script then fails.
@@ -29,15 +28,14 @@ tests/data/smollm2/llama_cpp_layer0.f32 (little-endian float32 rows).
 
 from __future__ import annotations
 
-import ctypes
 import json
 from pathlib import Path
 
 import gguf
 import llama_cpp
-import llama_cpp.llama_cpp as lc
 import numpy as np
-from llama_cpp import Llama
+
+from llama_cpp_tap import capture
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "data" / "smollm2" / "golden.json"
@@ -60,43 +58,6 @@ PRODUCTS = [
     ("blk.0.ffn_down.weight", "ffn_swiglu-0", "ffn_out-0", "last"),
     ("token_embd.weight", "result_norm", "result_output", "last"),
 ]
-
-_base = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"))
-_base.ggml_get_name.restype = ctypes.c_char_p
-_base.ggml_get_name.argtypes = [ctypes.c_void_p]
-_base.ggml_nbytes.restype = ctypes.c_size_t
-_base.ggml_nbytes.argtypes = [ctypes.c_void_p]
-_base.ggml_is_contiguous.restype = ctypes.c_bool
-_base.ggml_is_contiguous.argtypes = [ctypes.c_void_p]
-_base.ggml_backend_tensor_get.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]
-
-GGML_TYPE_F32 = 0
-seen: dict[str, list[np.ndarray]] = {}
-wanted = {p[1] for p in PRODUCTS} | {p[2] for p in PRODUCTS}
-
-
-def on_tensor(t, ask, _user):
-    name = _base.ggml_get_name(t).decode()
-    if ask:
-        return name in wanted
-    # struct ggml_tensor begins: enum ggml_type type; (pad); buffer*; int64_t ne[4]
-    ttype = ctypes.c_int32.from_address(t).value
-    if name in wanted and ttype == GGML_TYPE_F32 and _base.ggml_is_contiguous(t):
-        n = _base.ggml_nbytes(t) // 4
-        buf = np.empty(n, dtype=np.float32)
-        _base.ggml_backend_tensor_get(t, buf.ctypes.data, 0, n * 4)
-        seen.setdefault(name, []).append(buf)
-    return True
-
-
-CALLBACK = lc.ggml_backend_sched_eval_callback(on_tensor)
-_default_params = lc.llama_context_default_params
-
-
-def _params_with_callback():
-    p = _default_params()
-    p.cb_eval = CALLBACK
-    return p
 
 
 def f16(a):
@@ -133,22 +94,14 @@ def main() -> None:
     golden = json.loads(GOLDEN.read_text())
     kw = dict(golden["settings"]["llama_cpp"])
     kw.pop("kv_cache", None)
-    lc.llama_context_default_params = _params_with_callback
-    try:
-        llm = Llama(str(MODEL), **kw)
-        ids = golden["cases"][CASE]["ids"]
-        llm.reset()
-        seen.clear()
-        llm.eval(ids)
-    finally:
-        lc.llama_context_default_params = _default_params
+    ids = golden["cases"][CASE]["ids"]
+    seen = capture(MODEL, kw, ids, {p[1] for p in PRODUCTS} | {p[2] for p in PRODUCTS})
     T = len(ids)
     reader = gguf.GGUFReader(str(MODEL))
     weights = {t.name: t for t in reader.tensors}
 
     def tensor(name, which):
-        # each evaluation's tensors, the token dimension outermost
-        got = [a.reshape(T, -1) for a in seen.get(name, []) if a.size % T == 0]
+        got = seen.get(name, [])
         assert got, f"{name}: no F32 tensor seen"
         return got[0] if which == "first" else got[-1]
 
