@@ -61,6 +61,14 @@ CpuPath BestCpuPath() {
   return best;
 }
 
+std::vector<CpuPath> SupportedCpuPaths(std::initializer_list<CpuPath> candidates) {
+  std::vector<CpuPath> paths;
+  for (CpuPath p : candidates) {
+    if (CpuPathSupported(p)) paths.push_back(p);
+  }
+  return paths;
+}
+
 const char* CpuPathName(CpuPath path) {
   switch (path) {
     case CpuPath::kPortable: return "portable";

@@ -10,6 +10,9 @@
 #ifndef TIERSERVE_KERNELS_CPU_CPU_FEATURES_H_
 #define TIERSERVE_KERNELS_CPU_CPU_FEATURES_H_
 
+#include <initializer_list>
+#include <vector>
+
 namespace tierserve::cpu {
 
 // Ordered: each path's CPU requirements include those of the paths before it.
@@ -42,6 +45,10 @@ bool CpuPathSupported(CpuPath path);
 
 // The fastest supported path.
 CpuPath BestCpuPath();
+
+// The paths of `candidates` this CPU runs, in their order (what a test or
+// benchmark compares on this machine).
+std::vector<CpuPath> SupportedCpuPaths(std::initializer_list<CpuPath> candidates);
 
 // "portable", "avx2", "avx512vnni", "avx512bf16".
 const char* CpuPathName(CpuPath path);

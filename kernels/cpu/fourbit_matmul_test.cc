@@ -111,12 +111,7 @@ TestWeight MakeWeight(int64_t N, int64_t K, int64_t bs, bool double_quant, bool 
 
 // The paths this CPU runs; the others are reported by SkipsPathsThisCpuLacks.
 std::vector<CpuPath> SupportedPaths() {
-  std::vector<CpuPath> paths;
-  for (CpuPath p :
-       {CpuPath::kPortable, CpuPath::kAvx2, CpuPath::kAvx512Vnni, CpuPath::kAvx512Bf16}) {
-    if (CpuPathSupported(p)) paths.push_back(p);
-  }
-  return paths;
+  return SupportedCpuPaths({CpuPath::kPortable, CpuPath::kAvx2, CpuPath::kAvx512Vnni, CpuPath::kAvx512Bf16});
 }
 
 // (K, blocksize, M, double quant, compute dtype)

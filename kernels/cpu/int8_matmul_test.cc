@@ -106,11 +106,7 @@ Int8Weights MakeWeights(int64_t N, int64_t K, std::mt19937* rng) {
 
 // The paths this CPU runs; the others are reported by SkipsPathsThisCpuLacks.
 std::vector<CpuPath> SupportedPaths() {
-  std::vector<CpuPath> paths;
-  for (CpuPath p : {CpuPath::kPortable, CpuPath::kAvx2, CpuPath::kAvx512Vnni}) {
-    if (CpuPathSupported(p)) paths.push_back(p);
-  }
-  return paths;
+  return SupportedCpuPaths({CpuPath::kPortable, CpuPath::kAvx2, CpuPath::kAvx512Vnni});
 }
 
 TEST(Int8QuantizeTest, MatchesTheContract) {

@@ -89,13 +89,7 @@ std::vector<float> Reference(DType type, const Weights& w, const Q8Activations& 
   return y;
 }
 
-std::vector<CpuPath> Paths() {
-  std::vector<CpuPath> paths;
-  for (CpuPath p : {CpuPath::kPortable, CpuPath::kAvx2, CpuPath::kAvx512Vnni}) {
-    if (CpuPathSupported(p)) paths.push_back(p);
-  }
-  return paths;
-}
+std::vector<CpuPath> Paths() { return SupportedCpuPaths({CpuPath::kPortable, CpuPath::kAvx2, CpuPath::kAvx512Vnni}); }
 
 TEST(QuantizeQ8Test, ScalesRoundsToNearestEvenAndSums) {
   // One block: amax 127 gives d = 1 and q = x rounded half to even.

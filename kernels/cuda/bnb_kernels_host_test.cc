@@ -482,11 +482,7 @@ void ExpectSameAsCpu(const HostInt8& got, const cpu::Int8Activations& ref, int64
 }
 
 std::vector<cpu::CpuPath> SupportedPaths() {
-  std::vector<cpu::CpuPath> paths;
-  for (cpu::CpuPath p : {cpu::CpuPath::kPortable, cpu::CpuPath::kAvx2, cpu::CpuPath::kAvx512Vnni}) {
-    if (cpu::CpuPathSupported(p)) paths.push_back(p);
-  }
-  return paths;
+  return cpu::SupportedCpuPaths({cpu::CpuPath::kPortable, cpu::CpuPath::kAvx2, cpu::CpuPath::kAvx512Vnni});
 }
 
 // (K, threshold, threads)

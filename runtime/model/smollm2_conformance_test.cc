@@ -341,10 +341,8 @@ TEST_F(SmolLm2Test, Int8ProductsReproduceLlamaCppsLayerZero) {
   absl::StatusOr<std::unique_ptr<GgufFile>> file = GgufFile::Open(kModel);
   ASSERT_TRUE(file.ok()) << file.status();
   const int64_t M = manifest["rows"].get<int64_t>();
-  std::vector<cpu::CpuPath> paths;
-  for (cpu::CpuPath p : {cpu::CpuPath::kPortable, cpu::CpuPath::kAvx2, cpu::CpuPath::kAvx512Vnni}) {
-    if (cpu::CpuPathSupported(p)) paths.push_back(p);
-  }
+  const std::vector<cpu::CpuPath> paths =
+      cpu::SupportedCpuPaths({cpu::CpuPath::kPortable, cpu::CpuPath::kAvx2, cpu::CpuPath::kAvx512Vnni});
   for (const json& e : manifest["products"]) {
     const std::string name = e["weight"].get<std::string>();
     const TensorView* w = (*file)->Find(name);
