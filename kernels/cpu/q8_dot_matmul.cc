@@ -218,12 +218,8 @@ void QuantizeRowAvx2(const float* x, int64_t nb, int8_t* q, float* d, float* s, 
     }
     for (b = 0; b < n; ++b) {
       int8_t* qb = q + (b0 + b) * kQK;
-      if (std::isnan(amax[b])) {
-        std::memset(qb, 0, kQK);
-        qsum[b0 + b] = 0;
-      } else {
-        qsum[b0 + b] = BlockQuantizeAvx2(x + (b0 + b) * kQK, _mm256_set1_ps(id[b]), qb);
-      }
+      qsum[b0 + b] = std::isnan(amax[b]) ? NonFiniteBlock(qb).sum
+                                         : BlockQuantizeAvx2(x + (b0 + b) * kQK, _mm256_set1_ps(id[b]), qb);
     }
     for (b = 0; b + 8 <= n; b += 8) {
       const __m256 sums = _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qsum + b0 + b)));
