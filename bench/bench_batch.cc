@@ -14,6 +14,10 @@
 // bounds them (decoding costs instructions the peak does not count). int8
 // multiplies in integers, whose peak differs; its fraction is indicative.
 //
+// --op_times splits a step's wall time by operation (through the model's
+// activation tap) and prints the ceiling the rest leaves: the fraction of the
+// peak the step would reach with the products at the peak.
+//
 //   bench_batch --model models/SmolLM2-135M-Instruct.Q4_1.gguf --batches 1,8,32
 #include <algorithm>
 #include <atomic>
@@ -28,6 +32,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/read_bandwidth.h"
 #include "kernels/cpu/cpu_features.h"
+#include "runtime/base/status_macros.h"
 #include "runtime/kv/kv_block_pool.h"
 #include "runtime/model/model_loader.h"
 
@@ -44,6 +49,10 @@ ABSL_FLAG(int32_t, decode_steps, 32, "Decode steps timed.");
 ABSL_FLAG(int32_t, repeats, 3, "Repeats; the best is reported.");
 ABSL_FLAG(int64_t, bandwidth_mib, 1024, "Buffer size of the bandwidth probe, MiB.");
 ABSL_FLAG(int64_t, fma_rounds, 50'000'000, "Rounds of the FMA probe per thread and repeat.");
+ABSL_FLAG(bool, op_times, false,
+          "After each timed batch size, decode once more with the model's activation tap reading the clock "
+          "between operations, and print where a step's time went: the products (and their share of the FMA "
+          "peak), attention, the rest (Llama-family models).");
 
 namespace tierserve {
 namespace {
@@ -156,17 +165,61 @@ FmaRate FmaPeak(int threads, int64_t rounds, int repeats) {
 //   attention 2 x 2 x L x nh x hd x ctx      (q.k scores and the weighted sum of v)
 // with qd = nh*hd, kvd = nkv*hd. Norms, RoPE, SiLU, softmax and biases are
 // left out (O(H) or O(nh x ctx) per layer).
-double FlopsPerToken(const ModelConfig& c, double ctx) {
+double MatmulFlopsPerToken(const ModelConfig& c) {
   const double H = c.hidden_size, I = c.intermediate_size, L = c.num_layers, V = c.vocab_size;
   const double qd = static_cast<double>(c.num_heads * c.head_dim), kvd = static_cast<double>(c.num_kv_heads * c.head_dim);
-  const double matmul_params = L * (H * qd + 2 * H * kvd + qd * H + 3 * H * I) + V * H;
-  return 2 * matmul_params + 2.0 * 2.0 * L * qd * ctx;
+  return 2 * (L * (H * qd + 2 * H * kvd + qd * H + 3 * H * I) + V * H);
 }
+double FlopsPerToken(const ModelConfig& c, double ctx) {
+  return MatmulFlopsPerToken(c) + 2.0 * 2.0 * c.num_layers * static_cast<double>(c.num_heads * c.head_dim) * ctx;
+}
+
+// Where a forward pass's time goes, from the activation tap: each tensor the
+// model hands over closes the interval since the one before (or since
+// Start), charged to the operation that computed it. The tap runs on the
+// calling thread after each operation has finished on every thread.
+class OpTimer final : public ActivationTap {
+ public:
+  enum Op { kProducts, kAttention, kRopeKvStore, kNormsResidualsSilu, kOther, kNumOps };
+  static constexpr const char* kNames[kNumOps] = {
+      "products (q/k/v, o, gate/up, down, head)", "attention", "rotary + KV store",
+      "norms, residuals, SiLU", "the rest (embedding, the tap, between calls)"};
+
+  void Start() { last_ = BenchClock::now(); }
+  void Observe(std::string_view name, int64_t layer, const float*, int64_t, int64_t) override {
+    const auto now = BenchClock::now();
+    seconds_[OpOf(name, layer)] += Seconds(last_, now);
+    last_ = now;
+  }
+  double seconds(Op op) const { return seconds_[op]; }
+
+ private:
+  // The operation whose result `name` is (names as runtime/model/llama.cc
+  // taps them). result_norm arrives after the head has run on the final
+  // norm's rows; Kcur and Vcur after Qcur, from the same products; layer 0's
+  // attn_norm after the embedding too.
+  static Op OpOf(std::string_view name, int64_t layer) {
+    if (name == "Qcur" || name == "attn_out" || name == "ffn_gate" || name == "ffn_out" || name == "result_norm") {
+      return kProducts;
+    }
+    if (name == "kqv_out") return kAttention;
+    if (name == "Qrope") return kRopeKvStore;
+    if ((name == "attn_norm" && layer > 0) || name == "ffn_inp" || name == "ffn_swiglu" || name == "l_out") {
+      return kNormsResidualsSilu;
+    }
+    return kOther;
+  }
+  BenchClock::time_point last_;
+  double seconds_[kNumOps] = {};
+};
 
 // Seconds of the fastest of `repeats` runs of `steps` batched decode steps
 // over `batch` freshly prefilled sequences. Only the Forward calls are timed
 // (the argmax feeding each sequence its next token is not).
-absl::StatusOr<double> DecodeSeconds(CausalLM& model, int batch, int P, int steps, int repeats) {
+// With `timer`, the model's activation tap is the timer for the timed steps,
+// started before each.
+absl::StatusOr<double> DecodeSeconds(CausalLM& model, int batch, int P, int steps, int repeats,
+                                     OpTimer* timer = nullptr) {
   const ModelConfig& cfg = model.config();
   const int64_t V = cfg.vocab_size;
   std::vector<std::vector<int32_t>> prompts(batch, std::vector<int32_t>(P));
@@ -194,14 +247,59 @@ absl::StatusOr<double> DecodeSeconds(CausalLM& model, int batch, int P, int step
     double seconds = 0;
     for (int i = 0; i < steps; ++i) {
       for (int b = 0; b < batch; ++b) in[b] = SequenceInput{{&tok[b], 1}, P + i, caches[b].get(), false};
+      if (timer != nullptr) {
+        TS_RETURN_IF_ERROR(model.SetActivationTap(timer));
+        timer->Start();
+      }
       const auto t0 = BenchClock::now();
-      if (absl::Status s = model.Forward(in, &logits); !s.ok()) return s;
+      const absl::Status forward = model.Forward(in, &logits);
+      if (timer != nullptr) TS_RETURN_IF_ERROR(model.SetActivationTap(nullptr));
+      TS_RETURN_IF_ERROR(forward);
       seconds += Seconds(t0, BenchClock::now());
       pick();
     }
     best = std::min(best, seconds);
   }
   return best;
+}
+
+// Prints where the `steps` steps of `batch` sequences timed through `timer`
+// (`seconds` in all) went, the products' GFLOP/s against the FMA peak, and,
+// when they are fp32 FMAs (`fp32_products`), what the step would take, and
+// reach of the peak, with the products at that peak and everything else as
+// measured.
+void PrintOpTimes(const std::string& precision, int batch, int steps, const OpTimer& timer, double seconds,
+                  double matmul_flops, double flops, double peak_gflops, bool fp32_products) {
+  std::printf("  where batch %d's step went (one more run of %d steps, the activation tap reading the clock "
+              "after each operation): %.2f ms/step\n", batch, steps, seconds / steps * 1e3);
+  double named = 0;
+  for (int op = 0; op < OpTimer::kOther; ++op) named += timer.seconds(static_cast<OpTimer::Op>(op));
+  for (int op = 0; op < OpTimer::kNumOps; ++op) {
+    const double t = op == OpTimer::kOther ? seconds - named : timer.seconds(static_cast<OpTimer::Op>(op));
+    std::printf("    %-46s %8.2f ms %6.1f%%", OpTimer::kNames[op], t / steps * 1e3, 100 * t / seconds);
+    if (op == OpTimer::kProducts) {
+      const double gflops = static_cast<double>(batch) * steps * matmul_flops / t / 1e9;
+      std::printf("   %.1f GFLOP/s, %.1f%% of peak", gflops, 100 * gflops / peak_gflops);
+    }
+    std::printf("\n");
+  }
+  const double products = timer.seconds(OpTimer::kProducts);
+  const double at_peak = seconds - products + static_cast<double>(batch) * steps * matmul_flops / (peak_gflops * 1e9);
+  const double ceiling = static_cast<double>(batch) * steps * flops / at_peak / 1e9 / peak_gflops;
+  if (fp32_products) {
+    std::printf("    with the products at the FMA peak and the rest as measured: %.2f ms/step, %.1f%% of peak\n",
+                at_peak / steps * 1e3, 100 * ceiling);
+  } else {
+    std::printf("    (integer products: the fp32 FMA peak does not bound them)\n");
+  }
+  std::printf("OPTIMES precision=%s batch=%d step_ms=%.3f products_ms=%.3f attention_ms=%.3f rope_kv_store_ms=%.3f "
+              "norms_residuals_silu_ms=%.3f rest_ms=%.3f products_peak_fraction=%.4f",
+              precision.c_str(), batch, seconds / steps * 1e3, products / steps * 1e3,
+              timer.seconds(OpTimer::kAttention) / steps * 1e3, timer.seconds(OpTimer::kRopeKvStore) / steps * 1e3,
+              timer.seconds(OpTimer::kNormsResidualsSilu) / steps * 1e3, (seconds - named) / steps * 1e3,
+              static_cast<double>(batch) * steps * matmul_flops / products / 1e9 / peak_gflops);
+  if (fp32_products) std::printf(" ceiling_peak_fraction=%.4f", ceiling);
+  std::printf("\n");
 }
 
 absl::StatusOr<ModelLoadOptions> OptionsFor(const std::string& p, ThreadPool* pool) {
@@ -301,6 +399,18 @@ int Run() {
                   "bytes_per_step=%.0f bandwidth_gbs=%.3f roofline_fraction=%.4f\n",
                   p.c_str(), batch, threads, tps, tps / base_tps, flops, ctx, gflops, peakN, peak1,
                   fmaN.cpu_gflops, gflops / peakN, bytes, bw / 1e9, roofline);
+      if (absl::GetFlag(FLAGS_op_times)) {
+        OpTimer timer;
+        absl::StatusOr<double> t = DecodeSeconds(model, batch, P, D, 1, &timer);
+        if (absl::IsUnimplemented(t.status())) {
+          std::printf("  (--op_times: %s)\n", std::string(t.status().message()).c_str());
+        } else if (!t.ok()) {
+          return Fail(t.status());
+        } else {
+          PrintOpTimes(p, batch, D, timer, *t, MatmulFlopsPerToken(model.config()), flops, peakN,
+                       /*fp32_products=*/p != "stored_int8_act" && p != "int8");
+        }
+      }
     }
   }
   return 0;
