@@ -294,6 +294,36 @@ grpc::ServerUnaryReactor* KServeService::ModelMetadata(grpc::CallbackServerConte
       });
 }
 
+grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext* ctx,
+                                                     const grpc::ByteBuffer* req, grpc::ByteBuffer* resp) {
+  return StartUnary<inference::ModelConfigRequest, inference::ModelConfigResponse>(
+      req, resp, serving_, "ModelConfig", kProtoHint,
+      [this, ctx](const inference::ModelConfigRequest& r, inference::ModelConfigResponse* out, UnaryReply* call) {
+        const Clock::time_point t0 = Clock::now();
+        absl::Status s = serving_.Authorize(*ctx);
+        if (s.ok()) s = serving_.models().State(r.name()).status();
+        if (s.ok()) s = kserve::CheckModelVersion(r.version(), r.name());
+        if (s.ok()) {
+          inference::ModelConfig* c = out->mutable_config();
+          c->set_name(r.name());
+          c->set_platform(kPlatform);
+          // text_input's shape is [N] or [N, 1] as it is, not a batch of
+          // fixed-shape items: no batch dimension in Triton's terms.
+          c->set_max_batch_size(0);
+          inference::ModelInput* in = c->add_input();
+          in->set_name(kserve::kTextInput);
+          in->set_data_type(inference::TYPE_STRING);
+          in->add_dims(-1);
+          inference::ModelOutput* o = c->add_output();
+          o->set_name(kserve::kTextOutput);
+          o->set_data_type(inference::TYPE_STRING);
+          o->add_dims(-1);
+          c->mutable_model_transaction_policy()->set_decoupled(true);
+        }
+        FinishUnary(call, serving_, "ModelConfig", t0, ToGrpcStatus(s));
+      });
+}
+
 absl::StatusOr<KServeService::PreparedInfer> KServeService::Prepare(const ModelInferRequest& req,
                                                                     bool streaming) const {
   PreparedInfer p;

@@ -33,9 +33,10 @@ using KServeServiceBase = inference::GRPCInferenceService::WithRawCallbackMethod
         inference::GRPCInferenceService::WithRawCallbackMethod_ModelReady<
             inference::GRPCInferenceService::WithRawCallbackMethod_ServerMetadata<
                 inference::GRPCInferenceService::WithRawCallbackMethod_ModelMetadata<
-                    inference::GRPCInferenceService::WithRawCallbackMethod_ModelInfer<
-                        inference::GRPCInferenceService::WithRawCallbackMethod_ModelStreamInfer<
-                            inference::GRPCInferenceService::Service>>>>>>>;
+                    inference::GRPCInferenceService::WithRawCallbackMethod_ModelConfig<
+                        inference::GRPCInferenceService::WithRawCallbackMethod_ModelInfer<
+                            inference::GRPCInferenceService::WithRawCallbackMethod_ModelStreamInfer<
+                                inference::GRPCInferenceService::Service>>>>>>>>;
 
 class KServeService final : public KServeServiceBase {
  public:
@@ -58,6 +59,8 @@ class KServeService final : public KServeServiceBase {
                                            grpc::ByteBuffer* resp) override;
   grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
                                           grpc::ByteBuffer* resp) override;
+  grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                        grpc::ByteBuffer* resp) override;
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
                                        grpc::ByteBuffer* resp) override;
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ModelStreamInfer(

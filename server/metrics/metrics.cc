@@ -160,6 +160,8 @@ const char* RpcMethodName(RpcMethod method) {
       return "ServerMetadata";
     case RpcMethod::kModelMetadata:
       return "ModelMetadata";
+    case RpcMethod::kModelConfig:
+      return "ModelConfig";
     case RpcMethod::kModelInfer:
       return "ModelInfer";
     case RpcMethod::kModelStreamInfer:

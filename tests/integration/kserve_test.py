@@ -31,7 +31,7 @@ try:
     import numpy as np
     import tritonclient.grpc as triton
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-    from tritonclient.grpc import service_pb2, service_pb2_grpc
+    from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
     from tritonclient.utils import InferenceServerException, serialize_byte_tensor
 except ImportError as e:  # the wrong Python, or scripts/setup.sh not run
     sys.exit(f"kserve_test: {e}; run it with the project's venv (TIERSERVE_PYENV, made by scripts/setup.sh "
@@ -194,6 +194,24 @@ class KServeTest(unittest.TestCase):
         self.expect_error("NOT_FOUND", 'unknown model "nope"; served models: tiny_llama',
                           self.client.get_model_metadata, "nope")
         self.expect_error("NOT_FOUND", 'has no version "2"', self.client.get_model_metadata, MODEL, "2")
+
+    def test_model_config(self):
+        """Triton's model configuration, read by tritonclient's own messages (model_config.proto)."""
+        c = self.client.get_model_config(MODEL).config
+        self.assertEqual(c.name, MODEL)
+        self.assertEqual(c.platform, "tierserve")
+        self.assertEqual(c.max_batch_size, 0)
+        string = model_config_pb2.DataType.Value("TYPE_STRING")
+        self.assertEqual([(t.name, t.data_type, list(t.dims)) for t in c.input], [("text_input", string, [-1])])
+        self.assertEqual([(t.name, t.data_type, list(t.dims)) for t in c.output], [("text_output", string, [-1])])
+        self.assertTrue(c.model_transaction_policy.decoupled)
+        self.assertEqual(self.client.get_model_config(MODEL, "1").config.name, MODEL)
+        self.expect_error("NOT_FOUND", 'unknown model "nope"; served models: tiny_llama',
+                          self.client.get_model_config, "nope")
+        self.expect_error("NOT_FOUND", 'has no version "2"', self.client.get_model_config, MODEL, "2")
+        # The configuration describes what ModelInfer takes: a text_input of
+        # shape [-1] as it says is answered.
+        self.assertEqual(len(texts(self.infer(["a", "b"], max_tokens=2, temperature=0))), 2)
 
     def test_infer_is_the_native_generate(self):
         cases = [dict(max_tokens=12, temperature=0),  # greedy; Python's 0 arrives as int64_param
@@ -401,8 +419,8 @@ class KServeTest(unittest.TestCase):
             self.assertEqual(list(replies), [])  # then it ends with OK
             # A method tierserve does not serve.
             with self.assertRaises(grpc.RpcError) as cm:
-                service_pb2_grpc.GRPCInferenceServiceStub(ch).ModelConfig(
-                    service_pb2.ModelConfigRequest(name=MODEL), timeout=10)
+                service_pb2_grpc.GRPCInferenceServiceStub(ch).ModelStatistics(
+                    service_pb2.ModelStatisticsRequest(name=MODEL), timeout=10)
             self.assertEqual(cm.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
         # The daemon serves on.
         self.assertTrue(self.client.is_server_ready())
@@ -415,6 +433,7 @@ class KServeTest(unittest.TestCase):
         self.infer(["count me"], max_tokens=5, temperature=0, ignore_eos=True)
         self.expect_error("INVALID_ARGUMENT", "unknown parameter", self.infer, ["x"], nope=1)
         self.client.is_model_ready(MODEL)
+        self.client.get_model_config(MODEL)
         after = self.daemon.metrics()
         total = "tierserve_requests_total"
         self.assertEqual(value(after, total, model=MODEL, method="ModelInfer", code="OK") -
@@ -423,6 +442,8 @@ class KServeTest(unittest.TestCase):
                          value(before, total, model=MODEL, method="ModelInfer", code="INVALID_ARGUMENT"), 1)
         self.assertEqual(value(after, total, method="ModelReady", code="OK") -
                          value(before, total, method="ModelReady", code="OK"), 1)
+        self.assertEqual(value(after, total, method="ModelConfig", code="OK") -
+                         value(before, total, method="ModelConfig", code="OK"), 1)
         self.assertEqual(value(after, "tierserve_generated_tokens_total", model=MODEL) -
                          value(before, "tierserve_generated_tokens_total", model=MODEL), 5)
         self.assertGreater(value(after, "tierserve_request_duration_seconds_count", method="ModelInfer"),
