@@ -324,6 +324,52 @@ grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext
       });
 }
 
+namespace {
+
+void SetDuration(const InferenceStatistics::Duration& d, inference::StatisticDuration* out) {
+  out->set_count(d.count);
+  out->set_ns(d.ns);
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* KServeService::ModelStatistics(grpc::CallbackServerContext* ctx,
+                                                         const grpc::ByteBuffer* req, grpc::ByteBuffer* resp) {
+  return StartUnary<inference::ModelStatisticsRequest, inference::ModelStatisticsResponse>(
+      req, resp, serving_, "ModelStatistics", kProtoHint,
+      [this, ctx](const inference::ModelStatisticsRequest& r, inference::ModelStatisticsResponse* out,
+                  UnaryReply* call) {
+        const Clock::time_point t0 = Clock::now();
+        absl::Status s = serving_.Authorize(*ctx);
+        std::vector<std::string> names;
+        if (s.ok() && r.name().empty()) {
+          serving_.models().ForEach([&names](const ServedModel& m) { names.push_back(m.name); });
+        } else if (s.ok()) {
+          s = serving_.models().State(r.name()).status();
+          names.push_back(r.name());
+        }
+        if (s.ok()) s = kserve::CheckModelVersion(r.version(), r.name());
+        if (s.ok()) {
+          for (const std::string& name : names) {
+            const InferenceStatistics::Model m =
+                options_.statistics != nullptr ? options_.statistics->Get(name) : InferenceStatistics::Model{};
+            inference::ModelStatistics* st = out->add_model_stats();
+            st->set_name(name);
+            st->set_version(kserve::kModelVersion);
+            st->set_last_inference(m.last_inference_ms);
+            st->set_inference_count(m.inference_count);
+            st->set_execution_count(m.execution_count);
+            inference::InferStatistics* is = st->mutable_inference_stats();
+            SetDuration(m.success, is->mutable_success());
+            SetDuration(m.fail, is->mutable_fail());
+            SetDuration(m.queue, is->mutable_queue());
+            SetDuration(m.compute_infer, is->mutable_compute_infer());
+          }
+        }
+        FinishUnary(call, serving_, "ModelStatistics", t0, ToGrpcStatus(s));
+      });
+}
+
 absl::StatusOr<KServeService::PreparedInfer> KServeService::Prepare(const ModelInferRequest& req,
                                                                     bool streaming) const {
   PreparedInfer p;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "inference/grpc_service.grpc.pb.h"
+#include "server/inference_statistics.h"
 #include "server/kserve_request.h"
 #include "server/raw_call.h"
 #include "server/serving_context.h"
@@ -34,9 +35,10 @@ using KServeServiceBase = inference::GRPCInferenceService::WithRawCallbackMethod
             inference::GRPCInferenceService::WithRawCallbackMethod_ServerMetadata<
                 inference::GRPCInferenceService::WithRawCallbackMethod_ModelMetadata<
                     inference::GRPCInferenceService::WithRawCallbackMethod_ModelConfig<
-                        inference::GRPCInferenceService::WithRawCallbackMethod_ModelInfer<
-                            inference::GRPCInferenceService::WithRawCallbackMethod_ModelStreamInfer<
-                                inference::GRPCInferenceService::Service>>>>>>>>;
+                        inference::GRPCInferenceService::WithRawCallbackMethod_ModelStatistics<
+                            inference::GRPCInferenceService::WithRawCallbackMethod_ModelInfer<
+                                inference::GRPCInferenceService::WithRawCallbackMethod_ModelStreamInfer<
+                                    inference::GRPCInferenceService::Service>>>>>>>>>;
 
 class KServeService final : public KServeServiceBase {
  public:
@@ -45,6 +47,9 @@ class KServeService final : public KServeServiceBase {
     bool probes_open = true;
     // ServerMetadata.version: the daemon's version.
     std::string version;
+    // What ModelStatistics reports (not owned; must outlive the service).
+    // Null: ModelStatistics answers every model with zeros.
+    const InferenceStatistics* statistics = nullptr;
   };
   // `serving` is not owned and must outlive the service.
   KServeService(ServingContext* serving, Options options) : serving_(*serving), options_(std::move(options)) {}
@@ -61,6 +66,8 @@ class KServeService final : public KServeServiceBase {
                                           grpc::ByteBuffer* resp) override;
   grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
                                         grpc::ByteBuffer* resp) override;
+  grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                            grpc::ByteBuffer* resp) override;
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
                                        grpc::ByteBuffer* resp) override;
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ModelStreamInfer(

@@ -238,17 +238,26 @@ int RunServeCommand(const std::vector<std::string>& args) {
   metrics.AddCollectable(offload);
   metrics.AddCollectable(std::make_shared<BuildInfoCollector>(TIERSERVE_VERSION, TIERSERVE_GIT_COMMIT,
                                                               TIERSERVE_BUILD_CUDA != 0));
+  // What KServe's ModelStatistics reports, fed by the same hooks.
+  InferenceStatistics statistics;
   ServiceObserver observer;
-  observer.on_request = [&metrics](const std::string& model, const std::string& method, grpc::StatusCode code,
-                                   double seconds) {
+  observer.on_request = [&metrics, &statistics](const std::string& model, const std::string& method,
+                                                grpc::StatusCode code, double seconds) {
     if (auto m = MethodFromName(method)) {
       metrics.RecordRequest(model, *m, static_cast<absl::StatusCode>(code), seconds);
+      if (!model.empty() && (*m == RpcMethod::kGenerate || *m == RpcMethod::kGenerateStream ||
+                             *m == RpcMethod::kModelInfer || *m == RpcMethod::kModelStreamInfer)) {
+        const auto now = std::chrono::system_clock::now().time_since_epoch();
+        statistics.RequestEnded(model, code == grpc::StatusCode::OK, seconds,
+                                static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(now).count()));
+      }
     }
   };
   observer.on_first_token = [&model_metrics](const std::string& model, double seconds) {
     model_metrics.at(model)->RecordTimeToFirstToken(seconds);
   };
-  observer.on_sequence = [&model_metrics](const std::string& model, int64_t prompt, int64_t generated) {
+  observer.on_sequence = [&model_metrics, &statistics](const std::string& model, int64_t prompt, int64_t generated) {
+    statistics.SequenceEnded(model);
     model_metrics.at(model)->AddPromptTokens(prompt);
     model_metrics.at(model)->AddGeneratedTokens(generated);
   };
@@ -280,7 +289,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
   GenerationService service(&serving);
   // KServe v2 / Triton's inference protocol: its liveness and readiness
   // probes are open or keyed as the health service is.
-  KServeService kserve(&serving, KServeService::Options{security->health_open, TIERSERVE_VERSION});
+  KServeService kserve(&serving, KServeService::Options{security->health_open, TIERSERVE_VERSION, &statistics});
 
   // Health is served by HealthService, under the key check unless open.
   grpc::EnableDefaultHealthCheckService(false);
@@ -422,8 +431,10 @@ int RunServeCommand(const std::vector<std::string>& args) {
     offload->AddModel(m.name, loaded->execution_device);
     const CausalLM* model = loaded->model.get();
     offload->Publish(m.name, OffloadSnapshotOf(model->streamer().stats()));
-    options->on_step = [mm = model_metrics.at(m.name), offload, model, name = m.name](const StepStats& s) {
+    options->on_step = [mm = model_metrics.at(m.name), offload, model, name = m.name,
+                        &statistics](const StepStats& s) {
       offload->Publish(name, OffloadSnapshotOf(model->streamer().stats()));
+      statistics.StepRan(name, s.sequences, s.seconds, s.queue_seconds);
       // The batch-size and step-token histograms count forwards; a step that
       // ran none (every sequence paused, or the last ones cancelled) is not one.
       if (s.sequences > 0) mm->RecordStep(s.sequences, s.tokens);

@@ -162,6 +162,8 @@ const char* RpcMethodName(RpcMethod method) {
       return "ModelMetadata";
     case RpcMethod::kModelConfig:
       return "ModelConfig";
+    case RpcMethod::kModelStatistics:
+      return "ModelStatistics";
     case RpcMethod::kModelInfer:
       return "ModelInfer";
     case RpcMethod::kModelStreamInfer:

@@ -67,13 +67,14 @@ namespace tierserve {
 // per request on the stream (a stream carries many).
 enum class RpcMethod {
   kGenerate, kGenerateStream, kTokenize, kListModels,
-  kServerLive, kServerReady, kModelReady, kServerMetadata, kModelMetadata, kModelConfig, kModelInfer,
-  kModelStreamInfer
+  kServerLive, kServerReady, kModelReady, kServerMetadata, kModelMetadata, kModelConfig, kModelStatistics,
+  kModelInfer, kModelStreamInfer
 };
 inline constexpr RpcMethod kAllRpcMethods[] = {
-    RpcMethod::kGenerate,      RpcMethod::kGenerateStream, RpcMethod::kTokenize,   RpcMethod::kListModels,
-    RpcMethod::kServerLive,    RpcMethod::kServerReady,    RpcMethod::kModelReady, RpcMethod::kServerMetadata,
-    RpcMethod::kModelMetadata, RpcMethod::kModelConfig,    RpcMethod::kModelInfer, RpcMethod::kModelStreamInfer};
+    RpcMethod::kGenerate,      RpcMethod::kGenerateStream, RpcMethod::kTokenize,         RpcMethod::kListModels,
+    RpcMethod::kServerLive,    RpcMethod::kServerReady,    RpcMethod::kModelReady,       RpcMethod::kServerMetadata,
+    RpcMethod::kModelMetadata, RpcMethod::kModelConfig,    RpcMethod::kModelStatistics,  RpcMethod::kModelInfer,
+    RpcMethod::kModelStreamInfer};
 
 // The method's name as in the .proto ("GenerateStream").
 const char* RpcMethodName(RpcMethod method);

@@ -126,7 +126,8 @@ TEST(ServerMetrics, EveryMethodStartsWithZeroOkRequests) {
   const auto samples = ParseExposition(metrics.ExpositionText());
   const char* const methods[] = {"Generate",   "GenerateStream", "Tokenize",       "ListModels",
                                  "ServerLive", "ServerReady",    "ModelReady",     "ServerMetadata",
-                                 "ModelMetadata", "ModelConfig", "ModelInfer",     "ModelStreamInfer"};
+                                 "ModelMetadata", "ModelConfig", "ModelStatistics", "ModelInfer",
+                                 "ModelStreamInfer"};
   for (const char* method : methods) {
     EXPECT_EQ(Value(samples, "tierserve_requests_total", {{"model", ""}, {"method", method}, {"code", "OK"}}), 0.0)
         << method;

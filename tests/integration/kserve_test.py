@@ -213,6 +213,35 @@ class KServeTest(unittest.TestCase):
         # shape [-1] as it says is answered.
         self.assertEqual(len(texts(self.infer(["a", "b"], max_tokens=2, temperature=0))), 2)
 
+    def test_model_statistics(self):
+        """Triton's inference statistics, read by tritonclient: each request, sequence and
+        forward pass of the model is counted once."""
+        def stats(name=MODEL):
+            return self.client.get_inference_statistics(name).model_stats
+        (before,) = stats()
+        t0_ms = int(time.time() * 1000)
+        self.assertEqual(len(texts(self.infer(["one", "two"], max_tokens=3, temperature=0, ignore_eos=True))), 2)
+        self.expect_error("INVALID_ARGUMENT", "unknown parameter", self.infer, ["x"], nope=1)
+        (after,) = stats()
+        self.assertEqual((after.name, after.version), (MODEL, "1"))
+        b, a = before.inference_stats, after.inference_stats
+        self.assertEqual(a.success.count - b.success.count, 1)
+        self.assertGreater(a.success.ns, b.success.ns)
+        self.assertGreaterEqual(a.fail.count - b.fail.count, 1)
+        self.assertEqual(after.inference_count - before.inference_count, 2)
+        # Two sequences of 3 tokens: at least 3 forward passes (more if the prompts prefill apart).
+        self.assertGreaterEqual(after.execution_count - before.execution_count, 3)
+        self.assertEqual(a.queue.count - b.queue.count, 2)
+        self.assertEqual(a.compute_infer.count - b.compute_infer.count, 2)
+        self.assertGreater(a.compute_infer.ns, b.compute_infer.ns)
+        self.assertGreaterEqual(after.last_inference, t0_ms)
+        # "": every configured model; a version other than 1, or an unknown model, is NOT_FOUND.
+        self.assertEqual([m.name for m in stats("")], [MODEL])
+        self.assertEqual(self.client.get_inference_statistics(MODEL, "1").model_stats[0].name, MODEL)
+        self.expect_error("NOT_FOUND", 'unknown model "nope"; served models: tiny_llama',
+                          self.client.get_inference_statistics, "nope")
+        self.expect_error("NOT_FOUND", 'has no version "2"', self.client.get_inference_statistics, MODEL, "2")
+
     def test_infer_is_the_native_generate(self):
         cases = [dict(max_tokens=12, temperature=0),  # greedy; Python's 0 arrives as int64_param
                  dict(max_tokens=10, temperature=0.8, top_k=20, top_p=0.9, seed=7),
@@ -419,8 +448,8 @@ class KServeTest(unittest.TestCase):
             self.assertEqual(list(replies), [])  # then it ends with OK
             # A method tierserve does not serve.
             with self.assertRaises(grpc.RpcError) as cm:
-                service_pb2_grpc.GRPCInferenceServiceStub(ch).ModelStatistics(
-                    service_pb2.ModelStatisticsRequest(name=MODEL), timeout=10)
+                service_pb2_grpc.GRPCInferenceServiceStub(ch).RepositoryIndex(
+                    service_pb2.RepositoryIndexRequest(), timeout=10)
             self.assertEqual(cm.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
         # The daemon serves on.
         self.assertTrue(self.client.is_server_ready())
