@@ -62,6 +62,11 @@ void AddTensorMetadata(const char* name, inference::ModelMetadataResponse::Tenso
   t->add_shape(-1);
 }
 
+void SetDuration(const InferenceStatistics::Duration& d, inference::StatisticDuration* out) {
+  out->set_count(d.count);
+  out->set_ns(d.ns);
+}
+
 // A ModelStreamInfer call: requests are read one at a time and each starts
 // at once; their responses, queued from the engines' threads, are written
 // through a StreamOutput, which also holds reading back while the client
@@ -271,6 +276,13 @@ grpc::ServerUnaryReactor* KServeService::ServerMetadata(grpc::CallbackServerCont
       });
 }
 
+absl::Status KServeService::AuthorizeConfiguredModel(const grpc::ServerContextBase& ctx, const std::string& name,
+                                                     const std::string& version) const {
+  TS_RETURN_IF_ERROR(serving_.Authorize(ctx));
+  TS_RETURN_IF_ERROR(serving_.models().State(name).status());
+  return kserve::CheckModelVersion(version, name);
+}
+
 grpc::ServerUnaryReactor* KServeService::ModelMetadata(grpc::CallbackServerContext* ctx,
                                                        const grpc::ByteBuffer* req, grpc::ByteBuffer* resp) {
   return StartUnary<inference::ModelMetadataRequest, inference::ModelMetadataResponse>(
@@ -280,9 +292,7 @@ grpc::ServerUnaryReactor* KServeService::ModelMetadata(grpc::CallbackServerConte
         const Clock::time_point t0 = Clock::now();
         // A configured model is described whether it has loaded or not: its
         // tensors are the same.
-        absl::Status s = serving_.Authorize(*ctx);
-        if (s.ok()) s = serving_.models().State(r.name()).status();
-        if (s.ok()) s = kserve::CheckModelVersion(r.version(), r.name());
+        const absl::Status s = AuthorizeConfiguredModel(*ctx, r.name(), r.version());
         if (s.ok()) {
           out->set_name(r.name());
           out->add_versions(kserve::kModelVersion);
@@ -300,9 +310,7 @@ grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext
       req, resp, serving_, "ModelConfig", kProtoHint,
       [this, ctx](const inference::ModelConfigRequest& r, inference::ModelConfigResponse* out, UnaryReply* call) {
         const Clock::time_point t0 = Clock::now();
-        absl::Status s = serving_.Authorize(*ctx);
-        if (s.ok()) s = serving_.models().State(r.name()).status();
-        if (s.ok()) s = kserve::CheckModelVersion(r.version(), r.name());
+        const absl::Status s = AuthorizeConfiguredModel(*ctx, r.name(), r.version());
         if (s.ok()) {
           inference::ModelConfig* c = out->mutable_config();
           c->set_name(r.name());
@@ -324,15 +332,6 @@ grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext
       });
 }
 
-namespace {
-
-void SetDuration(const InferenceStatistics::Duration& d, inference::StatisticDuration* out) {
-  out->set_count(d.count);
-  out->set_ns(d.ns);
-}
-
-}  // namespace
-
 grpc::ServerUnaryReactor* KServeService::ModelStatistics(grpc::CallbackServerContext* ctx,
                                                          const grpc::ByteBuffer* req, grpc::ByteBuffer* resp) {
   return StartUnary<inference::ModelStatisticsRequest, inference::ModelStatisticsResponse>(
@@ -340,15 +339,16 @@ grpc::ServerUnaryReactor* KServeService::ModelStatistics(grpc::CallbackServerCon
       [this, ctx](const inference::ModelStatisticsRequest& r, inference::ModelStatisticsResponse* out,
                   UnaryReply* call) {
         const Clock::time_point t0 = Clock::now();
-        absl::Status s = serving_.Authorize(*ctx);
+        absl::Status s;
         std::vector<std::string> names;
-        if (s.ok() && r.name().empty()) {
-          serving_.models().ForEach([&names](const ServedModel& m) { names.push_back(m.name); });
-        } else if (s.ok()) {
-          s = serving_.models().State(r.name()).status();
+        if (r.name().empty()) {  // every configured model
+          s = serving_.Authorize(*ctx);
+          if (s.ok()) s = kserve::CheckModelVersion(r.version(), r.name());
+          if (s.ok()) serving_.models().ForEach([&names](const ServedModel& m) { names.push_back(m.name); });
+        } else {
+          s = AuthorizeConfiguredModel(*ctx, r.name(), r.version());
           names.push_back(r.name());
         }
-        if (s.ok()) s = kserve::CheckModelVersion(r.version(), r.name());
         if (s.ok()) {
           for (const std::string& name : names) {
             const InferenceStatistics::Model m =

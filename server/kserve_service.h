@@ -87,6 +87,10 @@ class KServeService final : public KServeServiceBase {
  private:
   // The probes' key check: none when they are open.
   absl::Status AuthorizeProbe(const grpc::ServerContextBase& ctx) const;
+  // The key check, then `name` must be a configured model (loaded or not)
+  // and `version` "" or "1": what the model description methods ask.
+  absl::Status AuthorizeConfiguredModel(const grpc::ServerContextBase& ctx, const std::string& name,
+                                        const std::string& version) const;
   void RunModelInfer(grpc::CallbackServerContext* ctx, const inference::ModelInferRequest& req,
                      inference::ModelInferResponse* resp, UnaryReply* call);
 
