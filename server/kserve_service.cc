@@ -351,8 +351,7 @@ grpc::ServerUnaryReactor* KServeService::ModelStatistics(grpc::CallbackServerCon
         }
         if (s.ok()) {
           for (const std::string& name : names) {
-            const InferenceStatistics::Model m =
-                options_.statistics != nullptr ? options_.statistics->Get(name) : InferenceStatistics::Model{};
+            const InferenceStatistics::Model m = statistics_.Get(name);
             inference::ModelStatistics* st = out->add_model_stats();
             st->set_name(name);
             st->set_version(kserve::kModelVersion);

@@ -47,12 +47,13 @@ class KServeService final : public KServeServiceBase {
     bool probes_open = true;
     // ServerMetadata.version: the daemon's version.
     std::string version;
-    // What ModelStatistics reports (not owned; must outlive the service).
-    // Null: ModelStatistics answers every model with zeros.
+    // What ModelStatistics reports. Required; not owned, must outlive the
+    // service.
     const InferenceStatistics* statistics = nullptr;
   };
   // `serving` is not owned and must outlive the service.
-  KServeService(ServingContext* serving, Options options) : serving_(*serving), options_(std::move(options)) {}
+  KServeService(ServingContext* serving, Options options)
+      : serving_(*serving), options_(std::move(options)), statistics_(*options_.statistics) {}
 
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
                                        grpc::ByteBuffer* resp) override;
@@ -96,6 +97,7 @@ class KServeService final : public KServeServiceBase {
 
   ServingContext& serving_;
   const Options options_;
+  const InferenceStatistics& statistics_;
 };
 
 }  // namespace tierserve
