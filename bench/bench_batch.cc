@@ -408,7 +408,8 @@ int Run() {
           return Fail(t.status());
         } else {
           PrintOpTimes(p, batch, D, timer, *t, MatmulFlopsPerToken(model.config()), flops, peakN,
-                       /*fp32_products=*/p != "stored_int8_act" && p != "int8");
+                       /*fp32_products=*/options->activations != ActivationPrecision::kInt8 &&
+                           !options->quantization.load_in_8bit);
         }
       }
     }
